@@ -1,0 +1,15 @@
+"""jax_lazy: reductions of huge symbolic matrices in JAX.
+
+Build a formula ``F(x_i, y_j, p)`` on symbolic arrays (:func:`Vi`, :func:`Vj`, :func:`Pm`),
+reduce it over i or j (``sum``, ``logsumexp``, ``argKmin``...) and get a ``jax.Array``;
+the M x N matrix is never stored. Reductions compose with ``jax.jit``, ``jax.vmap`` and
+``jax.grad`` (symbolic derivatives through ``custom_vjp``).
+"""
+
+from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyError, ShapeError
+from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
+
+__version__ = "0.1.0"
+
+__all__ = ["LazyArray", "LazyTensor", "Vi", "Vj", "Pm", "JaxLazyError", "ShapeError", "DtypeError",
+           "AxisError", "FormulaError", "BackendError", "__version__"]

@@ -1,0 +1,40 @@
+"""Exceptions raised by jax_lazy.
+
+Every user error derives from :class:`JaxLazyError` and also from the builtin
+exception a Python user would expect (``ValueError`` for bad shapes, ``TypeError``
+for bad dtypes), so ``except ValueError`` keeps working. Messages name the problem
+and, where there is one, print the offending formula.
+"""
+
+from __future__ import annotations
+
+
+class JaxLazyError(Exception):
+    """Base class of every jax_lazy error."""
+
+    def __init__(self, message: str, formula=None):
+        if formula is not None:
+            message = f"{message}\n  formula: {formula}"
+        super().__init__(message)
+        self.formula = formula
+
+
+class ShapeError(JaxLazyError, ValueError):
+    """Incompatible shapes: batch dimensions, symbolic sizes M/N or vector dims."""
+
+
+class DtypeError(JaxLazyError, TypeError):
+    """Unsupported or mixed dtypes among the arrays bound to a formula."""
+
+
+class AxisError(JaxLazyError, ValueError):
+    """A reduction axis that is neither the i nor the j axis."""
+
+
+class FormulaError(JaxLazyError, ValueError):
+    """A formula that the requested operation cannot accept (e.g. a vector formula
+    given to logsumexp, or an unknown op)."""
+
+
+class BackendError(JaxLazyError, RuntimeError):
+    """A backend that is unavailable (the message says why) or failed to build."""

@@ -1,0 +1,323 @@
+"""The op table: every formula op declared once.
+
+Each row gives an op's name (KeOps spelling), its arity, its dim rule, its reference
+evaluation in ``jax.numpy`` (acting on the last axis, broadcasting the others), its
+symbolic VJP (returning formulas in this same IR, so a gradient is just another
+formula), how it prints, and the slot for the C++ printer used by the compiled backends.
+
+Conventions
+- Element-wise ops broadcast operands of dim 1 against operands of dim D ("sameor1").
+- A VJP rule ``vjp(n, g)`` gets the node ``n`` and the cotangent formula ``g`` (of dim
+  ``n.dim``) and returns one cotangent per argument, each of that argument's dim, or
+  ``None`` for a zero cotangent. ``vjp=None`` declares a zero derivative (comparisons,
+  sign, step, one_hot): such ops are piecewise constant.
+- Leaves (``Var``, ``IntCst``, ``Cst``, ``Zero``) have no jnp row: the evaluator binds them.
+
+Derived operations (sqdist, norms, scalar product, weighted norms, elem...) are composed
+from these primitives in :mod:`jax_lazy.ir.derived`; they add no row here.
+"""
+
+# ruff: noqa: F821  (the op builders Minus, Mult, ... are generated at the end of this module)
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import jax.numpy as jnp
+from jax import lax
+
+from ..errors import FormulaError
+from .node import Node, make, I, J, P
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    arity: int
+    dim: Callable  # (arg_dims: tuple[int], attr: tuple) -> int; raises FormulaError
+    jnp: Optional[Callable] = None  # (attr, *arg_values) -> value
+    vjp: Optional[Callable] = None  # (node, g) -> tuple[Node | None]; None: zero derivative
+    infix: Optional[str] = None  # printed as "a <infix> b" instead of "Name(a, b)"
+    zero_if: tuple = ()  # argument positions where a Zero operand makes the result Zero
+    linear: bool = False  # all-Zero arguments give Zero
+    cpp: Optional[str] = field(default=None, compare=False)  # C++ printer slot (issue 3)
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def defop(name, arity, dim, jnp=None, vjp=None, **kw) -> None:
+    OPS[name] = OpDef(name, arity, dim, jnp, vjp, **kw)
+
+
+# ---------------------------------------------------------------- dim rules
+
+
+def _same(dims, attr):
+    return dims[0]
+
+
+def _scalar_in(dims, attr):
+    if dims[0] != 1:
+        raise FormulaError(f"expects a scalar (dim 1) operand, got dim {dims[0]}")
+    return 1
+
+
+def _bcast(dims, attr):
+    """Element-wise broadcasting: every dim is 1 or the max."""
+    out = max(dims)
+    if any(d not in (1, out) for d in dims):
+        raise FormulaError(f"operand dims {dims} do not broadcast (each must be 1 or {out})")
+    return out
+
+
+def _to(k):
+    return lambda dims, attr: k
+
+
+def _attr(pos):
+    return lambda dims, attr: attr[pos]
+
+
+def _extract_dim(dims, attr):
+    start, d = attr[0], attr[1]
+    if start < 0 or d < 1 or start + d > dims[0]:
+        raise FormulaError(f"Extract({start}, {d}) out of range for a vector of dim {dims[0]}")
+    return d
+
+
+def _extractT_dim(dims, attr):
+    start, total = attr
+    if start < 0 or start + dims[0] > total:
+        raise FormulaError(f"ExtractT({start}, {total}) cannot hold a vector of dim {dims[0]}")
+    return total
+
+
+def _matvec_dim(dims, attr):
+    da, dv = dims
+    if da % dv:
+        raise FormulaError(f"MatVecMult: matrix dim {da} is not a multiple of vector dim {dv}")
+    return da // dv
+
+
+def _vecmat_dim(dims, attr):
+    dv, da = dims
+    if da % dv:
+        raise FormulaError(f"VecMatMult: matrix dim {da} is not a multiple of vector dim {dv}")
+    return da // dv
+
+
+def _sumT_dim(dims, attr):
+    _scalar_in(dims, attr)
+    return attr[0]
+
+
+# ---------------------------------------------------------------- jnp helpers
+
+
+def _as(ref, x):
+    return x.astype(ref.dtype)
+
+
+def _rsqrt(x):
+    # KeOps convention: Rsqrt(0) = 0, which makes norm2 and normalize safe at 0.
+    safe = jnp.where(x == 0, jnp.ones_like(x), x)
+    return jnp.where(x == 0, jnp.zeros_like(x), lax.rsqrt(safe))
+
+
+def _matvec(attr, a, v):
+    n = v.shape[-1]
+    return jnp.sum(a.reshape(a.shape[:-1] + (a.shape[-1] // n, n)) * v[..., None, :], axis=-1)
+
+
+def _vecmat(attr, v, a):
+    n = v.shape[-1]
+    return jnp.sum(a.reshape(a.shape[:-1] + (n, a.shape[-1] // n)) * v[..., :, None], axis=-2)
+
+
+def _tensorprod(attr, a, b):
+    out = a[..., :, None] * b[..., None, :]
+    return out.reshape(out.shape[:-2] + (a.shape[-1] * b.shape[-1],))
+
+
+def _extractT(attr, x):
+    start, total = attr
+    pad = [(0, 0)] * (x.ndim - 1) + [(start, total - start - x.shape[-1])]
+    return jnp.pad(x, pad)
+
+
+def _onehot(attr, x):
+    return _as(x, jnp.round(x) == jnp.arange(attr[0], dtype=x.dtype))
+
+
+# ---------------------------------------------------------------- the table
+# Leaves: evaluated by the evaluator, no derivative rule needed (the autodiff reads Vars).
+defop("Var", 0, _to(None))  # attr (index, cat): a bound input of dim `dim`
+defop("IntCst", 0, _to(1))  # attr (n,): an exact integer constant
+defop("Cst", 0, _to(1))  # attr (x,): a float constant, fixed at trace time
+defop("Zero", 0, _to(None))  # the zero vector of dim `dim`
+
+# Element-wise unary ops.
+# fmt: off
+defop("Minus",  1, _same, lambda a, x: -x,                 lambda n, g: (Minus(g),), zero_if=(0,), linear=True)
+defop("Inv",    1, _same, lambda a, x: 1 / x,              lambda n, g: (Minus(Mult(g, Square(n))),))
+defop("Square", 1, _same, lambda a, x: x * x,              lambda n, g: (Mult(IntCst(2), Mult(n.args[0], g)),), zero_if=(0,))
+defop("Sqrt",   1, _same, lambda a, x: jnp.sqrt(x),        lambda n, g: (Mult(Cst(0.5), Mult(g, Rsqrt(n.args[0]))),), zero_if=(0,))
+defop("Rsqrt",  1, _same, lambda a, x: _rsqrt(x),          lambda n, g: (Mult(Cst(-0.5), Mult(g, Pow(n, 3))),))
+defop("Pow",    1, _same, lambda a, x: lax.integer_pow(x, a[0]),
+      lambda n, g: (Mult(IntCst(n.attr[0]), Mult(g, Pow(n.args[0], n.attr[0] - 1))),))  # attr (n,)
+defop("Exp",    1, _same, lambda a, x: jnp.exp(x),         lambda n, g: (Mult(g, n),))
+defop("Log",    1, _same, lambda a, x: jnp.log(x),         lambda n, g: (Divide(g, n.args[0]),))
+defop("Sin",    1, _same, lambda a, x: jnp.sin(x),         lambda n, g: (Mult(g, Cos(n.args[0])),), zero_if=(0,))
+defop("Cos",    1, _same, lambda a, x: jnp.cos(x),         lambda n, g: (Minus(Mult(g, Sin(n.args[0]))),))
+defop("Abs",    1, _same, lambda a, x: jnp.abs(x),         lambda n, g: (Mult(g, Sign(n.args[0])),), zero_if=(0,))
+defop("Sign",   1, _same, lambda a, x: jnp.sign(x),        None, zero_if=(0,))
+defop("Step",   1, _same, lambda a, x: _as(x, x >= 0),     None)  # 1 where x >= 0
+defop("ReLU",   1, _same, lambda a, x: jnp.maximum(x, 0),  lambda n, g: (Mult(g, Step(n.args[0])),), zero_if=(0,))
+
+# Element-wise binary and ternary ops (dim-1 operands broadcast).
+defop("Add",      2, _bcast, lambda a, x, y: x + y, lambda n, g: (g, g), infix="+", linear=True)
+defop("Subtract", 2, _bcast, lambda a, x, y: x - y, lambda n, g: (g, Minus(g)), infix="-", linear=True)
+defop("Mult",     2, _bcast, lambda a, x, y: x * y,
+      lambda n, g: (Mult(g, n.args[1]), Mult(g, n.args[0])), infix="*", zero_if=(0, 1))
+defop("Divide",   2, _bcast, lambda a, x, y: x / y,
+      lambda n, g: (Divide(g, n.args[1]), Minus(Divide(Mult(g, n), n.args[1]))), infix="/", zero_if=(0,))
+defop("Powf",     2, _bcast, lambda a, x, y: jnp.power(x, y),  # x ** y = exp(y log x), x > 0
+      lambda n, g: (Mult(g, Mult(n.args[1], Powf(n.args[0], Subtract(n.args[1], IntCst(1))))),
+                    Mult(g, Mult(n, Log(n.args[0])))))
+defop("LessThan",    2, _bcast, lambda a, x, y: _as(x, x < y),  None)
+defop("LessOrEqual", 2, _bcast, lambda a, x, y: _as(x, x <= y), None)
+defop("Equal",       2, _bcast, lambda a, x, y: _as(x, x == y), None)
+defop("NotEqual",    2, _bcast, lambda a, x, y: _as(x, x != y), None)
+defop("Clamp",  3, _bcast, lambda a, x, lo, hi: jnp.minimum(jnp.maximum(x, lo), hi),  # d/dx = 1 inside [lo, hi]
+      lambda n, g: (Mult(g, Mult(LessOrEqual(n.args[1], n.args[0]), LessOrEqual(n.args[0], n.args[2]))),
+                    Mult(g, LessThan(n.args[0], n.args[1])), Mult(g, LessThan(n.args[2], n.args[0]))))
+defop("IfElse", 3, _bcast, lambda a, x, p, q: jnp.where(x >= 0, p, q),  # p where x >= 0, else q
+      lambda n, g: (None, Mult(g, Step(n.args[0])), Mult(g, Subtract(IntCst(1), Step(n.args[0])))))
+
+# Vector ops (act on the whole last axis).
+defop("Sum",      1, _to(1),        lambda a, x: jnp.sum(x, -1, keepdims=True),
+      lambda n, g: (SumT(g, n.args[0].dim),), zero_if=(0,), linear=True)
+defop("SumT",     1, _sumT_dim,     lambda a, x: jnp.broadcast_to(x, x.shape[:-1] + (a[0],)),
+      lambda n, g: (Sum(g),), zero_if=(0,), linear=True)  # attr (d,): a scalar repeated d times
+defop("Extract",  1, _extract_dim,  lambda a, x: x[..., a[0]:a[0] + a[1]],
+      lambda n, g: (ExtractT(g, n.attr[0], n.args[0].dim),), zero_if=(0,), linear=True)  # attr (start, d)
+defop("ExtractT", 1, _extractT_dim, _extractT,
+      lambda n, g: (Extract(g, n.attr[0], n.args[0].dim),), zero_if=(0,), linear=True)  # attr (start, D)
+defop("Concat",   2, lambda d, a: d[0] + d[1], lambda a, x, y: jnp.concatenate(_cat_args(x, y), -1),
+      lambda n, g: (Extract(g, 0, n.args[0].dim), Extract(g, n.args[0].dim, n.args[1].dim)), linear=True)
+defop("OneHot",   1, lambda d, a: (_scalar_in(d, a), a[0])[1], _onehot, None)  # attr (D,)
+defop("MatVecMult", 2, _matvec_dim, _matvec,  # A (m*n, row-major) times v (n)
+      lambda n, g: (TensorProd(g, n.args[1]), VecMatMult(g, n.args[0])), zero_if=(0, 1))
+defop("VecMatMult", 2, _vecmat_dim, _vecmat,  # v (n) times A (n*m, row-major)
+      lambda n, g: (MatVecMult(n.args[1], g), TensorProd(n.args[0], g)), zero_if=(0, 1))
+defop("TensorProd", 2, lambda d, a: d[0] * d[1], _tensorprod,  # out[i*db + j] = a[i] b[j]
+      lambda n, g: (MatVecMult(g, n.args[1]), VecMatMult(n.args[0], g)), zero_if=(0, 1))
+# fmt: on
+
+
+def _cat_args(x, y):
+    shape = jnp.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    return (jnp.broadcast_to(x, shape + x.shape[-1:]), jnp.broadcast_to(y, shape + y.shape[-1:]))
+
+
+# ---------------------------------------------------------------- smart constructors
+
+
+def _is_zero(n: Node) -> bool:
+    return n.op == "Zero"
+
+
+def _is_one(n: Node) -> bool:
+    return n.op == "IntCst" and n.attr[0] == 1
+
+
+def _widen(x: Node, dim: int) -> Node:
+    """``x`` as a vector of ``dim`` (a dim-1 ``x`` is repeated)."""
+    return x if x.dim == dim else build("SumT", x, attr=(dim,))
+
+
+def build(op: str, *args: Node, attr: tuple = ()) -> Node:
+    """The simplified node ``op(*args)``; raises FormulaError on arity or dim mismatch."""
+    spec = OPS.get(op)
+    if spec is None:
+        raise FormulaError(f"unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
+    if len(args) != spec.arity:
+        raise FormulaError(f"{op} takes {spec.arity} operands, got {len(args)}")
+    for a in args:
+        if not isinstance(a, Node):
+            raise FormulaError(f"{op}: operand {a!r} is not a formula node")
+    try:
+        dim = spec.dim(tuple(a.dim for a in args), attr)
+    except FormulaError as e:
+        raise FormulaError(f"{op}: {e}", _show(op, args, attr)) from None
+    # Local algebra that keeps symbolic derivatives small.
+    if any(_is_zero(args[k]) for k in spec.zero_if) or (spec.linear and all(map(_is_zero, args))):
+        return Zero(dim)
+    if op == "Add" and any(map(_is_zero, args)):
+        return _widen(args[1] if _is_zero(args[0]) else args[0], dim)
+    if op == "Subtract" and _is_zero(args[1]):
+        return _widen(args[0], dim)
+    if op == "Subtract" and _is_zero(args[0]):
+        return _widen(Minus(args[1]), dim)
+    if op == "Mult" and any(map(_is_one, args)):
+        return _widen(args[1] if _is_one(args[0]) else args[0], dim)
+    if op == "Minus" and args[0].op == "Minus":
+        return args[0].args[0]
+    if op == "Pow" and attr[0] in (0, 1):
+        return _widen(IntCst(1), dim) if attr[0] == 0 else args[0]
+    if op == "Pow" and attr[0] == 2:
+        return Square(args[0])
+    return make(op, args, dim, attr)
+
+
+def _show(op, args, attr):
+    parts = [repr(a) for a in args] + [str(v) for v in attr]
+    return f"{op}({', '.join(parts)})"
+
+
+def rebuild(node: Node, args: tuple) -> Node:
+    """``node`` with new arguments (same op and attributes)."""
+    return build(node.op, *args, attr=node.attr)
+
+
+# Leaf constructors.
+def Var(index: int, dim: int, cat: int) -> Node:
+    if cat not in (I, J, P) or dim < 1 or index < 0:
+        raise FormulaError(f"bad variable Var({index},{dim},{cat})")
+    return make("Var", (), dim, (int(index), int(cat)))
+
+
+def IntCst(n: int) -> Node:
+    return make("IntCst", (), 1, (int(n),))
+
+
+def Cst(x: float) -> Node:
+    x = float(x)
+    return IntCst(int(x)) if x.is_integer() and abs(x) < 2**31 else make("Cst", (), 1, (x,))
+
+
+def Zero(dim: int) -> Node:
+    return make("Zero", (), dim, ())
+
+
+def _builder(name):
+    spec = OPS[name]
+    n_attr = {"Pow": 1, "SumT": 1, "Extract": 2, "ExtractT": 2, "OneHot": 1}.get(name, 0)
+
+    def f(*args):
+        nodes, attr = args[: spec.arity], tuple(int(a) for a in args[spec.arity :])
+        if len(attr) != n_attr:
+            raise FormulaError(f"{name} takes {spec.arity} operands and {n_attr} integer attributes")
+        return build(name, *nodes, attr=attr)
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"Build the formula node {name}."
+    return f
+
+
+# One builder function per non-leaf op: Minus(x), Pow(x, n), Extract(x, start, d), ...
+for _name in OPS:
+    if OPS[_name].arity:
+        globals()[_name] = _builder(_name)
+del _name

@@ -1,0 +1,187 @@
+"""Reductions as data: identity, update, combine, finalize, and how to differentiate.
+
+Every reduction runs in canonical form: over the j axis, for each i (a reduction over i
+is a j-reduction of the formula with the i and j categories swapped). A *state* holds
+the partial result of some j's for each i; any backend folds tiles of j into it with
+``update`` and can merge the states of disjoint j-ranges with ``combine`` (threads, GPU
+blocks, devices), then ``finalize`` turns the state into the outputs.
+
+Array conventions (``L`` = the leading axes of a block of rows, e.g. ``(*batch, Ti)``):
+  F tile  ``L + (Tj, D)``; the weight tile, if any, ``L + (Tj, Dw)``;
+  j0      index of the tile's first column; columns past N are already padded with
+          ``Kernel.pad``.
+
+A family of reductions shares one state machine (a :class:`Kernel`): Min, ArgMin and
+Min_ArgMin all track ``(value, index)`` and differ in which outputs the user sees; Max
+runs Min on ``-F``. The extra outputs (the index of a Min, the log-sum-exp of a softmax)
+are what the VJP needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def index_dtype():
+    """int64 under ``jax_enable_x64``, else int32."""
+    return jax.dtypes.canonicalize_dtype(jnp.int64)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    init: Callable  # (L, D, Dw, K, dtype) -> state
+    update: Callable  # (state, F, W, j0, K) -> state
+    combine: Callable  # (state, state, K) -> state
+    finalize: Callable  # (state) -> tuple of outputs, each L + (...)
+    pad: float  # value of F on padded columns: contributes nothing
+
+
+# ---------------------------------------------------------------- Sum
+def _sum_init(L, D, Dw, K, dtype):
+    return (jnp.zeros(L + (D,), dtype),)
+
+
+SUM = Kernel(
+    init=_sum_init,
+    update=lambda s, F, W, j0, K: (s[0] + F.sum(-2),),
+    combine=lambda a, b, K: (a[0] + b[0],),
+    finalize=lambda s: s,
+    pad=0.0,
+)
+
+
+# ---------------------------------------------------------------- LogSumExp family
+# State (m, s): running max m of F (L + (1,)), and s = sum_j exp(F_j - m) w_j (L + (Dw,)).
+def _lse_init(L, D, Dw, K, dtype):
+    return (jnp.full(L + (1,), -jnp.inf, dtype), jnp.zeros(L + (Dw,), dtype))
+
+
+def _finite_or_zero(m):
+    return jnp.where(jnp.isneginf(m), jnp.zeros_like(m), m)
+
+
+def _lse_combine(a, b, K):
+    m = jnp.maximum(a[0], b[0])  # new running max
+    ms = _finite_or_zero(m)  # exp(-inf - -inf) would be NaN
+    return (m, a[1] * jnp.exp(a[0] - ms) + b[1] * jnp.exp(b[0] - ms))
+
+
+def _lse_update(s, F, W, j0, K):
+    m_tile = F.max(-2)  # max over the tile
+    shifted = jnp.exp(F - _finite_or_zero(m_tile)[..., None, :])  # in (0, 1]
+    return _lse_combine(s, (m_tile, (shifted * W).sum(-2)), K)
+
+
+LSE = Kernel(
+    init=_lse_init,
+    update=_lse_update,
+    combine=_lse_combine,
+    finalize=lambda s: (s[0] + jnp.log(s[1]),),  # log sum_j exp(F_j) w_j
+    pad=-jnp.inf,
+)
+
+# SumSoftMaxWeight: the same state with weights (1, w); outputs s_w / s_1 and the lse.
+SOFTMAX = Kernel(
+    init=_lse_init,
+    update=_lse_update,
+    combine=_lse_combine,
+    finalize=lambda s: (s[1][..., 1:] / s[1][..., :1], s[0] + jnp.log(s[1][..., :1])),
+    pad=-jnp.inf,
+)
+
+
+# ---------------------------------------------------------------- Min / ArgMin family
+# State (v, k): smallest value and its index, per coordinate. Ties go to the smallest index.
+def _min_init(L, D, Dw, K, dtype):
+    return (jnp.full(L + (D,), jnp.inf, dtype), jnp.full(L + (D,), jnp.iinfo(index_dtype()).max, index_dtype()))
+
+
+def _min_combine(a, b, K):
+    take_b = (b[0] < a[0]) | ((b[0] == a[0]) & (b[1] < a[1]))
+    return (jnp.where(take_b, b[0], a[0]), jnp.where(take_b, b[1], a[1]))
+
+
+def _min_update(s, F, W, j0, K):
+    k = jnp.argmin(F, axis=-2)  # first occurrence: the smallest index
+    v = jnp.take_along_axis(F, k[..., None, :], axis=-2)[..., 0, :]
+    return _min_combine(s, (v, (k + j0).astype(index_dtype())), K)
+
+
+MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf)
+
+
+# ---------------------------------------------------------------- KMin / ArgKMin family
+# State (v, k): the K smallest values of each coordinate, sorted, with their indices,
+# stored L + (D, K). Sorting on (value, index) makes ties go to the smallest index.
+def _kmin_init(L, D, Dw, K, dtype):
+    idx = index_dtype()
+    return (jnp.full(L + (D, K), jnp.inf, dtype), jnp.full(L + (D, K), jnp.iinfo(idx).max, idx))
+
+
+def _kmin_combine(a, b, K):
+    v = jnp.concatenate([a[0], b[0]], -1)
+    k = jnp.concatenate([a[1], b[1]], -1)
+    v, k = lax.sort((v, k), dimension=v.ndim - 1, num_keys=2)
+    return (v[..., :K], k[..., :K])
+
+
+def _kmin_update(s, F, W, j0, K):
+    v = jnp.swapaxes(F, -1, -2)  # L + (D, Tj)
+    k = jnp.broadcast_to(j0 + jnp.arange(v.shape[-1], dtype=index_dtype()), v.shape)
+    return _kmin_combine(s, (v, k), K)
+
+
+KMIN = Kernel(
+    init=_kmin_init,
+    update=_kmin_update,
+    combine=_kmin_combine,
+    finalize=lambda s: (jnp.swapaxes(s[0], -1, -2), jnp.swapaxes(s[1], -1, -2)),  # L + (K, D)
+    pad=jnp.inf,
+)
+
+
+# ---------------------------------------------------------------- the reductions
+@dataclass(frozen=True)
+class Reduction:
+    """A user-facing reduction: a state machine plus which of its outputs the user sees.
+
+    ``grad`` names the VJP recipe of :mod:`jax_lazy.api`: "sum", "lse", "softmax",
+    "select" (through the selected indices: Min/Max/KMin and the value of the _arg
+    variants), or None (index outputs only: the gradient is zero).
+    """
+
+    name: str
+    kernel: Kernel
+    public: tuple  # positions, in the finalized outputs, of what the user gets
+    grad: Optional[str]
+    negate: bool = False  # run on -F and negate the values (Max from Min)
+    weighted: bool = False  # takes a weight formula (LogSumExp with weight, SumSoftMaxWeight)
+    scalar: bool = False  # F must be scalar (dim 1)
+    uses_k: bool = False  # takes K (KMin family)
+
+    def is_index(self, pos: int) -> bool:
+        """Whether finalized output ``pos`` holds indices."""
+        return self.kernel in (MIN, KMIN) and pos == 1
+
+
+# fmt: off
+REDUCTIONS = {r.name: r for r in [
+    Reduction("Sum",              SUM,     (0,),   "sum"),
+    Reduction("LogSumExp",        LSE,     (0,),   "lse",     weighted=True, scalar=True),
+    Reduction("SumSoftMaxWeight", SOFTMAX, (0,),   "softmax", weighted=True, scalar=True),
+    Reduction("Min",              MIN,     (0,),   "select"),
+    Reduction("ArgMin",           MIN,     (1,),   None),
+    Reduction("Min_ArgMin",       MIN,     (0, 1), "select"),
+    Reduction("Max",              MIN,     (0,),   "select",  negate=True),
+    Reduction("ArgMax",           MIN,     (1,),   None,      negate=True),
+    Reduction("Max_ArgMax",       MIN,     (0, 1), "select",  negate=True),
+    Reduction("KMin",             KMIN,    (0,),   "select",  uses_k=True),
+    Reduction("ArgKMin",          KMIN,    (1,),   None,      uses_k=True),
+    Reduction("KMin_ArgKMin",     KMIN,    (0, 1), "select",  uses_k=True),
+]}
+# fmt: on
