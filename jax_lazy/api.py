@@ -123,12 +123,34 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
 
 @functools.lru_cache(maxsize=None)
 def _reduction_fn(plan: Plan):
-    """The ``custom_vjp`` function ``f(*arrays) -> finalized outputs`` of ``plan``."""
+    """The ``custom_vjp`` function ``f(*arrays) -> finalized outputs`` of ``plan``.
+
+    Its primal is a ``custom_vmap``: ``vmap`` turns into a leading batch dimension of the
+    same reduction (one call, whatever the backend), not a loop or a batching of the
+    backend's internals.
+    """
     backend = backends.get(plan.backend)
+
+    @jax.custom_batching.custom_vmap
+    def run(*arrays):
+        return backend.reduce(plan, arrays, geometry(plan, arrays))
+
+    @run.def_vmap
+    def run_batched(axis_size, in_batched, *arrays):
+        # Align every array's batch axes to the common batch rank, then put the vmapped
+        # axis in front (size 1 where the array is not batched): NumPy broadcasting does
+        # the rest, in one reduction.
+        own = [a.ndim - b - (1 if v.attr[1] == P else 2) for v, a, b in zip(plan.variables, arrays, in_batched)]
+        nb = max(own, default=0)
+        lifted = []
+        for a, b, k in zip(arrays, in_batched, own):
+            lead = (a.shape[0],) if b else (1,)
+            lifted.append(a.reshape(lead + (1,) * (nb - k) + a.shape[b:]))
+        return run(*lifted), (True,) * plan.red.kernel.outputs
 
     @jax.custom_vjp
     def f(*arrays):
-        return backend.reduce(plan, arrays, geometry(plan, arrays))
+        return run(*arrays)
 
     def fwd(*primals):
         arrays = tuple(p.value for p in primals)

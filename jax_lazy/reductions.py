@@ -39,6 +39,7 @@ class Kernel:
     combine: Callable  # (state, state, K) -> state
     finalize: Callable  # (state) -> tuple of outputs, each L + (...)
     pad: float  # value of F on padded columns: contributes nothing
+    outputs: int = 1  # number of finalized outputs
 
 
 # ---------------------------------------------------------------- Sum
@@ -92,6 +93,7 @@ SOFTMAX = Kernel(
     combine=_lse_combine,
     finalize=lambda s: (s[1][..., 1:] / s[1][..., :1], s[0] + jnp.log(s[1][..., :1])),
     pad=-jnp.inf,
+    outputs=2,
 )
 
 
@@ -112,7 +114,7 @@ def _min_update(s, F, W, j0, K):
     return _min_combine(s, (v, (k + j0).astype(index_dtype())), K)
 
 
-MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf)
+MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf, outputs=2)
 
 
 # ---------------------------------------------------------------- KMin / ArgKMin family
@@ -142,6 +144,7 @@ KMIN = Kernel(
     combine=_kmin_combine,
     finalize=lambda s: (jnp.swapaxes(s[0], -1, -2), jnp.swapaxes(s[1], -1, -2)),  # L + (K, D)
     pad=jnp.inf,
+    outputs=2,
 )
 
 
