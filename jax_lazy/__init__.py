@@ -7,9 +7,10 @@ the M x N matrix is never stored. Reductions compose with ``jax.jit``, ``jax.vma
 """
 
 from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyError, ShapeError
+from .doctor import doctor
 from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
 
 __version__ = "0.1.0"
 
 __all__ = ["LazyArray", "LazyTensor", "Vi", "Vj", "Pm", "JaxLazyError", "ShapeError", "DtypeError",
-           "AxisError", "FormulaError", "BackendError", "__version__"]
+           "AxisError", "FormulaError", "BackendError", "doctor", "__version__"]

@@ -11,6 +11,8 @@ backward pass is made of *other reductions* of symbolic derivatives (see
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -130,6 +132,8 @@ def _reduction_fn(plan: Plan):
     backend's internals.
     """
     backend = backends.get(plan.backend)
+    if os.environ.get("JAX_LAZY_DUMP"):  # one line per new plan: "show me the formula"
+        print(f"[jax_lazy] plan {plan.backend}/{plan.dtype}: {plan.describe()}", file=sys.stderr)
 
     @jax.custom_batching.custom_vmap
     def run(*arrays):
