@@ -113,7 +113,7 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
     dtype = jnp.result_type(*arrays) if arrays else jnp.zeros(()).dtype
     arrays = tuple(a if a.dtype == dtype else a.astype(dtype) for a in arrays)  # weak scalars adopt it
     dtype = str(dtype)
-    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, backends.resolve(backend))
+    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, backends.resolve(backend, dtype))
     if red.scalar and formulas[0].dim != 1:
         raise FormulaError(f"{red.name} needs a scalar formula, got dim {formulas[0].dim}", plan.describe())
     geom = geometry(plan, arrays)

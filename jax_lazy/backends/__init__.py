@@ -1,36 +1,67 @@
 """Backends: siblings behind one small interface.
 
-A backend module provides ``available() -> str | None`` (None when usable, else the
-reason it is not) and ``reduce(plan, arrays, geometry) -> tuple of outputs`` (the forward
-reduction of a canonical plan; gradients are built by :mod:`jax_lazy.api` from other
-reductions). The compiled backends (``cpu``, ``cuda``) are added next to ``jnp``.
+A backend module provides
+
+- ``available() -> str | None``: None when usable on this machine, else the reason;
+- ``supports(dtype: str) -> str | None``: None when it computes in that dtype, else why not;
+- ``reduce(plan, arrays, geometry) -> tuple of outputs``: the forward reduction of a
+  canonical plan (gradients are other reductions, built by :mod:`jax_lazy.api`).
+
+``"auto"`` picks the first usable backend of :data:`AUTO_ORDER` for the dtype: the
+compiled ``cpu`` backend, else ``jnp`` (with one warning saying why ``cpu`` cannot run).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import warnings
 
 from ..errors import BackendError
 
-NAMES = ("jnp",)
-_AUTO_ORDER = ("jnp",)
+NAMES = ("cpu", "jnp")
+AUTO_ORDER = ("cpu", "jnp")
 
 
 def get(name: str):
-    """The backend module called ``name``."""
+    """The backend module called ``name``; raises BackendError for an unknown name."""
     if name not in NAMES:
         raise BackendError(f"unknown backend {name!r}; choose one of 'auto', {', '.join(map(repr, NAMES))}")
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def resolve(name: str) -> str:
-    """The concrete backend for ``name`` ("auto" picks the first available); raises
-    BackendError naming the reason when the requested backend cannot run."""
+@functools.lru_cache(maxsize=None)
+def _available(name: str):
+    return get(name).available()
+
+
+def reset() -> None:
+    """Forget the memoised availability checks (after installing a compiler, in tests)."""
+    _available.cache_clear()
+    _warned.clear()
+
+
+_warned: set = set()
+
+
+def resolve(name: str, dtype: str) -> str:
+    """The concrete backend for ``name`` and ``dtype`` ("auto": the first usable one).
+
+    Raises:
+      BackendError: an unknown name, or a requested backend that cannot run here (the
+        message gives the reason and how to fix it).
+    """
     if name == "auto":
-        for candidate in _AUTO_ORDER:
-            if get(candidate).available() is None:
+        for candidate in AUTO_ORDER:
+            reason = _available(candidate) or get(candidate).supports(dtype)
+            if reason is None:
                 return candidate
-    reason = get(name).available()
+            if candidate == "cpu" and _available(candidate) and candidate not in _warned:
+                _warned.add(candidate)
+                warnings.warn(f"jax_lazy: the compiled cpu backend is unavailable, using the slower jnp backend: "
+                              f"{reason}", RuntimeWarning, stacklevel=4)
+        raise BackendError(f"no backend can reduce {dtype} arrays")
+    reason = _available(name) or get(name).supports(dtype)
     if reason is not None:
-        raise BackendError(f"backend {name!r} is unavailable: {reason}")
+        raise BackendError(f"backend {name!r} cannot run: {reason}")
     return name

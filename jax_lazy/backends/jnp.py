@@ -27,6 +27,11 @@ def available():
     return None
 
 
+def supports(dtype: str):
+    """Every floating dtype JAX has."""
+    return None
+
+
 def _tiles(plan, M: int, N: int) -> tuple[int, int]:
     width = sum(n.dim for n in topo_order(*plan.formulas)) + (plan.k or 0)
     tj = min(N, MAX_TJ)

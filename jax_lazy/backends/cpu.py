@@ -1,0 +1,361 @@
+"""The ``cpu`` backend: generated C++ kernels run as XLA FFI custom calls.
+
+Each plan becomes one C++ function (``jax_lazy_kernel``, the ABI of
+``xla_ffi/cpu_handler.cc``) that computes output rows ``[i0, i1)`` of one batch element.
+The native FFI handler spreads (batch, row-chunk) work units over a thread pool; the
+kernel itself processes ``R`` rows at a time (each loaded j value is reused R times),
+runs the loop over j with ``#pragma omp simd`` (the formula is scalarised by
+:mod:`codegen`, so each lane is one j) and keeps the reduction state in registers:
+
+  Sum           fused: ``acc += F`` in the simd loop, folded every ``JBLOCK`` columns
+                (block summation: the float32 rounding error grows like
+                N / JBLOCK + JBLOCK / lanes instead of N / lanes);
+  others        F of ``LANES`` columns goes to a small buffer (L1), then the reduction
+                updates its state: LogSumExp/SoftMax rescale once per chunk (one exp
+                per pair), Min/ArgMin keep one (value, index) per lane, KMin keeps a
+                sorted list per row (insertion only when a value beats the K-th).
+
+j-variables are passed transposed, ``(*b, D, N)``, so that lanes load contiguously.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import BackendError
+from ..ir import I, J, P
+from ..ir.ops import Concat, IntCst, Minus
+from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
+from .codegen import Emitter
+
+LANES = 64  # columns per chunk of the buffered reductions
+JBLOCK = 1024  # columns per partial sum of the fused Sum
+_PRELUDE = Path(__file__).with_name("kernels") / "prelude_cpu.h"
+_CTYPES = {"float32": "float", "float64": "double"}
+
+
+def available():
+    """None when the native module, the FFI handler and a C++ compiler are there, else why not."""
+    from .._native_loader import load_native, native_error
+
+    try:
+        from .. import cache
+    except ImportError as e:  # pragma: no cover - broken installation
+        return f"jax_lazy.cache cannot be imported ({e})"
+    native = load_native()
+    if native is None:
+        return f"the native module jax_lazy._native is missing ({native_error()}); reinstall jax_lazy"
+    if not hasattr(native, "cpu_handler"):
+        return "the native module was built without the XLA FFI CPU handler; reinstall jax_lazy"
+    return cache.compiler_problem()
+
+
+def supports(dtype: str) -> str | None:
+    """None for float32 and float64, else why not."""
+    if dtype not in _CTYPES:
+        return f"the cpu backend computes in float32 or float64, not {dtype}"
+    return None
+
+
+# ---------------------------------------------------------------- code generation
+
+
+def _rows_per_block(em: Emitter) -> int:
+    """Rows processed together: more rows reuse each loaded j value more, but need more
+    registers. The cost proxy is the number of scalars computed per (row, lane)."""
+    cost = sum(n.dim for n in em.order if em.levels[n] == "ij")
+    return 8 if cost <= 12 else 4 if cost <= 48 else 2 if cost <= 160 else 1
+
+
+def _var_name(v, c, row):
+    k, cat = v.attr
+    return {I: f"x{k}_r{row}_{c}", J: f"y{k}_{c}", P: f"p{k}_{c}"}[cat]
+
+
+def _prologue(plan, em, outputs) -> list[str]:
+    lines = []
+    for v in plan.variables:
+        lines.append(f"const T* __restrict in{v.attr[0]} = (const T*)in_[{v.attr[0]}];")
+    for k, ctype in enumerate(outputs):
+        lines.append(f"{ctype}* __restrict out{k} = ({ctype}*)out_[{k}];")
+    for v in plan.variables:
+        if v.attr[1] == P:
+            lines += [f"const T p{v.attr[0]}_{c} = in{v.attr[0]}[{c}];" for c in range(v.dim)]
+    return lines + em.statements("p")
+
+
+def _row_setup(plan, em, R) -> list[str]:
+    lines = []
+    for r in range(R):
+        lines.append(f"const int64_t row{r} = jl_min64(ib + {r}, i1 - 1);")
+        for v in plan.variables:
+            if v.attr[1] == I:
+                k = v.attr[0]
+                lines += [f"const T x{k}_r{r}_{c} = in{k}[row{r} * {v.dim} + {c}];" for c in range(v.dim)]
+        lines += em.statements("i", r)
+    return lines
+
+
+def _lane_body(plan, em, R, sink) -> list[str]:
+    """Loads of column ``j``, then the formula for each row; ``sink(r)`` consumes it."""
+    lines = []
+    for v in plan.variables:
+        if v.attr[1] == J:
+            k = v.attr[0]
+            lines += [f"const T y{k}_{c} = in{k}[{c} * N + j];" for c in range(v.dim)]
+    lines += em.statements("j")
+    for r in range(R):
+        lines += em.statements("ij", r) + sink(r)
+    return lines
+
+
+def _indent(lines, n):
+    return [" " * n + s for s in lines]
+
+
+def _roots(plan):
+    """The formulas the kernel evaluates per pair: F (negated for Max), and the weight."""
+    red = plan.red
+    F = Minus(plan.formulas[0]) if red.negate else plan.formulas[0]
+    if red.kernel is SOFTMAX:
+        return (F, Concat(IntCst(1), plan.formulas[1]))
+    if red.kernel is LSE:
+        return (F, plan.formulas[1])
+    return (F,)
+
+
+def kernel_source(plan) -> str:
+    """The complete C++ source of ``plan``'s kernel (canonical j-reduction)."""
+    roots = _roots(plan)
+    em = Emitter(roots, _var_name)
+    R = _rows_per_block(em)
+    family = plan.red.kernel
+    idx_ctype = {np.dtype("int32"): "int32_t", np.dtype("int64"): "int64_t"}[np.dtype(index_dtype())]
+    body = {SUM: _sum_kernel, LSE: _lse_kernel, SOFTMAX: _lse_kernel, MIN: _min_kernel, KMIN: _kmin_kernel}[family]
+    outputs = ["T"] if family in (SUM, LSE) else ["T", "T"] if family is SOFTMAX else ["T", "IDX"]
+    lines = [
+        f"// jax_lazy kernel: {plan.describe()}",
+        f"#define JL_T {_CTYPES[plan.dtype]}",
+        f"#define JL_IDX {idx_ctype}",
+        _PRELUDE.read_text(),
+        'extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,',
+        "                                int64_t M, int64_t N, int64_t i0, int64_t i1) {",
+        "  (void)M;",
+        *_indent(_prologue(plan, em, outputs), 2),
+        *_indent(body(plan, em, roots, R), 2),
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _row_loop(plan, em, R, inner) -> list[str]:
+    return [f"for (int64_t ib = i0; ib < i1; ib += {R}) {{", *_indent(_row_setup(plan, em, R) + inner, 2), "}"]
+
+
+def _sum_kernel(plan, em, roots, R):
+    (F,) = roots
+    E = F.dim
+    accs = [f"acc{r}_{e}" for r in range(R) for e in range(E)]
+    parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
+    comps = {r: em.comps(F, r) for r in range(R)}
+    sink = lambda r: [f"part{r}_{e} += {comps[r][e]};" for e in range(E)]  # noqa: E731
+    inner = [
+        "T " + ", ".join(f"{a} = T(0)" for a in accs) + ";",
+        f"for (int64_t jb = 0; jb < N; jb += {JBLOCK}) {{",
+        f"  const int64_t je = jl_min64(jb + {JBLOCK}, N);",
+        "  T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
+        f"  #pragma omp simd reduction(+: {', '.join(parts)})",
+        "  for (int64_t j = jb; j < je; ++j) {",
+        *_indent(_lane_body(plan, em, R, sink), 4),
+        "  }",
+        *[f"  {a} += {p};" for a, p in zip(accs, parts)],
+        "}",
+        *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] = acc{r}_{e};' for e in range(E))} }}"
+          for r in range(R)],
+    ]
+    return _row_loop(plan, em, R, inner)
+
+
+def _buffered(plan, em, roots, R, update) -> list[str]:
+    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb)."""
+    F = roots[0]
+    dims = [f.dim for f in roots]
+    decl = [f"alignas(64) T fb[{R * dims[0] * LANES}];"]
+    if len(roots) > 1:
+        decl.append(f"alignas(64) T wb[{R * dims[1] * LANES}];")
+
+    def sink(r):
+        out = [f"fb[{(r * dims[0] + e) * LANES} + w] = {c};" for e, c in enumerate(em.comps(F, r))]
+        if len(roots) > 1:
+            out += [f"wb[{(r * dims[1] + e) * LANES} + w] = {c};" for e, c in enumerate(em.comps(roots[1], r))]
+        return out
+
+    chunk = [
+        f"for (int64_t jb = 0; jb < N; jb += {LANES}) {{",
+        f"  const int n = (int)jl_min64({LANES}, N - jb);",
+        "  #pragma omp simd",
+        "  for (int w = 0; w < n; ++w) {",
+        "    const int64_t j = jb + w;",
+        *_indent(_lane_body(plan, em, R, sink), 4),
+        "  }",
+        *_indent(update, 2),
+        "}",
+    ]
+    return decl, chunk
+
+
+def _lse_kernel(plan, em, roots, R):
+    Dw = roots[1].dim
+    init = [f"T m{r} = -jl_inf();" for r in range(R)]
+    init += ["T " + ", ".join(f"s{r}_{e} = T(0)" for e in range(Dw)) + ";" for r in range(R)]
+    update = []
+    for r in range(R):
+        f0, w0 = r * LANES, r * Dw * LANES
+        parts = ", ".join(f"q{e}" for e in range(Dw))
+        update += [
+            "{",
+            "  T cmax = -jl_inf();",
+            "  #pragma omp simd reduction(max: cmax)",
+            f"  for (int w = 0; w < n; ++w) cmax = fb[{f0} + w] > cmax ? fb[{f0} + w] : cmax;",
+            f"  if (cmax > m{r}) {{ const T sc = jl_exp(m{r} - cmax); "
+            + " ".join(f"s{r}_{e} *= sc;" for e in range(Dw)) + f" m{r} = cmax; }}",
+            f"  if (m{r} > -jl_inf()) {{",
+            "    T " + ", ".join(f"q{e} = T(0)" for e in range(Dw)) + ";",
+            f"    #pragma omp simd reduction(+: {parts})",
+            "    for (int w = 0; w < n; ++w) {",
+            f"      const T ex = jl_exp(fb[{f0} + w] - m{r});",
+            *[f"      q{e} += ex * wb[{w0 + e * LANES} + w];" for e in range(Dw)],
+            "    }",
+            "    " + " ".join(f"s{r}_{e} += q{e};" for e in range(Dw)),
+            "  }",
+            "}",
+        ]
+    if plan.red.kernel is LSE:
+        write = [f"if (ib + {r} < i1) {{ " + " ".join(
+            f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log(s{r}_{e});" for e in range(Dw)) + " }" for r in range(R)]
+    else:  # softmax: weights (1, W): out0 = s_W / s_1, out1 = m + log s_1
+        write = [f"if (ib + {r} < i1) {{ " + " ".join(
+            f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = s{r}_{e} / s{r}_0;" for e in range(1, Dw))
+            + f" out1[ib + {r}] = m{r} + jl_log(s{r}_0); }}" for r in range(R)]
+    decl, chunk = _buffered(plan, em, roots, R, update)
+    return decl + _row_loop(plan, em, R, init + chunk + write)
+
+
+def _min_kernel(plan, em, roots, R):
+    D = roots[0].dim
+    size = R * D * LANES
+    init = [f"for (int q = 0; q < {size}; ++q) {{ mv[q] = jl_inf(); mk[q] = (IDX)-1; }}"]
+    update = [
+        f"for (int re = 0; re < {R * D}; ++re) {{",
+        "  #pragma omp simd",
+        "  for (int w = 0; w < n; ++w) {",
+        f"    const T f = fb[re * {LANES} + w]; const int q = re * {LANES} + w;",
+        "    const bool take = f < mv[q] || (mk[q] < 0 && f == mv[q]);  // first hit of a lane wins ties",
+        "    mv[q] = take ? f : mv[q];",
+        "    mk[q] = take ? (IDX)(jb + w) : mk[q];",
+        "  }",
+        "}",
+    ]
+    sign = "-" if plan.red.negate else ""
+    write = [
+        f"for (int r = 0; r < {R}; ++r) {{",
+        "  if (ib + r >= i1) break;",
+        f"  for (int e = 0; e < {D}; ++e) {{",
+        f"    T bv = jl_inf(); IDX bk = (IDX)-1;",
+        f"    for (int w = 0; w < {LANES}; ++w) {{",
+        f"      const int q = (r * {D} + e) * {LANES} + w;",
+        "      if (mk[q] >= 0 && (bk < 0 || mv[q] < bv || (mv[q] == bv && mk[q] < bk))) { bv = mv[q]; bk = mk[q]; }",
+        "    }",
+        f"    out0[(ib + r) * {D} + e] = {sign}bv; out1[(ib + r) * {D} + e] = bk;",
+        "  }",
+        "}",
+    ]
+    decl, chunk = _buffered(plan, em, roots, R, update)
+    decl += [f"alignas(64) T mv[{size}];", f"alignas(64) IDX mk[{size}];"]
+    return decl + _row_loop(plan, em, R, init + chunk + write)
+
+
+def _kmin_kernel(plan, em, roots, R):
+    D, K = roots[0].dim, plan.k
+    size = R * D * K
+    init = [f"for (int q = 0; q < {size}; ++q) {{ kv[q] = jl_inf(); kk[q] = (IDX)-1; }}"]
+    # (value, index) order with unfilled slots (index -1) last: a candidate enters when it
+    # beats the K-th entry; it is inserted after equal values (smaller indices first).
+    update = [
+        f"for (int re = 0; re < {R * D}; ++re) {{",
+        f"  T* v = kv + re * {K}; IDX* k = kk + re * {K};",
+        "  for (int w = 0; w < n; ++w) {",
+        f"    const T f = fb[re * {LANES} + w];",
+        f"    if (!(f < v[{K - 1}] || (k[{K - 1}] < 0 && f == f))) continue;",
+        f"    int p = {K - 1};",
+        "    while (p > 0 && (k[p - 1] < 0 || v[p - 1] > f)) { v[p] = v[p - 1]; k[p] = k[p - 1]; --p; }",
+        "    v[p] = f; k[p] = (IDX)(jb + w);",
+        "  }",
+        "}",
+    ]
+    sign = "-" if plan.red.negate else ""
+    write = [
+        f"for (int r = 0; r < {R}; ++r) {{",
+        "  if (ib + r >= i1) break;",
+        f"  for (int e = 0; e < {D}; ++e) for (int q = 0; q < {K}; ++q) {{",
+        f"    out0[((ib + r) * {K} + q) * {D} + e] = {sign}kv[(r * {D} + e) * {K} + q];",
+        f"    out1[((ib + r) * {K} + q) * {D} + e] = kk[(r * {D} + e) * {K} + q];",
+        "  }",
+        "}",
+    ]
+    decl, chunk = _buffered(plan, em, roots, R, update)
+    decl += [f"T kv[{size}];", f"IDX kk[{size}];"]
+    return decl + _row_loop(plan, em, R, init + chunk + write)
+
+
+# ---------------------------------------------------------------- running
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_id(plan) -> tuple[int, int]:
+    """Build (or fetch from the cache) ``plan``'s kernel: (registry id, rows per block)."""
+    from .. import cache
+
+    source = kernel_source(plan)
+    R = _rows_per_block(Emitter(_roots(plan), _var_name))
+    return cache.build_and_load(plan.red.name, source), R
+
+
+def _out_types(plan, geom):
+    red, F = plan.red, plan.formulas[0]
+    lead = geom.batch + (geom.M,)
+    f, i = geom.dtype, index_dtype()
+    family = red.kernel
+    if family is SUM:
+        return [jax.ShapeDtypeStruct(lead + (F.dim,), f)]
+    if family is LSE:
+        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f)]
+    if family is SOFTMAX:
+        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f), jax.ShapeDtypeStruct(lead + (1,), f)]
+    if family is MIN:
+        return [jax.ShapeDtypeStruct(lead + (F.dim,), f), jax.ShapeDtypeStruct(lead + (F.dim,), i)]
+    width = plan.k * F.dim
+    return [jax.ShapeDtypeStruct(lead + (width,), f), jax.ShapeDtypeStruct(lead + (width,), i)]
+
+
+def reduce(plan, arrays, geom):
+    """Run ``plan`` through its compiled kernel; same contract as :func:`jnp.reduce`."""
+    from . import ffi
+
+    reason = supports(plan.dtype)
+    if reason:
+        raise BackendError(reason, plan.describe())
+    kid, R = kernel_id(plan)
+    # j-variables go transposed, (*b, D, N): the lanes of the simd loop load contiguously.
+    ins = [jnp.swapaxes(a, -1, -2) if v.attr[1] == J and v.dim > 1 else a for v, a in zip(plan.variables, arrays)]
+    cats = [v.attr[1] for v in plan.variables]
+    outs = ffi.call(kid, ins, cats, _out_types(plan, geom), geom.batch, geom.M, geom.N, row_block=R)
+    if plan.red.kernel is KMIN:
+        shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
+        outs = [o.reshape(shape) for o in outs]
+    return tuple(outs)
