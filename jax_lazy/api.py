@@ -23,10 +23,10 @@ from jax.custom_derivatives import SymbolicZero
 
 from . import backends
 from .autodiff import vjp
-from .errors import FormulaError, ShapeError
+from .errors import BackendError, FormulaError, ShapeError
 from .ir import I, J, P, Node, Var, substitute, to_string, variables
 from .ir.evaluate import evaluate
-from .ir.ops import Concat, Exp, Extract, IntCst, Mult, Subtract, Sum
+from .ir.ops import Add, Concat, Exp, IntCst, Mult, Subtract, Sum
 from .reductions import REDUCTIONS, Reduction
 
 
@@ -57,14 +57,22 @@ class Geometry:
     dtype: object
 
 
-def geometry(plan: Plan, arrays) -> Geometry:
-    """Batch shape and sizes of ``arrays`` bound to ``plan``'s variables; raises ShapeError."""
+def describe(formulas, red_name: str, k, axis: int) -> str:
+    """A reduction as users wrote it, for error messages."""
+    body = ", ".join(to_string(f) for f in formulas)
+    return f"{red_name}_Reduction({body}{'' if k is None else f', K={k}'}, axis={axis})"
+
+
+def geometry(plan: Plan, arrays, text: Optional[str] = None) -> Geometry:
+    """Batch shape and sizes of ``arrays`` bound to ``plan``'s variables; raises ShapeError
+    (whose message shows ``text``, by default the plan)."""
+    text = text or plan.describe()
     sizes = {I: set(), J: set()}
     batches = []
     for v, a in zip(plan.variables, arrays):
         cat = v.attr[1]
         if a.ndim < (1 if cat == P else 2) or a.shape[-1] != v.dim:
-            raise ShapeError(f"array of shape {a.shape} bound to {to_string(v)}", plan.describe())
+            raise ShapeError(f"array of shape {a.shape} bound to {to_string(v)}", text)
         if cat == P:
             batches.append(a.shape[:-1])
         else:
@@ -72,11 +80,11 @@ def geometry(plan: Plan, arrays) -> Geometry:
             batches.append(a.shape[:-2])
     for cat, name in ((I, "M"), (J, "N")):
         if len(sizes[cat]) > 1:
-            raise ShapeError(f"{'i' if cat == I else 'j'}-variables disagree on {name}: {sorted(sizes[cat])}", plan.describe())
+            raise ShapeError(f"{'i' if cat == I else 'j'}-variables disagree on {name}: {sorted(sizes[cat])}", text)
     try:
         batch = tuple(np.broadcast_shapes(*batches)) if batches else ()
     except ValueError:
-        raise ShapeError(f"incompatible batch dimensions {batches}", plan.describe()) from None
+        raise ShapeError(f"incompatible batch dimensions {batches}", text) from None
     M = sizes[I].pop() if sizes[I] else 1
     N = sizes[J].pop() if sizes[J] else 1
     return Geometry(batch, M, N, jnp.dtype(plan.dtype))
@@ -107,18 +115,23 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
       A tuple of the user-visible outputs, each ``(*batch, M or N, ...)``.
     """
     red = REDUCTIONS[red_name]
+    text = describe(formulas, red_name, k, axis)  # errors show the user's formula, not the transposed one
     if axis == 0:
         formulas = tuple(swap_ij(f) for f in formulas)
         variables = tuple(_swap_var(v) for v in variables)
     dtype = jnp.result_type(*arrays) if arrays else jnp.zeros(()).dtype
     arrays = tuple(a if a.dtype == dtype else a.astype(dtype) for a in arrays)  # weak scalars adopt it
     dtype = str(dtype)
-    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, backends.resolve(backend, dtype))
+    try:
+        chosen = backends.resolve(backend, dtype)
+    except BackendError as e:
+        raise BackendError(str(e), text) from None
+    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, chosen)
     if red.scalar and formulas[0].dim != 1:
-        raise FormulaError(f"{red.name} needs a scalar formula, got dim {formulas[0].dim}", plan.describe())
-    geom = geometry(plan, arrays)
+        raise FormulaError(f"{red.name} needs a scalar formula, got dim {formulas[0].dim}", text)
+    geom = geometry(plan, arrays, text)
     if red.uses_k and not 1 <= k <= geom.N:
-        raise ShapeError(f"K = {k} must be between 1 and the reduced size {geom.N}", plan.describe())
+        raise ShapeError(f"K = {k} must be between 1 and the reduced size {geom.N}", text)
     outs = _reduction_fn(plan)(*arrays)
     return tuple(outs[p] for p in red.public)
 
@@ -190,11 +203,15 @@ def _sum_to(x, shape):
 def _backward(plan: Plan, arrays, outs, cts, wanted) -> dict:
     """Cotangents (dict Var -> array shaped like its input) of the ``wanted`` variables."""
     red = plan.red
-    live = [p for p in red.public if not red.is_index(p) and not _is_zero_ct(cts[p])]
+    live = [p for p in range(len(outs)) if not red.is_index(p) and not _is_zero_ct(cts[p])]
     if not wanted or not live:
         return {}
+
+    def ct(p):  # the cotangent of output p, zeros when symbolic
+        return outs[p] * 0 if _is_zero_ct(cts[p]) else cts[p]
+
     if red.grad == "select":
-        return _select_backward(plan, arrays, outs, cts[0], wanted)
+        return _select_backward(plan, arrays, outs, ct(0), wanted)
     n = len(plan.variables)
     F = plan.formulas[0]
     W = plan.formulas[1] if red.weighted else IntCst(1)
@@ -205,13 +222,13 @@ def _backward(plan: Plan, arrays, outs, cts, wanted) -> dict:
     elif red.grad == "lse":  # out^e = log sum_j exp(F_j) W_j^e
         E = Exp(Subtract(F, R))  # exp(F_j - out^e)
         seeds, extra = [(F, Sum(Mult(Mult(G, E), W))), (W, Mult(G, E))], (outs[0],)
-    else:  # softmax: out = sum_j p_j W_j, p_j = exp(F_j - lse)
+    else:  # softmax: out = sum_j p_j W_j, p_j = exp(F_j - lse); d lse / dF_j = p_j
         p = Exp(Subtract(F, R))
-        O = Var(n + 2, red_out_dim(plan), I)
-        seeds = [(F, Mult(p, Sum(Mult(G, Subtract(W, O))))), (W, Mult(G, p))]
-        extra = (outs[1], outs[0])
+        O, G2 = Var(n + 2, red_out_dim(plan), I), Var(n + 3, 1, I)
+        seeds = [(F, Mult(p, Add(Sum(Mult(G, Subtract(W, O))), G2))), (W, Mult(G, p))]
+        extra = (outs[1], outs[0], ct(1))
     ct_formulas = dict(zip(wanted, vjp(seeds, wanted)))
-    g = cts[0]
+    g = ct(0)
     ext_vars = plan.variables + (G,) + tuple(Var(n + 1 + q, e.shape[-1], I) for q, e in enumerate(extra))
     ext_arrays = tuple(arrays) + (g,) + tuple(extra)
     grads = {}

@@ -149,7 +149,10 @@ class LazyArray:
             if other.ndim == 2:
                 raise ShapeError(f"a 2-D array of shape {other.shape} is ambiguous in a formula: wrap it with "
                                  "Vi, Vj or Pm", to_string(self.formula))
-            return LazyArray(other) if other.ndim >= 3 else Pm(other)
+            try:
+                return LazyArray(other) if other.ndim >= 3 else Pm(other)
+            except (DtypeError, ShapeError) as e:
+                raise type(e)(str(e), to_string(self.formula)) from None
         raise FormulaError(f"cannot combine a LazyArray with {type(other).__name__}", to_string(self.formula))
 
     def _join(self, *others) -> tuple:
@@ -263,7 +266,10 @@ class LazyArray:
         return self.norm2()
 
     def elem(self, k: int):
-        return self._apply(lambda x: derived.elem(x, int(k) % x.dim if k < 0 else int(k)))
+        """Coordinate ``k`` (negative counts from the end), a LazyArray of dim 1."""
+        if not -self.dim <= k < self.dim:
+            raise FormulaError(f"Extract: index {k} out of range for a vector of dim {self.dim}", to_string(self.formula))
+        return self._apply(lambda x: derived.elem(x, int(k) % x.dim))
 
     def extract(self, start: int, d: int):
         return self._apply(lambda x: ops.Extract(x, int(start), int(d)))

@@ -91,8 +91,8 @@ def reduce(plan, arrays, geom):
             vals = evaluate(plan.formulas, env, dtype)
             valid = (j0 + jnp.arange(tj) < N)[:, None]
             vals = [jnp.broadcast_to(val, L + (tj, d)) for val, d in zip(vals, dims)]
-            F = jnp.where(valid, vals[0], kernel.pad)
-            F = -F if red.negate else F
+            F = -vals[0] if red.negate else vals[0]  # negate first: padding must stay neutral
+            F = jnp.where(valid, F, kernel.pad)
             W = jnp.where(valid, vals[1], 0) if red.weighted else jnp.ones((1,), dtype)
             if red.name == "SumSoftMaxWeight":
                 W = jnp.concatenate([jnp.ones(W.shape[:-1] + (1,), dtype), W], -1)
