@@ -221,9 +221,9 @@ class LazyArray:
         ``x ** float`` or ``x ** LazyArray`` (Powf, for x > 0)."""
         if isinstance(p, numbers.Integral):
             return self._apply(lambda x: ops.Pow(x, int(p)))
-        if p == 0.5:
+        if isinstance(p, numbers.Real) and p == 0.5:
             return self.sqrt()
-        if p == -0.5:
+        if isinstance(p, numbers.Real) and p == -0.5:
             return self.rsqrt()
         return self._apply(ops.Powf, p)
 
@@ -320,7 +320,8 @@ class LazyArray:
         for v, a in zip(self._vars, self._arrays):
             lead = (1,) * (nb - (a.ndim - (1 if v.attr[1] == P else 2)))
             a = a.reshape(lead + a.shape)
-            env[v] = {I: a[..., :, None, :], J: a[..., None, :, :], P: a[..., None, None, :]}[v.attr[1]]
+            cat = v.attr[1]
+            env[v] = a[..., :, None, :] if cat == I else a[..., None, :, :] if cat == J else a[..., None, None, :]
         (val,) = evaluate([self.formula], env, self.dtype or jnp.zeros(()).dtype)
         return jnp.broadcast_to(val, self.shape)
 
@@ -445,7 +446,7 @@ def Vj(x) -> LazyArray:
 def Pm(x) -> LazyArray:
     """A parameter: a scalar, or ``x`` of shape ``(*batch, D)`` (float)."""
     if isinstance(x, numbers.Real) and not isinstance(x, jax.Array):
-        x = jnp.asarray(x)  # weakly typed: adopts the dtype of the other operands
+        x = jnp.asarray(float(x))  # weakly typed: adopts the dtype of the other operands
     x = _as_float_array(x, "Pm")
     if x.ndim == 0:
         x = x.reshape(1)
