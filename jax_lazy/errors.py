@@ -38,3 +38,15 @@ class FormulaError(JaxLazyError, ValueError):
 
 class BackendError(JaxLazyError, RuntimeError):
     """A backend that is unavailable (the message says why) or failed to build."""
+
+
+class CompileError(BackendError):
+    """A generated kernel failed to compile. The message holds the full compiler command,
+    the full compiler output and the path of the generated source; they are also
+    available as ``command`` (list of str), ``log`` (str) and ``source_path``."""
+
+    def __init__(self, message: str, command=None, log=None, source_path=None):
+        super().__init__(message)
+        self.command = command
+        self.log = log
+        self.source_path = source_path

@@ -1,0 +1,192 @@
+"""Calling generated CPU kernels through the XLA FFI handler ``jax_lazy_cpu``.
+
+The compiled module ``jax_lazy._native`` holds a registry ``kernel id -> function
+pointer`` and one XLA FFI handler. A generated kernel is a shared library exporting::
+
+    extern "C" void jax_lazy_kernel(const void* const* in, void* const* out,
+                                    int64_t M, int64_t N, int64_t i0, int64_t i1);
+
+where ``in[k]`` is input k's contiguous slice for one batch element (i-variables
+``M*dim_k`` elements, j-variables ``N*dim_k``, parameters ``dim_k``) and ``out[k]`` output
+k's slice (``M*width_k`` elements, row i at ``out[k] + i*width_k``); the kernel writes
+rows ``[i0, i1)`` only. The handler splits a call into (batch element, row chunk) work
+units and runs them on a persistent thread pool (``JAX_LAZY_NUM_THREADS``, see
+:func:`set_num_threads`) or, for small calls, in the calling thread.
+
+Typical use::
+
+    kid = load_kernel(path_to_so)                   # once per library
+    (out,) = call(kid, (x, y, b), (0, 1, 1),        # i-, j-, j-variable
+                  [jax.ShapeDtypeStruct(batch + (M, 1), x.dtype)], batch, M, N)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import threading
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from .._native_loader import load_native, native_error
+from ..errors import BackendError, ShapeError
+
+TARGET = "jax_lazy_cpu"
+SYMBOL = "jax_lazy_kernel"
+CAT_I, CAT_J, CAT_P = 0, 1, 2
+
+_lock = threading.Lock()
+_registered = False
+_ids = itertools.count(1)
+# Loaded libraries, kept alive for ever: the registry holds raw function pointers.
+_libraries: list[ctypes.CDLL] = []
+
+
+def _native():
+    """The native module, if it has the CPU handler; else raises BackendError."""
+    native = load_native()
+    if native is None:
+        raise BackendError(f"the compiled module jax_lazy._native is unavailable: {native_error()}")
+    if not hasattr(native, "cpu_handler"):
+        raise BackendError("jax_lazy._native was built without the XLA FFI headers, so it has no CPU "
+                           "handler; rebuild with jax installed in the build environment "
+                           "(`make install`, which builds without isolation)")
+    return native
+
+
+def available() -> str | None:
+    """None when the FFI handler can be used, else the reason it cannot."""
+    try:
+        _native()
+    except BackendError as exc:
+        return str(exc)
+    return None
+
+
+def ensure_registered() -> None:
+    """Register the FFI target ``jax_lazy_cpu`` with XLA (CPU platform), once.
+
+    Idempotent and thread-safe. Raises BackendError when the native module or its
+    handler is missing.
+    """
+    global _registered
+    if _registered:
+        return
+    with _lock:
+        if _registered:
+            return
+        # The capsule is passed as is (jax.ffi.pycapsule wraps ctypes function pointers).
+        jax.ffi.register_ffi_target(TARGET, _native().cpu_handler(), platform="cpu")
+        _registered = True
+
+
+def load_kernel(path) -> int:
+    """Load the shared library at ``path`` and register its ``jax_lazy_kernel``.
+
+    Returns:
+      A fresh kernel id (int > 0) for :func:`call`. The library is never unloaded.
+
+    Raises:
+      OSError: the library cannot be loaded (missing, truncated, corrupted...).
+      AttributeError: it does not export ``jax_lazy_kernel``.
+      BackendError: the native module is unavailable.
+    """
+    native = _native()
+    # RTLD_NOW (ctypes' default on POSIX) reports unresolved symbols here, not at call time.
+    lib = ctypes.CDLL(os.fspath(path))
+    address = ctypes.cast(getattr(lib, SYMBOL), ctypes.c_void_p).value
+    if not address:
+        raise AttributeError(f"{path}: symbol {SYMBOL} has a null address")
+    with _lock:
+        _libraries.append(lib)
+        kernel_id = next(_ids)
+    native.register_kernel(kernel_id, address)
+    return kernel_id
+
+
+def num_threads() -> int:
+    """Threads (workers + caller) used by the handler for large calls."""
+    return _native().num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Resize the handler's thread pool; ``n <= 0`` restores the default
+    (``$JAX_LAZY_NUM_THREADS``, else the hardware concurrency)."""
+    _native().set_num_threads(int(n))
+
+
+def _own_batch(a, cat) -> tuple:
+    if cat == CAT_P:
+        if a.ndim < 1:
+            raise ShapeError(f"a parameter must have shape (*batch, D), got {a.shape}")
+        return tuple(a.shape[:-1])
+    if cat not in (CAT_I, CAT_J):
+        raise ValueError(f"category must be 0 (i), 1 (j) or 2 (parameter), got {cat!r}")
+    if a.ndim < 2:
+        raise ShapeError(f"an {'ij'[cat]}-variable must have shape (*batch, {'MN'[cat]}, D), got {a.shape}")
+    return tuple(a.shape[:-2])
+
+
+def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Sequence,
+         batch: Sequence[int], M: int, N: int, row_block: int = 8) -> tuple:
+    """Run registered kernel ``kernel_id`` through the ``jax_lazy_cpu`` custom call.
+
+    Works under ``jax.jit`` and ``jax.vmap`` (``vmap_method="broadcast_all"``: the handler
+    treats the extra leading axes as batch axes).
+
+    Args:
+      kernel_id: an id from :func:`load_kernel`.
+      arrays: the kernel's inputs, in kernel order, each of the dtype the kernel expects:
+        i-variables ``(*b, M, D)``, j-variables ``(*b, N, D)``, parameters ``(*b, D)``,
+        where ``b`` broadcasts to ``batch`` (missing leading axes count as 1). Only the
+        batch axes are interpreted here: the last two axes of a variable (last one of a
+        parameter) are the kernel's per-batch slice, in whatever layout it expects (e.g.
+        a j-variable transposed to ``(*b, D, N)``).
+      cats: per array, 0 (i-variable), 1 (j-variable) or 2 (parameter).
+      out_types: ``jax.ShapeDtypeStruct`` per kernel output, of shape
+        ``(*batch, M, width)`` (any dtype, e.g. float values and int32 indices).
+      batch: the broadcast batch shape (possibly ``()``).
+      M, N: numbers of rows (i) and columns (j).
+      row_block: work units span a multiple of ``row_block`` rows (>= 1).
+
+    Returns:
+      A tuple of arrays, one per ``out_types``.
+
+    Raises:
+      ShapeError: inconsistent shapes (checked here, before the call).
+      BackendError: the native handler is unavailable.
+      jax.errors.JaxRuntimeError (at execution): unknown kernel id (the message names
+        it) or buffers inconsistent with the attributes.
+    """
+    ensure_registered()
+    batch = tuple(int(s) for s in batch)
+    if len(cats) != len(arrays):
+        raise ValueError(f"{len(arrays)} arrays but {len(cats)} categories")
+    if int(row_block) < 1:
+        raise ValueError(f"row_block must be >= 1, got {row_block}")
+    in_batch = []
+    for k, (a, cat) in enumerate(zip(arrays, cats)):
+        own = _own_batch(a, cat)
+        if len(own) > len(batch):
+            raise ShapeError(f"input {k} of shape {a.shape} has more batch axes than batch={batch}")
+        own = (1,) * (len(batch) - len(own)) + own
+        if any(o != 1 and o != s for o, s in zip(own, batch)):
+            raise ShapeError(f"input {k} of shape {a.shape} does not broadcast to batch={batch}")
+        # j-variables may come transposed, (*b, D, N): the kernel owns the layout.
+        if (cat == CAT_I and a.shape[-2] != M) or (cat == CAT_J and N not in a.shape[-2:]):
+            raise ShapeError(f"input {k} of shape {a.shape}: expected {'MN'[cat]}="
+                             f"{M if cat == CAT_I else N} rows")
+        in_batch.extend(own)
+    out_types = list(out_types)
+    for k, t in enumerate(out_types):
+        if len(t.shape) != len(batch) + 2 or tuple(t.shape[:-1]) != batch + (M,):
+            raise ShapeError(f"output {k} has shape {t.shape}, expected (*batch, M, width) with "
+                             f"batch={batch}, M={M}")
+    fn = jax.ffi.ffi_call(TARGET, out_types, vmap_method="broadcast_all")
+    outs = fn(*arrays, kernel_id=np.int64(kernel_id), M=np.int64(M), N=np.int64(N),
+              batch=np.asarray(batch, np.int64), in_batch=np.asarray(in_batch, np.int64),
+              row_block=np.int64(row_block))
+    return tuple(outs)

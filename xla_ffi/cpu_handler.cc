@@ -1,0 +1,301 @@
+// XLA FFI handler "jax_lazy_cpu": runs a generated kernel (see registry.h for
+// its ABI) over every batch element and row chunk of one reduction call.
+//
+// Operands: any number of buffers (RemainingArgs); results: any number of
+// buffers (RemainingRets). Attributes:
+//   kernel_id  int64     id of the kernel in the registry (registry.h)
+//   M, N       int64     rows (i) and columns (j) of the symbolic matrix
+//   batch      int64[nb] output batch shape (may be empty)
+//   in_batch   int64[nin * nb] batch shape of each input, left-padded with 1s;
+//                        an entry is 1 (broadcast) or equal to batch[d]
+//   row_block  int64 >= 1: rows per work unit are a multiple of it
+//
+// Buffers: input k is (*in_batch[k], <slice>) and output k is
+// (*batch, M, width_k), both row-major. Under jax.vmap with
+// vmap_method="broadcast_all" every operand and result gets the same extra
+// leading axes, which are not described by the attributes: they are inferred
+// from the rank of the results (rank(out) - nb - 2) and treated as extra
+// (non-broadcast) batch axes.
+//
+// Work units are (batch element, chunk of rows); small calls (M*N*B < 2^16)
+// run in the calling thread, larger ones on the persistent pool
+// (thread_pool.h). Inconsistent attributes/buffers give kInvalidArgument, an
+// unknown kernel id kNotFound: never a crash.
+
+#if !JAX_LAZY_HAVE_XLA_FFI
+#error "cpu_handler.cc needs the XLA FFI headers (jaxlib's include dir); see CMakeLists.txt"
+#endif
+
+#include "cpu_handler.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "registry.h"
+#include "thread_pool.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace jax_lazy {
+namespace {
+
+// Below this many (i, j) pairs a call runs single-threaded in the caller.
+constexpr double kParallelThreshold = 65536.0;
+// Work units per thread aimed at (load balance vs per-unit overhead).
+constexpr int64_t kUnitsPerThread = 4;
+
+// A small vector of T stored inline up to N elements (avoids heap traffic on
+// the hot path of small calls).
+template <typename T, std::size_t N>
+class SmallVec {
+ public:
+  explicit SmallVec(std::size_t n) : size_(n) {
+    if (n > N) heap_.resize(n);
+  }
+  T* data() { return size_ > N ? heap_.data() : inline_.data(); }
+  const T* data() const { return size_ > N ? heap_.data() : inline_.data(); }
+  T& operator[](std::size_t i) { return data()[i]; }
+  const T& operator[](std::size_t i) const { return data()[i]; }
+  std::size_t size() const { return size_; }
+
+ private:
+  std::size_t size_;
+  std::array<T, N> inline_{};
+  std::vector<T> heap_;
+};
+
+// Everything a work unit needs, shared read-only by all threads of a call.
+struct CallPlan {
+  KernelFn kernel = nullptr;
+  int64_t M = 0, N = 0;
+  int64_t nin = 0, nout = 0;
+  int64_t naxes = 0;        // batch axes: extra (vmap) axes + nb
+  int64_t chunk = 0;        // rows per unit
+  int64_t chunks_per_b = 1;
+  const int64_t* dims = nullptr;        // [naxes] full batch shape
+  const char* const* in_base = nullptr;   // [nin]
+  const int64_t* in_stride = nullptr;     // [nin * naxes] bytes per coordinate step
+  char* const* out_base = nullptr;        // [nout]
+  const int64_t* out_slice = nullptr;     // [nout] bytes per batch element
+};
+
+// Fills the pointers of batch element b.
+inline void SlicePointers(const CallPlan& p, int64_t b, const void** in,
+                          void** out, int64_t* coord) {
+  int64_t rest = b;
+  for (int64_t d = p.naxes - 1; d >= 0; --d) {
+    coord[d] = rest % p.dims[d];
+    rest /= p.dims[d];
+  }
+  for (int64_t k = 0; k < p.nin; ++k) {
+    int64_t offset = 0;
+    const int64_t* stride = p.in_stride + k * p.naxes;
+    for (int64_t d = 0; d < p.naxes; ++d) offset += coord[d] * stride[d];
+    in[k] = p.in_base[k] + offset;
+  }
+  for (int64_t k = 0; k < p.nout; ++k) out[k] = p.out_base[k] + b * p.out_slice[k];
+}
+
+void RunUnit(void* ctx, int64_t unit) {
+  const CallPlan& p = *static_cast<const CallPlan*>(ctx);
+  const int64_t b = unit / p.chunks_per_b;
+  const int64_t i0 = (unit % p.chunks_per_b) * p.chunk;
+  const int64_t i1 = std::min(p.M, i0 + p.chunk);
+  SmallVec<const void*, 16> in(p.nin);
+  SmallVec<void*, 8> out(p.nout);
+  SmallVec<int64_t, 8> coord(p.naxes);
+  SlicePointers(p, b, in.data(), out.data(), coord.data());
+  p.kernel(in.data(), out.data(), p.M, p.N, i0, i1);
+}
+
+std::string ShapeString(ffi::Span<const int64_t> dims) {
+  std::string s = "(";
+  for (std::size_t d = 0; d < dims.size(); ++d) {
+    if (d) s += ", ";
+    s += std::to_string(dims[d]);
+  }
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+ffi::Error Invalid(std::string message) {
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                    "jax_lazy_cpu: " + std::move(message));
+}
+
+int64_t Product(const int64_t* first, const int64_t* last) {
+  int64_t p = 1;
+  for (; first != last; ++first) p *= *first;
+  return p;
+}
+
+ffi::Error CpuImpl(ffi::RemainingArgs args, ffi::RemainingRets rets,
+                   int64_t kernel_id, int64_t M, int64_t N,
+                   ffi::Span<const int64_t> batch,
+                   ffi::Span<const int64_t> in_batch, int64_t row_block) {
+  const KernelFn kernel = LookupKernel(kernel_id);
+  if (kernel == nullptr) {
+    return ffi::Error(ffi::ErrorCode::kNotFound,
+                      "jax_lazy_cpu: no kernel registered with id " +
+                          std::to_string(kernel_id) +
+                          " (ids come from jax_lazy.backends.ffi.load_kernel "
+                          "in this process)");
+  }
+  const int64_t nin = static_cast<int64_t>(args.size());
+  const int64_t nout = static_cast<int64_t>(rets.size());
+  const int64_t nb = static_cast<int64_t>(batch.size());
+  if (M < 0 || N < 0) {
+    return Invalid("M and N must be >= 0, got M=" + std::to_string(M) +
+                   ", N=" + std::to_string(N));
+  }
+  if (row_block < 1) {
+    return Invalid("row_block must be >= 1, got " + std::to_string(row_block));
+  }
+  if (nout == 0) return Invalid("the call has no outputs");
+  if (static_cast<int64_t>(in_batch.size()) != nin * nb) {
+    return Invalid("in_batch has " + std::to_string(in_batch.size()) +
+                   " entries, expected nin * len(batch) = " +
+                   std::to_string(nin) + " * " + std::to_string(nb));
+  }
+  for (int64_t d = 0; d < nb; ++d) {
+    if (batch[d] < 0) return Invalid("negative batch dimension in " + ShapeString(batch));
+  }
+
+  // Results: (*extra, *batch, M, width). Their rank tells the extra axes.
+  auto ret0 = rets.get<ffi::AnyBuffer>(0);
+  if (!ret0.has_value()) return Invalid("output 0 is not a buffer");
+  const ffi::Span<const int64_t> out0_dims = (**ret0).dimensions();
+  const int64_t extra = static_cast<int64_t>(out0_dims.size()) - nb - 2;
+  if (extra < 0) {
+    return Invalid("output 0 has shape " + ShapeString(out0_dims) +
+                   ", expected (*batch, M, width) with batch = " +
+                   ShapeString(batch) + ", M = " + std::to_string(M));
+  }
+  const int64_t naxes = extra + nb;
+  SmallVec<int64_t, 8> dims(naxes);
+  for (int64_t d = 0; d < extra; ++d) dims[d] = out0_dims[d];
+  for (int64_t d = 0; d < nb; ++d) dims[extra + d] = batch[d];
+  const int64_t B = Product(dims.data(), dims.data() + naxes);
+
+  SmallVec<char*, 8> out_base(nout);
+  SmallVec<int64_t, 8> out_slice(nout);
+  for (int64_t k = 0; k < nout; ++k) {
+    auto ret = rets.get<ffi::AnyBuffer>(k);
+    if (!ret.has_value()) return Invalid("output " + std::to_string(k) + " is not a buffer");
+    ffi::AnyBuffer buf = **ret;
+    const ffi::Span<const int64_t> od = buf.dimensions();
+    bool ok = static_cast<int64_t>(od.size()) == naxes + 2 && od[naxes] == M;
+    for (int64_t d = 0; ok && d < naxes; ++d) ok = od[d] == dims[d];
+    if (!ok) {
+      return Invalid("output " + std::to_string(k) + " has shape " +
+                     ShapeString(od) + ", expected (*batch, M, width) with "
+                     "batch = " + ShapeString(ffi::Span<const int64_t>(dims.data(), naxes)) +
+                     ", M = " + std::to_string(M));
+    }
+    const std::size_t width = ffi::ByteWidth(buf.element_type());
+    if (width == 0) return Invalid("output " + std::to_string(k) + " has no byte width");
+    out_base[k] = static_cast<char*>(buf.untyped_data());
+    out_slice[k] = static_cast<int64_t>(width) * M * od[naxes + 1];
+  }
+
+  SmallVec<const char*, 16> in_base(nin);
+  SmallVec<int64_t, 32> in_stride(nin * naxes);
+  for (int64_t k = 0; k < nin; ++k) {
+    auto arg = args.get<ffi::AnyBuffer>(k);
+    if (!arg.has_value()) return Invalid("input " + std::to_string(k) + " is not a buffer");
+    const ffi::AnyBuffer buf = *arg;
+    const ffi::Span<const int64_t> id = buf.dimensions();
+    const int64_t* ib = in_batch.begin() + k * nb;
+    bool ok = static_cast<int64_t>(id.size()) >= extra;
+    for (int64_t d = 0; ok && d < extra; ++d) ok = id[d] == dims[d];
+    if (!ok) {
+      return Invalid("input " + std::to_string(k) + " has shape " + ShapeString(id) +
+                     " but the outputs have " + std::to_string(extra) +
+                     " extra leading (vmapped) axes " +
+                     ShapeString(ffi::Span<const int64_t>(dims.data(), extra)));
+    }
+    for (int64_t d = 0; d < nb; ++d) {
+      if (ib[d] != 1 && ib[d] != batch[d]) {
+        return Invalid("input " + std::to_string(k) + ": in_batch " +
+                       ShapeString(ffi::Span<const int64_t>(ib, nb)) +
+                       " does not broadcast to batch " + ShapeString(batch));
+      }
+    }
+    const std::size_t width = ffi::ByteWidth(buf.element_type());
+    if (width == 0) return Invalid("input " + std::to_string(k) + " has no byte width");
+    const int64_t count = static_cast<int64_t>(buf.element_count());
+    const int64_t own_b = Product(dims.data(), dims.data() + extra) * Product(ib, ib + nb);
+    if (B == 0) continue;  // nothing will be read
+    if (own_b == 0 || count % own_b != 0) {
+      return Invalid("input " + std::to_string(k) + " of shape " + ShapeString(id) +
+                     " has " + std::to_string(count) + " elements, not a multiple of "
+                     "its batch size " + std::to_string(own_b));
+    }
+    // Byte stride of each batch axis in the input's own batch shape
+    // (*extra, *in_batch[k]); 0 on broadcast axes.
+    int64_t stride = static_cast<int64_t>(width) * (count / own_b);
+    for (int64_t d = naxes - 1; d >= 0; --d) {
+      const int64_t size = d < extra ? dims[d] : ib[d - extra];
+      in_stride[k * naxes + d] = size == 1 ? 0 : stride;
+      stride *= size;
+    }
+    in_base[k] = static_cast<const char*>(buf.untyped_data());
+  }
+  if (B == 0 || M == 0) return ffi::Error::Success();
+
+  CallPlan plan;
+  plan.kernel = kernel;
+  plan.M = M;
+  plan.N = N;
+  plan.nin = nin;
+  plan.nout = nout;
+  plan.naxes = naxes;
+  plan.dims = dims.data();
+  plan.in_base = in_base.data();
+  plan.in_stride = in_stride.data();
+  plan.out_base = out_base.data();
+  plan.out_slice = out_slice.data();
+
+  const double pairs = static_cast<double>(M) * static_cast<double>(std::max<int64_t>(N, 1)) *
+                       static_cast<double>(B);
+  const int threads = pairs < kParallelThreshold ? 1 : NumThreads();
+  if (threads <= 1) {
+    // Serial: no pool interaction at all.
+    SmallVec<const void*, 16> in(nin);
+    SmallVec<void*, 8> out(nout);
+    SmallVec<int64_t, 8> coord(naxes);
+    for (int64_t b = 0; b < B; ++b) {
+      SlicePointers(plan, b, in.data(), out.data(), coord.data());
+      kernel(in.data(), out.data(), M, N, 0, M);
+    }
+    return ffi::Error::Success();
+  }
+
+  // Rows per unit: about B*M / (threads * kUnitsPerThread), a multiple of
+  // row_block, at most M (a unit never spans two batch elements).
+  const int64_t target_units = static_cast<int64_t>(threads) * kUnitsPerThread;
+  int64_t chunk = (B * M + target_units - 1) / target_units;
+  chunk = ((chunk + row_block - 1) / row_block) * row_block;
+  if (chunk >= M) chunk = M;
+  plan.chunk = chunk;
+  plan.chunks_per_b = (M + chunk - 1) / chunk;
+  ParallelFor(B * plan.chunks_per_b, &RunUnit, &plan);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+}  // namespace jax_lazy
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxLazyCpuHandler, jax_lazy::CpuImpl,
+                              ffi::Ffi::Bind()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<int64_t>("kernel_id")
+                                  .Attr<int64_t>("M")
+                                  .Attr<int64_t>("N")
+                                  .Attr<ffi::Span<const int64_t>>("batch")
+                                  .Attr<ffi::Span<const int64_t>>("in_batch")
+                                  .Attr<int64_t>("row_block"));
