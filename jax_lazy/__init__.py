@@ -13,5 +13,5 @@ from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
 
 __version__ = "0.1.0"
 
-__all__ = ["LazyArray", "LazyTensor", "Vi", "Vj", "Pm", "JaxLazyError", "ShapeError", "DtypeError",
+__all__ = ["LazyArray", "LazyTensor", "Vi", "Vj", "Pm", "clear_cache", "JaxLazyError", "ShapeError", "DtypeError",
            "AxisError", "FormulaError", "BackendError", "doctor", "__version__"]

@@ -1,0 +1,148 @@
+extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
+                                int64_t M, int64_t N, int64_t i0, int64_t i1) {
+  (void)M;
+  const T* __restrict in0 = (const T*)in_[0];
+  const T* __restrict in1 = (const T*)in_[1];
+  T* __restrict out0 = (T*)out_[0];
+  IDX* __restrict out1 = (IDX*)out_[1];
+  alignas(64) T fb[1536];
+  alignas(64) T mv[1536];
+  alignas(64) IDX mk[1536];
+  for (int64_t ib = i0; ib < i1; ib += 8) {
+    const int64_t row0 = jl_min64(ib + 0, i1 - 1);
+    const T x0_r0_0 = in0[row0 * 3 + 0];
+    const T x0_r0_1 = in0[row0 * 3 + 1];
+    const T x0_r0_2 = in0[row0 * 3 + 2];
+    const int64_t row1 = jl_min64(ib + 1, i1 - 1);
+    const T x0_r1_0 = in0[row1 * 3 + 0];
+    const T x0_r1_1 = in0[row1 * 3 + 1];
+    const T x0_r1_2 = in0[row1 * 3 + 2];
+    const int64_t row2 = jl_min64(ib + 2, i1 - 1);
+    const T x0_r2_0 = in0[row2 * 3 + 0];
+    const T x0_r2_1 = in0[row2 * 3 + 1];
+    const T x0_r2_2 = in0[row2 * 3 + 2];
+    const int64_t row3 = jl_min64(ib + 3, i1 - 1);
+    const T x0_r3_0 = in0[row3 * 3 + 0];
+    const T x0_r3_1 = in0[row3 * 3 + 1];
+    const T x0_r3_2 = in0[row3 * 3 + 2];
+    const int64_t row4 = jl_min64(ib + 4, i1 - 1);
+    const T x0_r4_0 = in0[row4 * 3 + 0];
+    const T x0_r4_1 = in0[row4 * 3 + 1];
+    const T x0_r4_2 = in0[row4 * 3 + 2];
+    const int64_t row5 = jl_min64(ib + 5, i1 - 1);
+    const T x0_r5_0 = in0[row5 * 3 + 0];
+    const T x0_r5_1 = in0[row5 * 3 + 1];
+    const T x0_r5_2 = in0[row5 * 3 + 2];
+    const int64_t row6 = jl_min64(ib + 6, i1 - 1);
+    const T x0_r6_0 = in0[row6 * 3 + 0];
+    const T x0_r6_1 = in0[row6 * 3 + 1];
+    const T x0_r6_2 = in0[row6 * 3 + 2];
+    const int64_t row7 = jl_min64(ib + 7, i1 - 1);
+    const T x0_r7_0 = in0[row7 * 3 + 0];
+    const T x0_r7_1 = in0[row7 * 3 + 1];
+    const T x0_r7_2 = in0[row7 * 3 + 2];
+    for (int q = 0; q < 1536; ++q) { mv[q] = jl_inf(); mk[q] = (IDX)-1; }
+    for (int64_t jb = 0; jb < N; jb += 64) {
+      const int n = (int)jl_min64(64, N - jb);
+      #pragma omp simd
+      for (int w = 0; w < n; ++w) {
+        const int64_t j = jb + w;
+        const T y1_0 = in1[0 * N + j];
+        const T y1_1 = in1[1 * N + j];
+        const T y1_2 = in1[2 * N + j];
+        const T v2_r0_0 = (x0_r0_0 * y1_0);
+        const T v2_r0_1 = (x0_r0_1 * y1_1);
+        const T v2_r0_2 = (x0_r0_2 * y1_2);
+        const T v3_r0_0 = (-v2_r0_0);
+        const T v3_r0_1 = (-v2_r0_1);
+        const T v3_r0_2 = (-v2_r0_2);
+        fb[0 + w] = v3_r0_0;
+        fb[64 + w] = v3_r0_1;
+        fb[128 + w] = v3_r0_2;
+        const T v2_r1_0 = (x0_r1_0 * y1_0);
+        const T v2_r1_1 = (x0_r1_1 * y1_1);
+        const T v2_r1_2 = (x0_r1_2 * y1_2);
+        const T v3_r1_0 = (-v2_r1_0);
+        const T v3_r1_1 = (-v2_r1_1);
+        const T v3_r1_2 = (-v2_r1_2);
+        fb[192 + w] = v3_r1_0;
+        fb[256 + w] = v3_r1_1;
+        fb[320 + w] = v3_r1_2;
+        const T v2_r2_0 = (x0_r2_0 * y1_0);
+        const T v2_r2_1 = (x0_r2_1 * y1_1);
+        const T v2_r2_2 = (x0_r2_2 * y1_2);
+        const T v3_r2_0 = (-v2_r2_0);
+        const T v3_r2_1 = (-v2_r2_1);
+        const T v3_r2_2 = (-v2_r2_2);
+        fb[384 + w] = v3_r2_0;
+        fb[448 + w] = v3_r2_1;
+        fb[512 + w] = v3_r2_2;
+        const T v2_r3_0 = (x0_r3_0 * y1_0);
+        const T v2_r3_1 = (x0_r3_1 * y1_1);
+        const T v2_r3_2 = (x0_r3_2 * y1_2);
+        const T v3_r3_0 = (-v2_r3_0);
+        const T v3_r3_1 = (-v2_r3_1);
+        const T v3_r3_2 = (-v2_r3_2);
+        fb[576 + w] = v3_r3_0;
+        fb[640 + w] = v3_r3_1;
+        fb[704 + w] = v3_r3_2;
+        const T v2_r4_0 = (x0_r4_0 * y1_0);
+        const T v2_r4_1 = (x0_r4_1 * y1_1);
+        const T v2_r4_2 = (x0_r4_2 * y1_2);
+        const T v3_r4_0 = (-v2_r4_0);
+        const T v3_r4_1 = (-v2_r4_1);
+        const T v3_r4_2 = (-v2_r4_2);
+        fb[768 + w] = v3_r4_0;
+        fb[832 + w] = v3_r4_1;
+        fb[896 + w] = v3_r4_2;
+        const T v2_r5_0 = (x0_r5_0 * y1_0);
+        const T v2_r5_1 = (x0_r5_1 * y1_1);
+        const T v2_r5_2 = (x0_r5_2 * y1_2);
+        const T v3_r5_0 = (-v2_r5_0);
+        const T v3_r5_1 = (-v2_r5_1);
+        const T v3_r5_2 = (-v2_r5_2);
+        fb[960 + w] = v3_r5_0;
+        fb[1024 + w] = v3_r5_1;
+        fb[1088 + w] = v3_r5_2;
+        const T v2_r6_0 = (x0_r6_0 * y1_0);
+        const T v2_r6_1 = (x0_r6_1 * y1_1);
+        const T v2_r6_2 = (x0_r6_2 * y1_2);
+        const T v3_r6_0 = (-v2_r6_0);
+        const T v3_r6_1 = (-v2_r6_1);
+        const T v3_r6_2 = (-v2_r6_2);
+        fb[1152 + w] = v3_r6_0;
+        fb[1216 + w] = v3_r6_1;
+        fb[1280 + w] = v3_r6_2;
+        const T v2_r7_0 = (x0_r7_0 * y1_0);
+        const T v2_r7_1 = (x0_r7_1 * y1_1);
+        const T v2_r7_2 = (x0_r7_2 * y1_2);
+        const T v3_r7_0 = (-v2_r7_0);
+        const T v3_r7_1 = (-v2_r7_1);
+        const T v3_r7_2 = (-v2_r7_2);
+        fb[1344 + w] = v3_r7_0;
+        fb[1408 + w] = v3_r7_1;
+        fb[1472 + w] = v3_r7_2;
+      }
+      for (int re = 0; re < 24; ++re) {
+        #pragma omp simd
+        for (int w = 0; w < n; ++w) {
+          const T f = fb[re * 64 + w]; const int q = re * 64 + w;
+          const bool take = f < mv[q] || (mk[q] < 0 && f == mv[q]);  // first hit of a lane wins ties
+          mv[q] = take ? f : mv[q];
+          mk[q] = take ? (IDX)(jb + w) : mk[q];
+        }
+      }
+    }
+    for (int r = 0; r < 8; ++r) {
+      if (ib + r >= i1) break;
+      for (int e = 0; e < 3; ++e) {
+        T bv = jl_inf(); IDX bk = (IDX)-1;
+        for (int w = 0; w < 64; ++w) {
+          const int q = (r * 3 + e) * 64 + w;
+          if (mk[q] >= 0 && (bk < 0 || mv[q] < bv || (mv[q] == bv && mk[q] < bk))) { bv = mv[q]; bk = mk[q]; }
+        }
+        out0[(ib + r) * 3 + e] = -bv; out1[(ib + r) * 3 + e] = bk;
+      }
+    }
+  }
+}

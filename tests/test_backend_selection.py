@@ -1,0 +1,72 @@
+"""Backend selection: "auto" prefers the compiled cpu backend, falls back to jnp with one
+warning when no compiler is found, and an explicit backend that cannot run raises."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import jax_lazy
+from jax_lazy import BackendError, Vi, Vj
+from jax_lazy.backends import cpu
+
+CPU = cpu.available() is None
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})
+
+
+NO_COMPILER = """
+    import warnings, numpy as np, jax.numpy as jnp
+    from jax_lazy import Vi, Vj, doctor
+    x = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a = (-Vi(x).sqdist(Vj(x))).exp().sum(axis=1)
+        b = (-Vi(x).sqdist(Vj(x))).exp().sum(axis=0)
+    ref = np.exp(-((x[:, None] - x[None]) ** 2).sum(-1)).sum(1)[:, None]
+    assert np.allclose(a, ref, rtol=1e-5) and np.allclose(b, ref, rtol=1e-5)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    print("WARNINGS", len(msgs), msgs[0] if msgs else "")
+    print("DOCTOR", doctor(verbose=False)["backends"]["cpu"])
+"""
+
+
+def test_no_compiler_falls_back_to_jnp_with_one_warning():
+    out = _run(NO_COMPILER, JAX_LAZY_CXX="/nonexistent/c++")
+    assert out.returncode == 0, out.stderr
+    assert "WARNINGS 1 " in out.stdout, out.stdout
+    assert "/nonexistent/c++" in out.stdout  # the warning and doctor() say why
+
+
+def test_explicit_cpu_backend_without_compiler_raises():
+    code = """
+        import numpy as np
+        from jax_lazy import Vi, Vj, BackendError
+        x = np.ones((3, 2), np.float32)
+        try:
+            Vi(x).sqdist(Vj(x)).sum(axis=1, backend="cpu")
+        except BackendError as e:
+            print("RAISED", e)
+    """
+    out = _run(code, JAX_LAZY_CXX="/nonexistent/c++")
+    assert out.returncode == 0, out.stderr
+    assert "RAISED" in out.stdout and "Var(0,2,0)" in out.stdout, out.stdout
+
+
+@pytest.mark.skipif(not CPU, reason=f"cpu backend unavailable: {cpu.available()}")
+def test_auto_prefers_cpu_for_float32():
+    assert jax_lazy.backends.resolve("auto", "float32") == "cpu"
+    assert jax_lazy.backends.resolve("auto", "float16") == "jnp"  # cpu computes in f32/f64 only
+
+
+@pytest.mark.skipif(not CPU, reason=f"cpu backend unavailable: {cpu.available()}")
+def test_cpu_backend_rejects_float16():
+    x = np.ones((3, 2), np.float16)
+    with pytest.raises(BackendError, match="float16"):
+        Vi(x).sqdist(Vj(x)).sum(axis=1, backend="cpu")
