@@ -398,14 +398,17 @@ class LazyArray:
         return self._reduce("KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin"), k=int(K), backend=backend)
 
     def __matmul__(self, b):
+        return self.matvec(b)
+
+    def matvec(self, b, backend="auto"):
         """``K @ b``: ``sum_j K_ij b_j``. ``b`` of shape ``(N,)`` gives ``(M,)``;
         ``(*batch, N, E)`` gives ``(*batch, M, E)``. K must have dim 1."""
         if self.dim != 1:
             raise ShapeError(f"K @ b needs a scalar LazyArray (dim 1), got dim {self.dim}", to_string(self.formula))
         b = _as_float_array(b, "K @ b")
         if b.ndim == 1:
-            return (self * Vj(b[:, None])).sum(axis=self.nbatchdims + 1)[..., 0]
-        return (self * Vj(b)).sum(axis=max(self.nbatchdims, b.ndim - 2) + 1)
+            return (self * Vj(b[:, None])).sum(axis=self.nbatchdims + 1, backend=backend)[..., 0]
+        return (self * Vj(b)).sum(axis=max(self.nbatchdims, b.ndim - 2) + 1, backend=backend)
 
     # pykeops-style aliases
     sum_reduction = sum
@@ -414,10 +417,10 @@ class LazyArray:
     min_reduction, max_reduction = min, max
     argmin_reduction, argmax_reduction = argmin, argmax
     Kmin_reduction, argKmin_reduction, Kmin_argKmin_reduction = Kmin, argKmin, Kmin_argKmin
-    matvec = __matmul__
 
-    def rmatvec(self, b):
-        return self.t() @ b
+    def rmatvec(self, b, backend="auto"):
+        """``K.T @ b``."""
+        return self.t().matvec(b, backend=backend)
 
 
 LazyTensor = LazyArray

@@ -134,7 +134,11 @@ def _kmin_combine(a, b, K):
 
 def _kmin_update(s, F, W, j0, K):
     v = jnp.swapaxes(F, -1, -2)  # L + (D, Tj)
-    k = jnp.broadcast_to(j0 + jnp.arange(v.shape[-1], dtype=index_dtype()), v.shape)
+    if v.shape[-1] > K:  # the tile's own K smallest first: top_k puts equal values' lower index first
+        neg, k = lax.top_k(-v, K)
+        v, k = -neg, (k + j0).astype(index_dtype())
+    else:
+        k = jnp.broadcast_to(j0 + jnp.arange(v.shape[-1], dtype=index_dtype()), v.shape)
     return _kmin_combine(s, (v, k), K)
 
 

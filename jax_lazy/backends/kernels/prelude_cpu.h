@@ -43,11 +43,21 @@ JL_INLINE double jl_exp(double x) {
   const double n = __builtin_nearbyint(x * 1.4426950408889634074);
   double r = __builtin_fma(n, -0x1.62e42fee00000p-1, x);  // ln2_hi: 32 bits, n * hi exact
   r = __builtin_fma(n, -0x1.a39ef35793c76p-33, r);
+  // Horner, written out: a loop here stops GCC from vectorising the caller's simd loop.
   double p = 1.0 / 6227020800.0;  // 1/13!
-  const double c[13] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-                        1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
-                        1.0 / 6.0, 0.5, 1.0, 1.0};
-  for (int q = 0; q < 13; ++q) p = __builtin_fma(p, r, c[q]);
+  p = __builtin_fma(p, r, 1.0 / 479001600.0);
+  p = __builtin_fma(p, r, 1.0 / 39916800.0);
+  p = __builtin_fma(p, r, 1.0 / 3628800.0);
+  p = __builtin_fma(p, r, 1.0 / 362880.0);
+  p = __builtin_fma(p, r, 1.0 / 40320.0);
+  p = __builtin_fma(p, r, 1.0 / 5040.0);
+  p = __builtin_fma(p, r, 1.0 / 720.0);
+  p = __builtin_fma(p, r, 1.0 / 120.0);
+  p = __builtin_fma(p, r, 1.0 / 24.0);
+  p = __builtin_fma(p, r, 1.0 / 6.0);
+  p = __builtin_fma(p, r, 0.5);
+  p = __builtin_fma(p, r, 1.0);
+  p = __builtin_fma(p, r, 1.0);
   const int64_t k = (int64_t)n, k1 = k >> 1, k2 = k - k1;
   return p * jl_bits_to_double((k1 + 1023) << 52) * jl_bits_to_double((k2 + 1023) << 52);
 }
