@@ -17,6 +17,7 @@ op table has a printer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..ir import OPS, Node, topo_order
@@ -148,17 +149,63 @@ class Emitter:
         return [f"v{self.ids[node]}{row_part}_{c}" for c in range(node.dim)]
 
     def statements(self, lvl: str, row=None) -> list[str]:
-        """Declarations of every node of level ``lvl`` (for ``row`` if it depends on i)."""
-        lines = []
+        """Declarations of every node of level ``lvl`` (for ``row`` if it depends on i),
+        ordered so that few values are live at once (see :func:`_schedule`)."""
+        stmts = []
         for n in self.order:
             if n.op in _LEAVES or self.levels[n] != lvl:
                 continue
             args = [self.comps(a, row) for a in n.args]
+            (name,) = self.comps(n, row) if n.op == "Sum" else (None,)
+            if n.op == "Sum" and len(args[0]) > CHAINS:
+                stmts += _chained_sum(name, args[0])
+                continue
             if n.op in VECTOR:
                 exprs = VECTOR[n.op](n, *args)
             else:
                 fmt = CPP[n.op]
                 exprs = [fmt.format(*(a[c if len(a) > 1 else 0] for a in args)) for c in range(n.dim)]
-            for name, expr in zip(self.comps(n, row), exprs):
-                lines.append(f"const T {name} = {expr};")
-        return lines
+            stmts += list(zip(self.comps(n, row), exprs))
+        return [f"const T {name} = {expr};" for name, expr in _schedule(stmts)]
+
+
+CHAINS = 8  # a long Sum is accumulated in this many interleaved chains
+_NAME = re.compile(r"\bv\d+(?:_r\d+)?_(?:s\d+_)?\d+\b")
+
+
+def _chained_sum(name: str, terms: list[str]) -> list[tuple[str, str]]:
+    """``name = sum(terms)`` as CHAINS running sums: with :func:`_schedule`, each term is
+    computed just before it is added, so a Sum over D = 64 components keeps about CHAINS
+    values live instead of 64 (which would spill registers)."""
+    stmts, ends = [], []
+    base, comp = name.rsplit("_", 1)
+    for m in range(CHAINS):
+        prev = None
+        for k, term in enumerate(terms[m::CHAINS]):
+            link = f"{base}_s{m}_{k}"
+            stmts.append((link, term if prev is None else f"({prev} + {term})"))
+            prev = link
+        ends.append(prev)
+    return stmts + [(name, _tree_sum(ends))]
+
+
+def _schedule(stmts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Reorder ``(name, expr)`` statements depth-first from the values nothing else uses:
+    each value is computed right before its first use (a valid order: dependencies first)."""
+    exprs = dict(stmts)
+    deps = {n: [d for d in _NAME.findall(e) if d in exprs] for n, e in stmts}
+    used = {d for ds in deps.values() for d in ds}
+    out, done = [], set()
+    for root in [n for n, _ in stmts if n not in used] + [n for n, _ in stmts]:
+        stack = [(root, False)]
+        while stack:
+            n, expanded = stack.pop()
+            if n in done:
+                continue
+            if expanded:
+                done.add(n)
+                out.append((n, exprs[n]))
+                continue
+            stack.append((n, True))
+            stack.extend((d, False) for d in reversed(deps[n]) if d not in done)
+    return out

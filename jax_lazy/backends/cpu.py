@@ -158,27 +158,33 @@ def _row_loop(plan, em, R, inner) -> list[str]:
 
 
 def _sum_kernel(plan, em, roots, R):
+    """Fused Sum. The j axis is cut in blocks whose j-variables fit in L2, each block is
+    swept by every row of [i0, i1) (so wide j-variables stream from memory once per
+    block, not once per row block), and each block's partial sums are added to the
+    output rows (block summation)."""
     (F,) = roots
     E = F.dim
-    accs = [f"acc{r}_{e}" for r in range(R) for e in range(E)]
+    jdims = sum(v.dim for v in plan.variables if v.attr[1] == J)
+    jblock = max(64, min(JBLOCK, (1 << 16) // max(1, jdims)))  # <= 256 KiB of float32 per block
     parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
     comps = {r: em.comps(F, r) for r in range(R)}
     sink = lambda r: [f"part{r}_{e} += {comps[r][e]};" for e in range(E)]  # noqa: E731
     inner = [
-        "T " + ", ".join(f"{a} = T(0)" for a in accs) + ";",
-        f"for (int64_t jb = 0; jb < N; jb += {JBLOCK}) {{",
-        f"  const int64_t je = jl_min64(jb + {JBLOCK}, N);",
-        "  T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
-        f"  #pragma omp simd reduction(+: {', '.join(parts)})",
-        "  for (int64_t j = jb; j < je; ++j) {",
-        *_indent(_lane_body(plan, em, R, sink), 4),
-        "  }",
-        *[f"  {a} += {p};" for a, p in zip(accs, parts)],
+        "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
+        f"#pragma omp simd reduction(+: {', '.join(parts)})",
+        "for (int64_t j = jb; j < je; ++j) {",
+        *_indent(_lane_body(plan, em, R, sink), 2),
         "}",
-        *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] = acc{r}_{e};' for e in range(E))} }}"
+        *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] += part{r}_{e};' for e in range(E))} }}"
           for r in range(R)],
     ]
-    return _row_loop(plan, em, R, inner)
+    return [
+        f"for (int64_t q = i0 * {E}; q < i1 * {E}; ++q) out0[q] = T(0);",
+        f"for (int64_t jb = 0; jb < N; jb += {jblock}) {{",
+        f"  const int64_t je = jl_min64(jb + {jblock}, N);",
+        *_indent(_row_loop(plan, em, R, inner), 2),
+        "}",
+    ]
 
 
 def _buffered(plan, em, roots, R, update) -> list[str]:
