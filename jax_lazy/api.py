@@ -148,9 +148,12 @@ def _reduction_fn(plan: Plan):
     if os.environ.get("JAX_LAZY_DUMP"):  # one line per new plan: "show me the formula"
         print(f"[jax_lazy] plan {plan.backend}/{plan.dtype}: {plan.describe()}", file=sys.stderr)
 
+    # jit: eager calls reuse one compiled executable per shape instead of re-tracing.
+    impl = jax.jit(lambda *arrays: backend.reduce(plan, arrays, geometry(plan, arrays)))
+
     @jax.custom_batching.custom_vmap
     def run(*arrays):
-        return backend.reduce(plan, arrays, geometry(plan, arrays))
+        return impl(*arrays)
 
     @run.def_vmap
     def run_batched(axis_size, in_batched, *arrays):

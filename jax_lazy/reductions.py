@@ -104,7 +104,10 @@ def _min_init(L, D, Dw, K, dtype):
 
 
 def _min_combine(a, b, K):
-    take_b = (b[0] < a[0]) | ((b[0] == a[0]) & (b[1] < a[1]))
+    # NaN propagates (it wins, as in jnp.min); among equal values or NaNs, the smaller index.
+    a_nan, b_nan = jnp.isnan(a[0]), jnp.isnan(b[0])
+    first = b[1] < a[1]
+    take_b = jnp.where(a_nan | b_nan, b_nan & (~a_nan | first), (b[0] < a[0]) | ((b[0] == a[0]) & first))
     return (jnp.where(take_b, b[0], a[0]), jnp.where(take_b, b[1], a[1]))
 
 

@@ -173,12 +173,6 @@ def skip_unless_auto(backend: str, dtype) -> None:
 # them into XPASS(strict) failures and the marks get removed.
 
 BUGS = {  # key -> (reason, backends it affects; None: every backend)
-    "min_nan": (
-        "BUG: min/argmin of a row that contains NaN return +inf and the index 2**31-1 (out of "
-        "range: the initial state is never replaced because NaN compares false); NumPy and "
-        "jnp.argmin propagate NaN and point at it",
-        None,
-    ),
 }
 
 

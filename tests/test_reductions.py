@@ -479,8 +479,7 @@ def test_max_over_padded_tile(backend):
     assert float(vals[0, 0]) == 1.0 and int(idx[0, 0]) == 0
 
 
-@xfail_bug("min_nan")
-def test_bug_min_argmin_with_nan(backend):
+def test_min_argmin_with_nan_propagates(backend):
     x = np.asarray([[np.nan], [1.0]], np.float32)
     y = np.asarray([[0.0], [2.0]], np.float32)
     vals, idx = (Vi(x) - Vj(y)).min_argmin(axis=1, backend=backend)

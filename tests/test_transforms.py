@@ -276,9 +276,6 @@ def test_reduction_inside_fori_loop(data, backend):
 # ---------------------------------------------------------------- eager calls
 
 
-@pytest.mark.xfail(strict=True, reason="PERF BUG: an eager reduction on the jnp backend is re-traced (and "
-                                       "re-compiled by XLA, ~0.1-0.2 s) on every call, even with the same plan "
-                                       "and shapes: the per-plan function is not jitted/cached")
 def test_eager_jnp_reduction_is_traced_once(monkeypatch, rng):
     import jax_lazy.backends.jnp as jnp_backend
 

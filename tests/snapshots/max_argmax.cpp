@@ -127,7 +127,8 @@ extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
         #pragma omp simd
         for (int w = 0; w < n; ++w) {
           const T f = fb[re * 64 + w]; const int q = re * 64 + w;
-          const bool take = f < mv[q] || (mk[q] < 0 && f == mv[q]);  // first hit of a lane wins ties
+          // NaN wins (it propagates); on ties the earlier column, already in the lane, stays
+          const bool take = mk[q] < 0 || (f != f ? mv[q] == mv[q] : f < mv[q]);
           mv[q] = take ? f : mv[q];
           mk[q] = take ? (IDX)(jb + w) : mk[q];
         }
@@ -139,7 +140,11 @@ extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
         T bv = jl_inf(); IDX bk = (IDX)-1;
         for (int w = 0; w < 64; ++w) {
           const int q = (r * 3 + e) * 64 + w;
-          if (mk[q] >= 0 && (bk < 0 || mv[q] < bv || (mv[q] == bv && mk[q] < bk))) { bv = mv[q]; bk = mk[q]; }
+          if (mk[q] < 0) continue;
+          const bool nq = mv[q] != mv[q], nb = bv != bv;
+          if (bk < 0 || (nq || nb ? nq && (!nb || mk[q] < bk) : mv[q] < bv || (mv[q] == bv && mk[q] < bk))) {
+            bv = mv[q]; bk = mk[q];
+          }
         }
         out0[(ib + r) * 3 + e] = -bv; out1[(ib + r) * 3 + e] = bk;
       }
