@@ -21,6 +21,7 @@ j-variables are passed transposed, ``(*b, D, N)``, so that lanes load contiguous
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -355,12 +356,83 @@ def _out_types(plan, geom):
 
 
 def reduce(plan, arrays, geom):
-    """Run ``plan`` through its compiled kernel; same contract as :func:`jnp.reduce`."""
-    from . import ffi
+    """Run ``plan`` through its compiled kernel; same contract as :func:`jnp.reduce`.
 
+    When there are too few output rows to keep every thread busy (e.g. M = 1), the j
+    axis is cut into parts that become an extra batch axis (one launch, threads over the
+    parts) and the parts' finalized outputs are merged (:func:`_merge`).
+    """
     reason = supports(plan.dtype)
     if reason:
         raise BackendError(reason, plan.describe())
+    parts = _split_count(plan, geom)
+    if parts < 2:
+        return _call(plan, arrays, geom)
+    size = geom.N // parts
+    main, rest = parts * size, geom.N - parts * size
+    nb = len(geom.batch)
+    split, tail = [], []
+    for v, a in zip(plan.variables, arrays):
+        own = a.ndim - (1 if v.attr[1] == P else 2)
+        a = a.reshape((1,) * (nb - own) + a.shape)  # align batch axes
+        if v.attr[1] == J:  # (*b, N, D) -> (*b, parts, size, D)
+            split.append(a[..., :main, :].reshape(a.shape[:nb] + (parts, size, v.dim)))
+            tail.append(a[..., main:, :])
+        else:  # a new batch axis of size 1, before the rows (or the vector) axis
+            split.append(jnp.expand_dims(a, nb))
+            tail.append(a)
+    outs = [jnp.moveaxis(o, nb, 0) for o in _call(plan, split, replace(geom, batch=geom.batch + (parts,), N=size))]
+    offsets = [k * size for k in range(parts)]
+    if rest:
+        outs = [jnp.concatenate([o, t[None]]) for o, t in zip(outs, _call(plan, tail, replace(geom, N=rest)))]
+        offsets.append(main)
+    return _merge(plan, outs, jnp.asarray(offsets, index_dtype()))
+
+
+SPLIT_COLUMNS = 4096  # fewest columns per part of a split j axis
+
+
+def _split_count(plan, geom) -> int:
+    from .._native_loader import load_native
+
+    threads = load_native().num_threads()
+    rows = int(np.prod(geom.batch, dtype=np.int64)) * geom.M
+    blocks = -(-rows // _rows_per_block(Emitter(_roots(plan), _var_name)))
+    if threads < 2 or blocks >= 4 * threads:
+        return 1
+    return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-4 * threads // max(blocks, 1))))
+
+
+def _merge(plan, outs, offsets):
+    """Merge finalized outputs of disjoint column ranges stacked on axis 0 (column
+    offsets ``offsets``) into the outputs of the whole range."""
+    family, red = plan.red.kernel, plan.red
+    if family is SUM:
+        return (outs[0].sum(0),)
+    if family is LSE:  # log sum_parts exp(lse_part)
+        return (jax.nn.logsumexp(outs[0], axis=0),)
+    if family is SOFTMAX:  # weights exp(lse_part - lse)
+        lse = jax.nn.logsumexp(outs[1], axis=0)
+        return ((jnp.exp(outs[1] - lse) * outs[0]).sum(0), lse)
+    sign = -1 if red.negate else 1
+    shift = offsets.reshape((-1,) + (1,) * (outs[1].ndim - 1))
+    unfilled = jnp.iinfo(outs[1].dtype).max  # a part with fewer than K columns: sorts last
+    values, idx = sign * outs[0], jnp.where(outs[1] < 0, unfilled, outs[1] + shift)
+    if family is KMIN:  # states are (..., D, K)
+        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
+    state = (values[0], idx[0])
+    for k in range(1, values.shape[0]):  # few parts: a Python fold of the kernel's combine
+        state = family.combine(state, (values[k], idx[k]), plan.k)
+    values, idx = state
+    if family is KMIN:
+        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
+    return (sign * values, idx)
+
+
+def _call(plan, arrays, geom):
+    """One launch of ``plan``'s kernel over ``geom``."""
+    from . import ffi
+
     kid, R = kernel_id(plan)
     # j-variables go transposed, (*b, D, N): the lanes of the simd loop load contiguously.
     ins = [jnp.swapaxes(a, -1, -2) if v.attr[1] == J and v.dim > 1 else a for v, a in zip(plan.variables, arrays)]
