@@ -59,3 +59,34 @@ def test_exp_float32_below_the_normal_range_is_tiny():
     ref = np.exp(x.astype(np.float64))
     assert (np.abs(got - ref) <= 2 * 2.0**-149).all() or (got <= 2.0**-126).all()
     assert (got >= 0).all()
+
+
+def _kernel_log(x):
+    return np.asarray(Vi(x[:, None]).log().sum(axis=1, backend="cpu"))[:, 0]
+
+
+def test_log_float32_within_3_ulps():
+    x = np.concatenate([np.logspace(-37, 38, 200_001), np.linspace(0.5, 2.0, 100_001)]).astype(np.float32)
+    ref = np.log(x.astype(np.float64))
+    ulps = np.abs(_kernel_log(x) - ref) / np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 3.0, (ulps.max(), x[ulps.argmax()])
+
+
+def test_log_float64_within_3_ulps():
+    import jax
+
+    with jax.enable_x64(True):
+        x = np.concatenate([np.logspace(-300, 300, 200_001), np.linspace(0.5, 2.0, 100_001)])
+        got = _kernel_log(x)
+    ref = np.log(x)
+    ulps = np.abs(got - ref) / np.spacing(np.abs(ref))
+    assert ulps.max() <= 3.0, (ulps.max(), x[ulps.argmax()])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_log_special_values(dtype):
+    import jax
+
+    with jax.enable_x64(dtype == "float64"):
+        got = _kernel_log(np.array([0.0, -1.0, np.inf, np.nan, 1.0], dtype))
+    assert np.isneginf(got[0]) and np.isnan(got[1]) and np.isposinf(got[2]) and np.isnan(got[3]) and got[4] == 0
