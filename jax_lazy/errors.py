@@ -13,6 +13,7 @@ class JaxLazyError(Exception):
     """Base class of every jax_lazy error."""
 
     def __init__(self, message: str, formula=None):
+        self.message = message  # without the formula
         if formula is not None:
             message = f"{message}\n  formula: {formula}"
         super().__init__(message)

@@ -193,7 +193,7 @@ class LazyArray:
         try:
             formula = fn(*nodes)
         except FormulaError as e:
-            raise FormulaError(str(e), "  and  ".join(to_string(n) for n in nodes)) from None
+            raise FormulaError(e.message, "  and  ".join(to_string(n) for n in nodes)) from None
         return LazyArray._build(formula, *ctx)
 
     # -------------------------------------------------------------- arithmetic
@@ -342,8 +342,10 @@ class LazyArray:
                         to_string(self.formula))
 
     def _reduce(self, red, axis, weight=None, k=None, backend="auto"):
+        if k is not None and (isinstance(k, bool) or not float(k).is_integer()):
+            raise ShapeError(f"K must be an integer, got {k!r}", to_string(self.formula))
         nodes, (vars_, arrays, ni, nj, batch) = self._join(*(() if weight is None else (weight,)))
-        outs = api.reduce(tuple(nodes), red, vars_, arrays, axis, k=k, backend=backend)
+        outs = api.reduce(tuple(nodes), red, vars_, arrays, axis, k=None if k is None else int(k), backend=backend)
         if k is not None and self.dim == 1:  # (..., K, 1) -> (..., K), as pykeops
             outs = tuple(o[..., 0] for o in outs)
         return outs if len(outs) > 1 else outs[0]
@@ -389,13 +391,13 @@ class LazyArray:
         return self._reduce("Max_ArgMax", self._axis(axis, dim, "max_argmax"), backend=backend)
 
     def Kmin(self, K, axis=None, dim=None, backend="auto"):
-        return self._reduce("KMin", self._axis(axis, dim, "Kmin"), k=int(K), backend=backend)
+        return self._reduce("KMin", self._axis(axis, dim, "Kmin"), k=K, backend=backend)
 
     def argKmin(self, K, axis=None, dim=None, backend="auto"):
-        return self._reduce("ArgKMin", self._axis(axis, dim, "argKmin"), k=int(K), backend=backend)
+        return self._reduce("ArgKMin", self._axis(axis, dim, "argKmin"), k=K, backend=backend)
 
     def Kmin_argKmin(self, K, axis=None, dim=None, backend="auto"):
-        return self._reduce("KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin"), k=int(K), backend=backend)
+        return self._reduce("KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin"), k=K, backend=backend)
 
     def __matmul__(self, b):
         return self.matvec(b)
