@@ -144,3 +144,15 @@ def test_errors_inside_jit_are_raised_at_trace_time():
         jax.jit(lambda a: (Vi(a) + Vi(x4)).sum(axis=1))(x)
     with pytest.raises(AxisError):
         jax.jit(lambda a: (Vi(a) - Vj(y)).min(axis=3))(x)
+
+
+def test_non_integer_K_raises():
+    with pytest.raises(ShapeError, match="integer") as info:
+        S().Kmin(2.7, axis=1)
+    assert "Var(0,3,0)" in str(info.value)
+
+
+def test_formula_error_prints_the_formula_once():
+    with pytest.raises(FormulaError) as info:
+        Vi(x) + Vj(y2)
+    assert str(info.value).count("formula:") == 1
