@@ -40,8 +40,8 @@ def main(argv=None) -> dict:
     wall = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     dense = n * n * 4 / 2**30
-    print(f"| n | backend | time (s) | pairs/s | peak RSS (MiB) | dense matrix (GiB) |")
-    print(f"|---|---|---|---|---|---|")
+    print("| n | backend | time (s) | pairs/s | peak RSS (MiB) | dense matrix (GiB) |")
+    print("|---|---|---|---|---|---|")
     print(f"| {n:,} | {args.backend} | {wall:.2f} | {n * n / wall:.3g} | {peak:.0f} | {dense:.1f} |")
     assert bool(jnp.isfinite(out).all())
     return {"n": n, "seconds": wall, "peak_mib": peak}

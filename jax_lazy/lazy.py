@@ -23,7 +23,7 @@ import numpy as np
 
 from . import api
 from .errors import AxisError, DtypeError, FormulaError, ShapeError
-from .ir import I, J, P, Cst, IntCst, Node, Var, derived, ops, substitute, to_string, variables
+from .ir import I, J, P, Cst, IntCst, Var, derived, ops, substitute, to_string
 from .ir.evaluate import evaluate
 
 _FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)

@@ -15,7 +15,6 @@ from conftest import (
     skip_if_unsupported,
     skip_unless_auto,
     use_tiling,
-    xfail_bug,
 )
 from jax_lazy import LazyArray, Pm, Vi, Vj
 

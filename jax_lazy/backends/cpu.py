@@ -274,7 +274,7 @@ def _min_kernel(plan, em, roots, R):
         f"for (int r = 0; r < {R}; ++r) {{",
         "  if (ib + r >= i1) break;",
         f"  for (int e = 0; e < {D}; ++e) {{",
-        f"    T bv = jl_inf(); IDX bk = (IDX)-1;",
+        "    T bv = jl_inf(); IDX bk = (IDX)-1;",
         f"    for (int w = 0; w < {LANES}; ++w) {{",
         f"      const int q = (r * {D} + e) * {LANES} + w;",
         "      if (mk[q] < 0) continue;",

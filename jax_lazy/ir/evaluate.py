@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .node import Node, topo_order
+from .node import topo_order
 from .ops import OPS
 
 
