@@ -1,9 +1,9 @@
 """jax_lazy demo: three reductions of huge symbolic matrices on real data.
 
 Run ``python -m jax_lazy.demo`` (default sizes, a few minutes at most on 2 CPU cores),
-``--quick`` (tiny sizes, used by the tests) or ``--full`` (every flight also as KDE
-query: 336,776 x 336,776 pairs). By default every flight is a GP test point and a KDE
-reference point. All numeric work runs under ``jax.jit``; the M x N kernel
+``--quick`` (tiny sizes, used by the tests). By default (and with ``--full``) every
+flight is a GP test point and a KDE query and reference point (328,521 x 328,021 pairs);
+without the compiled cpu backend the default falls back to subsamples. All numeric work runs under ``jax.jit``; the M x N kernel
 matrices are never stored: each is a formula reduced tile by tile.
 
 (a) Gaussian-process / kernel ridge regression of flight arrival delays
@@ -86,7 +86,7 @@ class Sizes:
 PROFILES = {
     "quick": Sizes(n_train=300, n_val=200, n_test=1000, gp_steps=5, n_cg=20, kde_ref=3000,
                    kde_query=500, kde_bw=200, bw_steps=3, dense_m=200, dense_n=3000),
-    "default": Sizes(n_test=None, kde_ref=None),  # every flight as GP test set and KDE reference
+    "default": Sizes(n_test=None, kde_ref=None, kde_query=None),  # every flight (GP test set, KDE)
     "small": Sizes(),  # the default without a compiled backend (pure-JAX jnp: ~5e8 pairs/s at best)
     "full": Sizes(n_test=None, kde_ref=None, kde_query=None),
 }
