@@ -155,17 +155,6 @@ def skip_if_unsupported(backend: str, dtype) -> None:
         pytest.skip(f"backend {backend!r} does not support {np.dtype(dtype).name}: {reason}")
 
 
-def skip_unless_auto(backend: str, dtype) -> None:
-    """For APIs without a ``backend`` argument (``K @ b``): they run on what "auto"
-    resolves to, so test them once, under that backend's parameter."""
-    try:
-        auto = jax_lazy.backends.resolve("auto", np.dtype(dtype).name)
-    except TypeError:  # resolve(name) without a dtype
-        auto = jax_lazy.backends.resolve("auto")
-    if backend != auto:
-        pytest.skip(f"K @ b runs on backend='auto' ({auto!r}), not {backend!r}")
-
-
 # ---------------------------------------------------------------- known library bugs
 # Each open bug has a minimal strict-xfail repro in the test file of its area; the
 # parametrised tests it breaks are marked with the same reason (``xfail_bug`` for every

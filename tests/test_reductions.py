@@ -13,7 +13,6 @@ from conftest import (
     assert_close,
     precision,
     skip_if_unsupported,
-    skip_unless_auto,
     use_tiling,
 )
 from jax_lazy import LazyArray, Pm, Vi, Vj
@@ -295,7 +294,11 @@ def test_ties_go_to_the_smallest_index(red, tiling, axis, backend, rng, monkeypa
 @pytest.mark.parametrize("case", ["b1d", "b2d", "b_batched", "K_batched_b1d", "rmatvec"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_matmul(case, dtype, backend, rng):
-    skip_unless_auto(backend, dtype)
+    skip_if_unsupported(backend, dtype)
+
+    def mv(K, b):
+        return K.matvec(b, backend=backend)
+
     x = rng.normal(size=(5, 2))
     y = rng.normal(size=(7, 2))
     s = rng.uniform(0.5, 1.5, size=(3, 1))  # batch of bandwidths for K_batched
@@ -304,20 +307,20 @@ def test_matmul(case, dtype, backend, rng):
         K = (-(Vi(x.astype(dtype)).sqdist(Vj(y.astype(dtype))))).exp()
         if case == "b1d":
             b = rng.normal(size=7)
-            out, want = K @ b.astype(dtype), Kd @ b
+            out, want = mv(K, b.astype(dtype)), Kd @ b
         elif case == "b2d":
             b = rng.normal(size=(7, 3))
-            out, want = K @ b.astype(dtype), Kd @ b
+            out, want = mv(K, b.astype(dtype)), Kd @ b
         elif case == "b_batched":
             b = rng.normal(size=(2, 7, 3))
-            out, want = K @ b.astype(dtype), np.einsum("mn,bne->bme", Kd, b)
+            out, want = mv(K, b.astype(dtype)), np.einsum("mn,bne->bme", Kd, b)
         elif case == "K_batched_b1d":
             b = rng.normal(size=7)
             Kb = (-(Vi(x.astype(dtype)).sqdist(Vj(y.astype(dtype)))) * Pm(s.astype(dtype))).exp()
-            out, want = Kb @ b.astype(dtype), np.einsum("smn,n->sm", Kd[None] ** s[:, :, None], b)
+            out, want = mv(Kb, b.astype(dtype)), np.einsum("smn,n->sm", Kd[None] ** s[:, :, None], b)
         else:
             b = rng.normal(size=5)
-            out, want = K.rmatvec(b.astype(dtype)), Kd.T @ b
+            out, want = K.rmatvec(b.astype(dtype), backend=backend), Kd.T @ b
     assert out.shape == want.shape
     assert_close(out, want, dtype, terms=np.abs(want) + 1)
 
@@ -519,3 +522,9 @@ def test_kernel_combine_equals_one_pass(name, order, rng):
         merged = kern.finalize(kern.combine(a, b, K) if order == "in_order" else kern.combine(b, a, K))
     for got, want in zip(merged, whole):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12)
+
+
+def test_matmul_operator_is_matvec(rng):
+    x, y, b = rng.normal(size=(5, 2)), rng.normal(size=(7, 2)), rng.normal(size=(7, 3))
+    K = (-(Vi(x.astype(np.float32)).sqdist(Vj(y.astype(np.float32))))).exp()
+    np.testing.assert_array_equal(K @ b.astype(np.float32), K.matvec(b.astype(np.float32)))
