@@ -373,30 +373,43 @@ class LazyArray:
                             backend=backend)
 
     def min(self, axis=None, dim=None, backend="auto"):
+        """Per-coordinate minimum over i or j: ``(*batch, M or N, D)``; differentiable
+        (the gradient flows to the selected pair; ties: the smallest index)."""
         return self._reduce("Min", self._axis(axis, dim, "min"), backend=backend)
 
     def max(self, axis=None, dim=None, backend="auto"):
+        """Per-coordinate maximum over i or j: ``(*batch, M or N, D)``; differentiable."""
         return self._reduce("Max", self._axis(axis, dim, "max"), backend=backend)
 
     def argmin(self, axis=None, dim=None, backend="auto"):
+        """Index of the minimum, ``(*batch, M or N, D)``, int32 (int64 with x64); ties go
+        to the smallest index; NaN wins."""
         return self._reduce("ArgMin", self._axis(axis, dim, "argmin"), backend=backend)
 
     def argmax(self, axis=None, dim=None, backend="auto"):
+        """Index of the maximum, ``(*batch, M or N, D)``, int32 (int64 with x64)."""
         return self._reduce("ArgMax", self._axis(axis, dim, "argmax"), backend=backend)
 
     def min_argmin(self, axis=None, dim=None, backend="auto"):
+        """``(min, argmin)``, each ``(*batch, M or N, D)``."""
         return self._reduce("Min_ArgMin", self._axis(axis, dim, "min_argmin"), backend=backend)
 
     def max_argmax(self, axis=None, dim=None, backend="auto"):
+        """``(max, argmax)``, each ``(*batch, M or N, D)``."""
         return self._reduce("Max_ArgMax", self._axis(axis, dim, "max_argmax"), backend=backend)
 
     def Kmin(self, K, axis=None, dim=None, backend="auto"):
+        """The K smallest values, sorted: ``(*batch, M or N, K, D)``, or ``(..., K)`` when
+        D = 1. Raises ShapeError unless 1 <= K <= the reduced size (K an integer)."""
         return self._reduce("KMin", self._axis(axis, dim, "Kmin"), k=K, backend=backend)
 
     def argKmin(self, K, axis=None, dim=None, backend="auto"):
+        """Indices of the K smallest values (K-nearest neighbours of ``sqdist``), shapes
+        as :meth:`Kmin`, int32 (int64 with x64); ties go to the smallest index."""
         return self._reduce("ArgKMin", self._axis(axis, dim, "argKmin"), k=K, backend=backend)
 
     def Kmin_argKmin(self, K, axis=None, dim=None, backend="auto"):
+        """``(Kmin, argKmin)``."""
         return self._reduce("KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin"), k=K, backend=backend)
 
     def __matmul__(self, b):

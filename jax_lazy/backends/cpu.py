@@ -397,7 +397,7 @@ def _split_count(plan, geom) -> int:
 
     threads = load_native().num_threads()
     rows = int(np.prod(geom.batch, dtype=np.int64)) * geom.M
-    blocks = -(-rows // _rows_per_block(Emitter(_roots(plan), _var_name)))
+    blocks = -(-rows // kernel_id(plan)[1])  # the kernel is needed anyway: R comes with it
     if threads < 2 or blocks >= 4 * threads:
         return 1
     return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-4 * threads // max(blocks, 1))))
