@@ -35,7 +35,8 @@ STAMP_DIR := $(VENV)/.jax_lazy-stamps
 comma := ,
 
 # Inputs of the compiled module / package metadata.
-NATIVE_INPUTS := pyproject.toml CMakeLists.txt $(wildcard xla_ffi/*.cc xla_ffi/*.h)
+NATIVE_INPUTS := pyproject.toml CMakeLists.txt $(wildcard xla_ffi/*.cc xla_ffi/*.h) \
+	$(wildcard jax_lazy/backends/kernels/cuda_abi.h)
 
 # List of the package's Python files; the file is rewritten only when the list
 # changes, so adding/removing/renaming a module triggers a reinstall but editing

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "ffi_common.h"
 #include "registry.h"
 #include "thread_pool.h"
 #include "xla/ffi/api/ffi.h"
@@ -112,24 +113,9 @@ void RunUnit(void* ctx, int64_t unit) {
   p.kernel(in.data(), out.data(), p.M, p.N, i0, i1);
 }
 
-std::string ShapeString(ffi::Span<const int64_t> dims) {
-  std::string s = "(";
-  for (std::size_t d = 0; d < dims.size(); ++d) {
-    if (d) s += ", ";
-    s += std::to_string(dims[d]);
-  }
-  return s + (dims.size() == 1 ? ",)" : ")");
-}
-
 ffi::Error Invalid(std::string message) {
   return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                     "jax_lazy_cpu: " + std::move(message));
-}
-
-int64_t Product(const int64_t* first, const int64_t* last) {
-  int64_t p = 1;
-  for (; first != last; ++first) p *= *first;
-  return p;
 }
 
 ffi::Error CpuImpl(ffi::RemainingArgs args, ffi::RemainingRets rets,

@@ -2,9 +2,12 @@
 //
 // It reports how it was built and holds the native plumbing of the CPU
 // backend: the kernel registry (registry.h), the persistent thread pool
-// (thread_pool.h) and the XLA FFI handler "jax_lazy_cpu" (cpu_handler.cc,
-// built only with the XLA FFI headers). Every xla_ffi/*.cc file is compiled
-// into this one module (see CMakeLists.txt).
+// (thread_pool.h) and the XLA FFI handler "jax_lazy_cpu" (cpu_handler.cc),
+// and that of the CUDA backend: the lazily loaded driver (cuda_driver.h), the
+// CUDA kernel registry (cuda_registry.h) and the XLA FFI handler
+// "jax_lazy_cuda" (cuda_handler.cc). The handlers are built only with the XLA
+// FFI headers; nothing here needs CUDA at build or import time. Every
+// xla_ffi/*.cc file is compiled into this one module (see CMakeLists.txt).
 //
 // Compile definitions supplied by CMakeLists.txt:
 //   JAX_LAZY_VERSION       package version string, from pyproject.toml
@@ -13,15 +16,19 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 
 #include <cstdint>
 #include <string>
 
+#include "cuda_driver.h"
+#include "cuda_registry.h"
 #include "registry.h"
 #include "thread_pool.h"
 
 #if JAX_LAZY_HAVE_XLA_FFI
 #include "cpu_handler.h"
+#include "cuda_handler.h"
 #include "xla/ffi/api/ffi.h"
 #endif
 
@@ -55,6 +62,7 @@ nb::dict Health() {
   info["cxx_standard"] = static_cast<long>(__cplusplus);
   info["ffi_headers"] = static_cast<bool>(JAX_LAZY_HAVE_XLA_FFI);
   info["cpu_handler"] = static_cast<bool>(JAX_LAZY_HAVE_XLA_FFI);
+  info["cuda_handler"] = static_cast<bool>(JAX_LAZY_HAVE_XLA_FFI);
 #if JAX_LAZY_HAVE_XLA_FFI
   info["xla_ffi_api_version"] =
       nb::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);
@@ -81,12 +89,20 @@ void RegisterKernel(int64_t id, std::uintptr_t address) {
   }
 }
 
+int64_t RegisterCudaKernel(nb::bytes image, std::string_view name) {
+  if (image.size() == 0) throw nb::value_error("register_cuda_kernel: empty image");
+  if (name.empty()) throw nb::value_error("register_cuda_kernel: empty entry name");
+  return jax_lazy::RegisterCudaKernel(std::string(image.c_str(), image.size()),
+                                      std::string(name));
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
   m.doc() =
-      "Compiled helpers for jax_lazy: build information, the kernel registry, "
-      "the thread pool and the XLA FFI handler of the CPU backend.";
+      "Compiled helpers for jax_lazy: build information, the kernel registries, "
+      "the thread pool, the CUDA driver status and the XLA FFI handlers of the "
+      "CPU and CUDA backends.";
 
   m.def(
       "version", []() { return std::string(JAX_LAZY_VERSION); },
@@ -112,11 +128,50 @@ NB_MODULE(_native, m) {
         nb::call_guard<nb::gil_scoped_release>(),
         "Resize the CPU handler's thread pool; n <= 0 restores the default "
         "($JAX_LAZY_NUM_THREADS or the hardware concurrency).");
+  m.def("register_cuda_kernel", &RegisterCudaKernel, nb::arg("image"),
+        nb::arg("name") = "jax_lazy_kernel",
+        "Register a CUDA kernel image (cubin, fatbin or PTX text, as for "
+        "cuModuleLoadData) whose entry point is ``name``; returns a fresh id (>= 1) "
+        "for the 'jax_lazy_cuda' handler. Needs no GPU: the image is loaded into a "
+        "CUDA context on its first launch there. Raises ValueError if the image or "
+        "name is empty.");
+  m.def("unregister_cuda_kernel", &jax_lazy::UnregisterCudaKernel, nb::arg("id"),
+        "Forget CUDA kernel ``id``; returns whether it was registered. Modules "
+        "already loaded stay loaded (a launch may still be queued).");
+  m.def(
+      "registered_cuda_kernels",
+      []() { return static_cast<int64_t>(jax_lazy::RegisteredCudaKernelCount()); },
+      "Number of registered CUDA kernels.");
+  m.def(
+      "cuda_status", []() { return jax_lazy::CudaDriverStatus(); },
+      nb::call_guard<nb::gil_scoped_release>(),
+      "'' when the CUDA driver (libcuda.so.1) is loaded, initialised and sees a "
+      "device; else why not. Loads the driver on first call.");
+  m.def("cuda_device_count", &jax_lazy::CudaDeviceCount,
+        nb::call_guard<nb::gil_scoped_release>(),
+        "Number of CUDA devices the driver sees (0 without a usable driver).");
+  m.def("cuda_driver_version", &jax_lazy::CudaDriverVersion,
+        nb::call_guard<nb::gil_scoped_release>(),
+        "cuDriverGetVersion (e.g. 12040 for 12.4), or 0 without a driver.");
 #if JAX_LAZY_HAVE_XLA_FFI
   m.def(
       "cpu_handler",
       []() { return nb::capsule(reinterpret_cast<void*>(&JaxLazyCpuHandler)); },
       "PyCapsule of the XLA FFI handler of the CPU backend, for "
       "jax.ffi.register_ffi_target('jax_lazy_cpu', cpu_handler(), platform='cpu').");
+  m.def(
+      "cuda_handler",
+      []() { return nb::capsule(reinterpret_cast<void*>(&JaxLazyCudaHandler)); },
+      "PyCapsule of the XLA FFI handler of the CUDA backend, for "
+      "jax.ffi.register_ffi_target('jax_lazy_cuda', cuda_handler(), platform='CUDA').");
+  m.def(
+      "cuda_dry_run_handler",
+      []() { return nb::capsule(reinterpret_cast<void*>(&JaxLazyCudaDryRunHandler)); },
+      "PyCapsule of a handler taking the CUDA handler's operands and attributes plus "
+      "one last uint8[*extra, cuda_args_size()] result, into which it writes the "
+      "jl_cuda_args it would launch with (no launch, no GPU needed). Register it "
+      "for the CPU platform only: it writes its result from the host.");
+  m.def("cuda_args_size", &JaxLazyCudaArgsSize,
+        "sizeof(jl_cuda_args) (jax_lazy/backends/kernels/cuda_abi.h) as compiled here.");
 #endif
 }
