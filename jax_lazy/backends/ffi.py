@@ -130,6 +130,44 @@ def _own_batch(a, cat) -> tuple:
     return tuple(a.shape[:-2])
 
 
+def input_batches(arrays: Sequence, cats: Sequence[int], batch: tuple, M: int, N: int) -> list[int]:
+    """The ``in_batch`` attribute of the FFI handlers: each input's batch shape,
+    left-padded with 1s to ``len(batch)`` axes, concatenated (``nin * len(batch)`` ints).
+
+    Raises:
+      ValueError: ``len(cats) != len(arrays)`` or an unknown category.
+      ShapeError: an input that does not broadcast to ``batch`` or has the wrong number
+        of rows (i-variables M; j-variables N, in either of their last two axes).
+    """
+    if len(cats) != len(arrays):
+        raise ValueError(f"{len(arrays)} arrays but {len(cats)} categories")
+    in_batch = []
+    for k, (a, cat) in enumerate(zip(arrays, cats)):
+        own = _own_batch(a, cat)
+        if len(own) > len(batch):
+            raise ShapeError(f"input {k} of shape {a.shape} has more batch axes than batch={batch}")
+        own = (1,) * (len(batch) - len(own)) + own
+        if any(o != 1 and o != s for o, s in zip(own, batch)):
+            raise ShapeError(f"input {k} of shape {a.shape} does not broadcast to batch={batch}")
+        # j-variables may come transposed, (*b, D, N): the kernel owns the layout.
+        if (cat == CAT_I and a.shape[-2] != M) or (cat == CAT_J and N not in a.shape[-2:]):
+            raise ShapeError(f"input {k} of shape {a.shape}: expected {'MN'[cat]}="
+                             f"{M if cat == CAT_I else N} rows")
+        in_batch.extend(own)
+    return in_batch
+
+
+def check_out_types(out_types: Sequence, batch: tuple, M: int) -> list:
+    """``out_types`` as a list, each checked to be of shape ``(*batch, M, width)``
+    (ShapeError otherwise)."""
+    out_types = list(out_types)
+    for k, t in enumerate(out_types):
+        if len(t.shape) != len(batch) + 2 or tuple(t.shape[:-1]) != batch + (M,):
+            raise ShapeError(f"output {k} has shape {t.shape}, expected (*batch, M, width) with "
+                             f"batch={batch}, M={M}")
+    return out_types
+
+
 def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Sequence,
          batch: Sequence[int], M: int, N: int, row_block: int = 8) -> tuple:
     """Run registered kernel ``kernel_id`` through the ``jax_lazy_cpu`` custom call.
@@ -163,28 +201,10 @@ def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Seque
     """
     ensure_registered()
     batch = tuple(int(s) for s in batch)
-    if len(cats) != len(arrays):
-        raise ValueError(f"{len(arrays)} arrays but {len(cats)} categories")
     if int(row_block) < 1:
         raise ValueError(f"row_block must be >= 1, got {row_block}")
-    in_batch = []
-    for k, (a, cat) in enumerate(zip(arrays, cats)):
-        own = _own_batch(a, cat)
-        if len(own) > len(batch):
-            raise ShapeError(f"input {k} of shape {a.shape} has more batch axes than batch={batch}")
-        own = (1,) * (len(batch) - len(own)) + own
-        if any(o != 1 and o != s for o, s in zip(own, batch)):
-            raise ShapeError(f"input {k} of shape {a.shape} does not broadcast to batch={batch}")
-        # j-variables may come transposed, (*b, D, N): the kernel owns the layout.
-        if (cat == CAT_I and a.shape[-2] != M) or (cat == CAT_J and N not in a.shape[-2:]):
-            raise ShapeError(f"input {k} of shape {a.shape}: expected {'MN'[cat]}="
-                             f"{M if cat == CAT_I else N} rows")
-        in_batch.extend(own)
-    out_types = list(out_types)
-    for k, t in enumerate(out_types):
-        if len(t.shape) != len(batch) + 2 or tuple(t.shape[:-1]) != batch + (M,):
-            raise ShapeError(f"output {k} has shape {t.shape}, expected (*batch, M, width) with "
-                             f"batch={batch}, M={M}")
+    in_batch = input_batches(arrays, cats, batch, M, N)
+    out_types = check_out_types(out_types, batch, M)
     fn = jax.ffi.ffi_call(TARGET, out_types, vmap_method="broadcast_all")
     outs = fn(*arrays, kernel_id=np.int64(kernel_id), M=np.int64(M), N=np.int64(N),
               batch=np.asarray(batch, np.int64), in_batch=np.asarray(in_batch, np.int64),
