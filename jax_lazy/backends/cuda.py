@@ -1,0 +1,360 @@
+"""The ``cuda`` backend's code generator: one CUDA kernel per plan, compiled by NVRTC.
+
+Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
+``kernels/cuda_abi.h``)::
+
+    grid  = (ceil(M / R), min(nbatch, 65535))      block = R threads   (R = block_threads)
+
+- **One thread per output row i.** Block x handles rows ``[x R, x R + R)``; a thread
+  past M computes row M - 1 (so that it helps to load the tiles and reaches every
+  ``__syncthreads``) and writes nothing. Blocks loop over batch elements with stride
+  ``gridDim.y``; input k of batch element b is found from ``a.in_bstride[k]``.
+- **Per thread, once:** the parameters and the row's i-variables are loaded (float16 /
+  bfloat16 converted to float32) and everything that depends only on them is computed
+  (``codegen`` levels "p" and "i").
+- **j in tiles of** ``tile`` **columns:** the block copies the tile's j-variables (row-major
+  ``(N, D)``, so the copy is coalesced) into shared memory, converted to the compute type;
+  then every thread runs over the tile's columns, reading them from shared memory (all
+  the threads of a warp read the same address: a broadcast), computes the j- and
+  (i, j)-level statements of the formula and updates its reduction state, which lives
+  in registers (local memory for the K-lists of KMin). When the j-variables of one
+  column are too wide for 32 columns per 48 KiB of shared memory, they are read straight
+  from global memory instead (the same address across a warp, cached in L1).
+- **Reduction state and update** (the semantics of :mod:`jax_lazy.reductions` and of the
+  cpu kernels; the update functions are in ``kernels/prelude_cuda.h``):
+
+  Sum           ``acc += F``, folded into the accumulator once per tile (block summation:
+                the float32 rounding error grows like N / tile + tile, not N);
+  LogSumExp     online max-shift: running max m and sums s_e = sum_j exp(F_j - m) W_je,
+                rescaled when m grows (one exp per pair); out = m + log s;
+  SumSoftMax    the same with weights (1, W): out0 = s_W / s_1, out1 = m + log s_1;
+  Min family    (value, index) per component, strict ``<`` so ties keep the smaller
+                index (columns are visited in increasing order), NaN wins and stays;
+                Max runs on -F and negates the values;
+  KMin family   a sorted list of K (value, index) per component, insertion only when a
+                value beats the K-th (after equal values: smaller indices first); NaN
+                never enters, unfilled slots keep index -1 (as the cpu kernels).
+
+- **Outputs** (per batch element, row-major, exactly :func:`cpu._out_types`): Sum (M, E),
+  LSE (M, Dw), softmax (M, Dw) and (M, 1), Min (M, D) values and indices, KMin (M, K*D)
+  with element (q, e) at ``q*D + e``. Indices are int32, or int64 under x64.
+
+Not here yet: splitting j across blocks when M is small (the caller adds a batch axis and
+merges with ``cpu._merge``), and tensor cores for inner-product sub-formulas at large D
+(they would replace the per-column loop of the tile by an mma over a (rows x tile x D)
+block for ``Sum(x_i * y_j)`` nodes, in :func:`_tile_loop`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendError
+from ..ir import I, J, P, topo_order
+from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
+from .codegen import Emitter
+from .cpu import _roots
+
+SYMBOL = "jax_lazy_kernel"
+MAX_INPUTS = 32  # JL_MAX_INPUTS of cuda_abi.h
+BLOCK_THREADS = 256  # threads (= rows) per block; 128 when the per-thread state is large
+BLOCKED_SUM_MAX = 16  # float32 Sums of at most this many components are summed per tile
+SMEM_BUDGET = 48 * 1024  # shared memory of one block without the opt-in attribute
+_KERNELS = Path(__file__).with_name("kernels")
+# dtype -> (compute type, JL_STORAGE code, bytes of the compute type)
+_TYPES = {"float32": ("float", 32, 4), "float64": ("double", 64, 8),
+          "float16": ("float", 16, 4), "bfloat16": ("float", -16, 4)}
+
+
+def supports(dtype: str) -> str | None:
+    """None for float16, bfloat16 (float32 compute), float32 and float64, else why not."""
+    if dtype not in _TYPES:
+        return f"the cuda backend computes in float16, bfloat16, float32 or float64, not {dtype}"
+    return None
+
+
+def available() -> str | None:
+    """None when kernels can be compiled (NVRTC is there), else why not."""
+    from . import nvrtc
+
+    return nvrtc.status()
+
+
+# ---------------------------------------------------------------- launch geometry
+
+
+@dataclass(frozen=True)
+class Config:
+    """``block_threads`` threads = rows per block; j-variables staged ``tile`` columns at a
+    time through ``shared_bytes`` of shared memory (``staged`` False: read from global)."""
+
+    block_threads: int
+    tile: int
+    staged: bool
+    shared_bytes: int
+
+
+def _state_size(plan) -> int:
+    F, family = plan.formulas[0], plan.red.kernel
+    if family in (LSE, SOFTMAX):
+        return plan.formulas[1].dim + 2
+    if family is MIN:
+        return 2 * F.dim
+    if family is KMIN:
+        return 2 * F.dim * plan.k
+    return F.dim
+
+
+@functools.lru_cache(maxsize=None)
+def config(plan) -> Config:
+    """The launch configuration baked into ``plan``'s kernel."""
+    threads = BLOCK_THREADS if _state_size(plan) <= 32 else BLOCK_THREADS // 2
+    width = sum(v.dim for v in _used_vars(plan, J)) * _TYPES[plan.dtype][2]  # bytes per column
+    tile = threads
+    if width * tile > SMEM_BUDGET:
+        tile = SMEM_BUDGET // width // 32 * 32
+    if tile < 32:  # too wide to stage: read from global memory, fold sums every `threads` columns
+        return Config(threads, threads, False, 0)
+    return Config(threads, tile, width > 0, width * tile)
+
+
+def launch_config(plan, geom=None) -> tuple[int, int, int]:
+    """``(rows_per_block, block_threads, shared_bytes)`` of ``plan``'s kernel (the
+    attributes of its custom call; they do not depend on the sizes ``geom``)."""
+    c = config(plan)
+    return c.block_threads, c.block_threads, c.shared_bytes
+
+
+# ---------------------------------------------------------------- code generation
+
+
+def _used_vars(plan, cat) -> list:
+    used = {n for n in topo_order(*_roots(plan)) if n.op == "Var"}
+    return [v for v in plan.variables if v.attr[1] == cat and v in used]
+
+
+def _var_name(v, c, row):
+    k, cat = v.attr
+    return {I: f"x{k}_{c}", J: f"y{k}_{c}", P: f"p{k}_{c}"}[cat]
+
+
+def prelude(plan, arch: str = "sm_90") -> str:
+    """The hand-written part of the source: target, types, ABI, math, reduction updates."""
+    ctype, storage, _ = _TYPES[plan.dtype]
+    idx = {np.dtype("int32"): "int", np.dtype("int64"): "long long"}[np.dtype(index_dtype())]
+    return "\n".join([
+        f"// jax_lazy CUDA kernel for {arch}, {plan.dtype} ({ctype} compute)",
+        f"#define JL_T {ctype}",
+        f"#define JL_STORAGE {storage}",
+        f"#define JL_IDX {idx}",
+        (_KERNELS / "cuda_abi.h").read_text(),
+        (_KERNELS / "prelude_cuda.h").read_text(),
+    ])
+
+
+def kernel_source(plan, arch: str = "sm_90", name: str = SYMBOL) -> str:
+    """The complete CUDA source of ``plan``'s kernel (canonical j-reduction), compiled
+    for ``arch`` with no include path; the kernel is ``extern "C"`` ``name``."""
+    return prelude(plan, arch) + "\n" + kernel_body(plan, name)
+
+
+def kernel_body(plan, name: str = SYMBOL) -> str:
+    """The generated part of the source: the ``__global__`` function ``name``."""
+    if len(plan.variables) > MAX_INPUTS:
+        raise BackendError(f"the cuda backend takes at most {MAX_INPUTS} variables per reduction "
+                           f"(JL_MAX_INPUTS), this one has {len(plan.variables)}", plan.describe())
+    roots = _roots(plan)
+    em = Emitter(roots, _var_name)
+    cfg = config(plan)
+    fam = _FAMILIES[plan.red.kernel](plan, em, roots)
+    R = cfg.block_threads
+    lines = [
+        f"// {plan.describe()}",
+        f'extern "C" __global__ void __launch_bounds__({R}) {name}(const jl_cuda_args a) {{',
+        *([f"  extern __shared__ __align__(16) unsigned char jl_smem[];  // {cfg.tile} columns of the j-variables",
+           "  T* const ys = (T*)jl_smem;"] if cfg.staged else []),
+        f"  const long long i = (long long)blockIdx.x * {R} + threadIdx.x;",
+        "  const long long row = i < a.M ? i : a.M - 1;  // threads past M help with the tiles, write nothing",
+        "  for (long long b = blockIdx.y; b < a.nbatch; b += gridDim.y) {",
+        *_indent(_pointers(plan, fam.outputs), 4),
+        *_indent(em.statements("p"), 4),
+        *_indent(_loads(plan, I, "row"), 4),
+        *_indent(em.statements("i", 0), 4),
+        *_indent(fam.init, 4),
+        *_indent(_tile_loop(plan, em, cfg, fam), 4),
+        "    if (i < a.M) {",
+        *_indent(fam.write, 6),
+        "    }",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _indent(lines, n):
+    return [" " * n + s for s in lines]
+
+
+def _pointers(plan, outputs) -> list[str]:
+    """This batch element's inputs and outputs, then the parameters' values."""
+    lines = []
+    for v in plan.variables:
+        k = v.attr[0]
+        lines.append(f"const S* __restrict__ in{k} = (const S*)a.in[{k}] + jl_boffset(a, {k}, b);")
+    for k, ctype in enumerate(outputs):
+        lines.append(f"{ctype}* __restrict__ out{k} = ({ctype}*)a.out[{k}] + b * a.out_bstride[{k}];")
+    return lines + _loads(plan, P, None)
+
+
+def _loads(plan, cat, row) -> list[str]:
+    """Parameters (``row`` None) or the i-variables of ``row``, in the compute type."""
+    out = []
+    for v in _used_vars(plan, cat):
+        k = v.attr[0]
+        at = [str(c) if row is None else f"{row} * {v.dim}" + (f" + {c}" if c else "") for c in range(v.dim)]
+        out += [f"const T {_var_name(v, c, 0)} = jl_ld(in{k}, {at[c]});" for c in range(v.dim)]
+    return out
+
+
+def _tile_loop(plan, em, cfg, fam) -> list[str]:
+    jvars = _used_vars(plan, J)
+    stage, column, offset = [], [], 0
+    for v in jvars:
+        k, d = v.attr[0], v.dim
+        if cfg.staged:
+            stage.append(f"for (int q = threadIdx.x; q < nt * {d}; q += {cfg.block_threads}) "
+                         f"ys[{_plus(offset, 'q')}] = jl_ld(in{k}, jt * {d} + q);")
+            column += [f"const T y{k}_{c} = ys[{_plus(offset, f't * {d} + {c}' if c else f't * {d}')}];" for c in range(d)]
+            offset += cfg.tile * d
+        else:
+            column += [f"const T y{k}_{c} = jl_ld(in{k}, j * {d}{f' + {c}' if c else ''});" for c in range(d)]
+    if stage:
+        stage = ["__syncthreads();  // the previous tile is consumed", *stage,
+                 "__syncthreads();  // the tile is loaded"]
+    return [
+        f"for (long long jt = 0; jt < a.N; jt += {cfg.tile}) {{",
+        f"  const int nt = a.N - jt < {cfg.tile} ? (int)(a.N - jt) : {cfg.tile};",
+        *_indent(stage + fam.tile_begin, 2),
+        "  for (int t = 0; t < nt; ++t) {",
+        *(["    const long long j = jt + t;"] if fam.uses_j or not cfg.staged else []),
+        *_indent(column + em.statements("j") + em.statements("ij", 0) + fam.pair, 4),
+        "  }",
+        *_indent(fam.tile_end, 2),
+        "}",
+    ]
+
+
+def _plus(offset: int, expr: str) -> str:
+    return f"{offset} + {expr}" if offset else expr
+
+
+@dataclass
+class _Family:
+    """What a reduction family adds to the kernel: output types, state declarations,
+    per-tile and per-pair updates, and the writes of row i."""
+
+    outputs: list
+    init: list
+    pair: list
+    write: list
+    tile_begin: list = ()
+    tile_end: list = ()
+    uses_j: bool = False  # the update needs the column index j
+
+    def __post_init__(self):
+        self.tile_begin, self.tile_end = list(self.tile_begin), list(self.tile_end)
+
+
+_UNROLL = "#pragma unroll"  # constant indices keep the state arrays in registers
+
+
+def _array(name, comps, ctype="T"):
+    return f"const {ctype} {name}[{len(comps)}] = {{{', '.join(comps)}}};"
+
+
+def _sum(plan, em, roots):
+    (F,) = roots
+    E = F.dim
+    if plan.dtype == "float64" or E > BLOCKED_SUM_MAX:  # plain accumulation
+        return _Family(
+            outputs=["S"],
+            init=[f"T acc[{E}] = {{}};"],
+            pair=[f"acc[{e}] += {c};" for e, c in enumerate(em.comps(F, 0))],
+            write=[_UNROLL, f"for (int e = 0; e < {E}; ++e) jl_st(out0, i * {E} + e, acc[e]);"],
+        )
+    return _Family(
+        outputs=["S"],
+        init=[f"T acc[{E}] = {{}};"],
+        tile_begin=[f"T part[{E}] = {{}};  // this tile's partial sums (block summation)"],
+        pair=[f"part[{e}] += {c};" for e, c in enumerate(em.comps(F, 0))],
+        tile_end=[_UNROLL, f"for (int e = 0; e < {E}; ++e) acc[e] += part[e];"],
+        write=[_UNROLL, f"for (int e = 0; e < {E}; ++e) jl_st(out0, i * {E} + e, acc[e]);"],
+    )
+
+
+def _lse(plan, em, roots):
+    F, W = roots
+    Dw = W.dim
+    if plan.red.kernel is LSE:
+        write = [_UNROLL, f"for (int e = 0; e < {Dw}; ++e) jl_st(out0, i * {Dw} + e, m + jl_log(s[e]));"]
+    else:  # weights (1, W): the softmax average and the log-sum-exp
+        write = [_UNROLL, f"for (int e = 1; e < {Dw}; ++e) jl_st(out0, i * {Dw - 1} + e - 1, s[e] / s[0]);",
+                 "jl_st(out1, i, m + jl_log(s[0]));"]
+    return _Family(
+        outputs=["S"] * (1 if plan.red.kernel is LSE else 2),
+        init=["T m = -jl_inf();", f"T s[{Dw}] = {{}};"],
+        pair=[_array("w", em.comps(W, 0)), f"jl_lse_update<{Dw}>(m, s, {em.comps(F, 0)[0]}, w);"],
+        write=write,
+    )
+
+
+def _min(plan, em, roots):
+    (F,) = roots
+    D, sign = F.dim, "-" if plan.red.negate else ""
+    return _Family(
+        outputs=["S", "IDX"],
+        init=[f"T mv[{D}]; IDX mk[{D}];", _UNROLL, f"for (int e = 0; e < {D}; ++e) {{ mv[e] = jl_inf(); mk[e] = -1; }}"],
+        pair=[_array("f", em.comps(F, 0)), f"jl_min_update<{D}>(mv, mk, f, (IDX)j);"],
+        uses_j=True,
+        write=[_UNROLL, f"for (int e = 0; e < {D}; ++e) {{ jl_st(out0, i * {D} + e, {sign}mv[e]); out1[i * {D} + e] = mk[e]; }}"],
+    )
+
+
+def _kmin(plan, em, roots):
+    (F,) = roots
+    D, K, sign = F.dim, plan.k, "-" if plan.red.negate else ""
+    return _Family(
+        outputs=["S", "IDX"],
+        init=[f"T kv[{D * K}]; IDX kk[{D * K}];  // component e: entries [e*K, e*K + K), sorted",
+              f"for (int q = 0; q < {D * K}; ++q) {{ kv[q] = jl_inf(); kk[q] = -1; }}"],
+        pair=[_array("f", em.comps(F, 0)), f"jl_kmin_update<{D}, {K}>(kv, kk, f, (IDX)j);"],
+        uses_j=True,
+        write=[f"for (int q = 0; q < {K}; ++q) for (int e = 0; e < {D}; ++e) {{",
+               f"  jl_st(out0, (i * {K} + q) * {D} + e, {sign}kv[e * {K} + q]);",
+               f"  out1[(i * {K} + q) * {D} + e] = kk[e * {K} + q];",
+               "}"],
+    )
+
+
+_FAMILIES = {SUM: _sum, LSE: _lse, SOFTMAX: _lse, MIN: _min, KMIN: _kmin}
+
+
+# ---------------------------------------------------------------- building
+
+
+def build(plan, arch: str = "sm_90") -> bytes:
+    """The cubin (``sm_XX``) or PTX (``compute_XX``) of ``plan``'s kernel, from the
+    persistent cache or compiled by NVRTC. Raises BackendError (no NVRTC, unknown arch)
+    or CompileError (with NVRTC's log and the path of the saved source)."""
+    return _build(plan, arch, str(np.dtype(index_dtype())))
+
+
+@functools.lru_cache(maxsize=None)
+def _build(plan, arch, idx):  # idx: the index dtype is part of the source (x64 flag)
+    from .. import cache
+
+    return cache.build_cubin(plan.red.name, kernel_source(plan, arch), arch)

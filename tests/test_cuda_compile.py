@@ -1,0 +1,291 @@
+"""The CUDA code generator, compile-only: every generated kernel must go through NVRTC.
+
+No GPU is needed (NVRTC only compiles); the tests skip when NVRTC is unavailable. What
+runs where:
+
+- every row of ``op_table.py``, reduced over i and over j, in float32 and float64:
+  through NVRTC's front end only in the fast suite, to PTX and to sm_90 cubins in the
+  slow suite;
+- every reduction (Max via negation, ArgKMin with K = 1, 10, 128, weighted LogSumExp,
+  SumSoftMaxWeight, i- and j-reductions) to sm_90 cubins, in float32 and float64 (fast
+  suite), float16 and bfloat16 (a subset in the fast suite, all in the slow one); one
+  sm_80 and one PTX case;
+- snapshots of three generated kernels (``JAX_LAZY_UPDATE_SNAPSHOTS=1`` rewrites them);
+- the launch configuration, the persistent cache of cubins, NVRTC's error reporting.
+
+Batch shapes (and their broadcasting) are run-time arguments of the kernels: they do not
+change the source, so they need no compile case of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jax_lazy import Pm, Vi, Vj, api, cache
+from jax_lazy.backends import cuda, nvrtc
+from jax_lazy.errors import BackendError, CompileError
+from jax_lazy.reductions import REDUCTIONS
+
+from op_table import ROWS, lazy_operands, sample_operands
+
+pytestmark = pytest.mark.skipif(nvrtc.status() is not None, reason=f"NVRTC unavailable: {nvrtc.status()}")
+slow = pytest.mark.slow
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+WORKERS = max(2, min(8, os.cpu_count() or 2))  # NVRTC compiles separate programs in parallel
+
+
+def make_plan(lazies, red, k=None, dtype="float32", axis=1):
+    """The canonical plan of reducing ``lazies`` (F, and the weight if any) over ``axis``."""
+    nodes, (vars_, *_rest) = lazies[0]._join(*lazies[1:])
+    nodes, vars_ = tuple(nodes), tuple(vars_)
+    if axis == 0:
+        nodes = tuple(api.swap_ij(n) for n in nodes)
+        vars_ = tuple(api._swap_var(v) for v in vars_)
+    return api.Plan(nodes, REDUCTIONS[red], k, vars_, dtype, "cuda")
+
+
+def compile_all(plans, arch="sm_90", syntax_only=False):
+    """Compile every plan's kernel (in parallel); fail with the plans and NVRTC logs of the
+    ones that do not compile. ``syntax_only``: NVRTC's front end only (parsing, types,
+    overloads, templates: ~20 ms a kernel instead of 50-1000), no image."""
+    options = nvrtc.default_options(arch) + (["--fdevice-syntax-only"] if syntax_only else [])
+
+    def one(plan):
+        try:
+            return nvrtc.compile(cuda.kernel_source(plan, arch), arch, options=options)
+        except CompileError as exc:
+            return exc
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(one, plans))
+    failed = [f"{p.describe()} [{p.dtype}]:\n{r.log[:3000]}" for p, r in zip(plans, results)
+              if isinstance(r, Exception)]
+    assert not failed, f"{len(failed)} of {len(plans)} kernels do not compile:\n" + "\n".join(failed[:5])
+    return results
+
+
+# ---------------------------------------------------------------- the op table
+
+
+def _row_plans(dtype):
+    plans = []
+    for r in ROWS:
+        arrays = sample_operands(r, np.random.default_rng(0), "plain", M=2, N=3)
+        F = r.build(*lazy_operands(r, [a.astype(np.float32) for a in arrays]))
+        plans += [make_plan((F,), "Sum", dtype=dtype, axis=axis) for axis in (0, 1)]
+    return plans
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_op_table_rows_pass_the_front_end(dtype):
+    """Sum over i and over j of every row of the op table: NVRTC's front end."""
+    compile_all(_row_plans(dtype), "sm_90", syntax_only=True)
+
+
+@slow
+@pytest.mark.parametrize("dtype,arch", [(d, a) for d in ("float32", "float64") for a in ("compute_90", "sm_90")])
+def test_op_table_rows_compile(dtype, arch):
+    """The same, to PTX (NVVM) and to cubins (ptxas)."""
+    images = compile_all(_row_plans(dtype), arch)
+    if arch.startswith("compute"):
+        assert all(b".entry jax_lazy_kernel" in img for img in images)
+    else:
+        assert all(img[:4] == b"\x7fELF" for img in images)
+
+
+# ---------------------------------------------------------------- every reduction
+
+x3 = np.zeros((4, 3), np.float32)
+w2 = np.zeros((4, 2), np.float32)
+s1 = np.ones((1,), np.float32)
+
+
+def _gauss():
+    return (-Vi(x3).sqdist(Vj(x3)) * Pm(s1)).exp()
+
+
+def _reduction_plans(dtype):
+    """Each reduction on a scalar and a vector formula, over j and over i."""
+    scalar, vector = (lambda: -Vi(x3).sqdist(Vj(x3))), (lambda: Vi(x3) * Vj(x3) - Pm(s1))
+    cases = [
+        ((_gauss() * Vj(w2),), "Sum", None),
+        ((vector(),), "Sum", None),
+        ((scalar(), 1), "LogSumExp", None),  # no weight: IntCst(1), as LazyArray.logsumexp
+        ((scalar(), Vj(w2)), "LogSumExp", None),  # weighted, vector weight
+        ((scalar(), Vj(w2)), "SumSoftMaxWeight", None),
+    ]
+    for red in ("Min", "ArgMin", "Min_ArgMin", "Max", "ArgMax", "Max_ArgMax"):
+        cases += [((scalar(),), red, None), ((vector(),), red, None)]
+    for red in ("KMin", "ArgKMin", "KMin_ArgKMin"):
+        cases += [((scalar(),), red, 10), ((vector(),), red, 3)]
+    cases += [((scalar(),), "ArgKMin", 1), ((scalar(),), "ArgKMin", 128)]
+    plans = [make_plan(f, red, k, dtype, axis=1) for f, red, k in cases]
+    plans += [make_plan(f, red, k, dtype, axis=0) for f, red, k in cases[::3]]
+    assert {p.red.name for p in plans} == set(REDUCTIONS)
+    return plans
+
+
+@pytest.mark.parametrize("dtype,subset", [
+    ("float32", False), ("float64", False), ("float16", True), ("bfloat16", True),
+    pytest.param("float16", False, marks=slow), pytest.param("bfloat16", False, marks=slow),
+])
+def test_every_reduction_compiles(dtype, subset):
+    plans = _reduction_plans(dtype)
+    if subset:  # one per family: the storage type only changes the loads and stores
+        plans = [p for p in plans if p.red.name in ("Sum", "LogSumExp", "SumSoftMaxWeight", "Max_ArgMax")]
+        plans = plans[:4] + [make_plan((-Vi(x3).sqdist(Vj(x3)),), "KMin_ArgKMin", 4, dtype)]
+    images = compile_all(plans, "sm_90")
+    assert all(img[:4] == b"\x7fELF" for img in images)
+
+
+def test_sm80_and_ptx():
+    plan = make_plan((_gauss() * Vj(w2),), "Sum", dtype="bfloat16")
+    assert nvrtc.compile(cuda.kernel_source(plan, "sm_80"), "sm_80")[:4] == b"\x7fELF"
+    ptx = nvrtc.compile(cuda.kernel_source(plan, "compute_80"), "compute_80")
+    assert b".target sm_80" in ptx and b".entry jax_lazy_kernel" in ptx
+
+
+# ---------------------------------------------------------------- launch configuration
+
+
+def test_launch_config():
+    gauss = make_plan((_gauss() * Vj(w2),), "Sum")
+    rows, threads, shared = cuda.launch_config(gauss, None)
+    assert rows == threads == cuda.BLOCK_THREADS
+    assert shared == threads * (3 + 2) * 4  # one tile of x_j and w_j, float32
+    assert cuda.launch_config(make_plan((_gauss() * Vj(w2),), "Sum", dtype="float64"))[2] == threads * 5 * 8
+    assert cuda.launch_config(make_plan((_gauss() * Vj(w2),), "Sum", dtype="float16"))[2] == threads * 5 * 4
+    # a large per-thread state: fewer threads per block
+    assert cuda.launch_config(make_plan((-Vi(x3).sqdist(Vj(x3)),), "ArgKMin", 128))[1] == cuda.BLOCK_THREADS // 2
+
+
+def test_wide_j_variables_are_read_from_global_memory():
+    """Columns too wide for 32 per tile are not staged through shared memory."""
+    wide = np.zeros((4, 200), np.float64)  # 1600 B per column: fewer than 32 in 48 KiB
+    plan = make_plan(((Vi(wide) * Vj(wide)).sum(-1),), "Min_ArgMin", dtype="float64")
+    cfg = cuda.config(plan)
+    assert not cfg.staged and cfg.shared_bytes == 0
+    src = cuda.kernel_source(plan)
+    assert "__shared__" not in src and "__syncthreads" not in src
+    medium = np.zeros((4, 100), np.float32)  # 400 B per column: tiles of 96 columns
+    cfg = cuda.config(make_plan((Vi(medium).sqdist(Vj(medium)),), "Sum"))
+    assert cfg.staged and cfg.tile == 96 and cfg.shared_bytes <= cuda.SMEM_BUDGET
+    compile_all([plan, make_plan((Vi(medium).sqdist(Vj(medium)),), "Sum")])
+
+
+def test_formula_without_j_variables():
+    plan = make_plan(((Vi(x3) * Pm(s1)).exp(),), "Sum")
+    assert cuda.config(plan).shared_bytes == 0
+    compile_all([plan])
+
+
+def test_too_many_variables_is_refused():
+    arrays = [np.zeros((4, 1), np.float32) for _ in range(33)]
+    F = Vi(arrays[0])
+    for a in arrays[1:]:
+        F = F + Vj(a)
+    with pytest.raises(BackendError, match="at most 32"):
+        cuda.kernel_source(make_plan((F,), "Sum"))
+
+
+# ---------------------------------------------------------------- snapshots
+
+SNAPSHOT_CASES = {
+    "cuda_gauss_sum": lambda: make_plan(((-Vi(x3).sqdist(Vj(x3)) / Pm(s1)).exp() * Vj(w2),), "Sum"),
+    "cuda_softmax_f16": lambda: make_plan((-Vi(x3).sqdist(Vj(x3)), Vj(w2)), "SumSoftMaxWeight", dtype="float16"),
+    "cuda_argkmin": lambda: make_plan((Vi(x3).sqdist(Vj(x3)),), "ArgKMin", 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SNAPSHOT_CASES))
+def test_generated_kernel_matches_snapshot(name):
+    body = cuda.kernel_body(SNAPSHOT_CASES[name]())  # the prelude is hand-written, not generated
+    path = SNAPSHOTS / f"{name}.cu"
+    if os.environ.get("JAX_LAZY_UPDATE_SNAPSHOTS"):
+        path.write_text(body)
+    assert path.exists(), f"missing snapshot {path}: run with JAX_LAZY_UPDATE_SNAPSHOTS=1"
+    assert body == path.read_text()
+
+
+# ---------------------------------------------------------------- cache and errors
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(d))
+    cuda._build.cache_clear()
+    yield d
+    cuda._build.cache_clear()
+
+
+def test_build_goes_through_the_cache(cache_dir):
+    plan = make_plan((_gauss() * Vj(w2),), "Sum")
+    image = cuda.build(plan, "sm_90")
+    assert image[:4] == b"\x7fELF"
+    (cubin,) = cache_dir.glob("*/*.cubin")
+    manifest = json.loads(cubin.with_suffix(".json").read_text())
+    assert manifest["arch"] == "sm_90" and manifest["size"] == len(image)
+    assert cubin.with_suffix(".cu").read_text() == cuda.kernel_source(plan, "sm_90")
+    # a new process: found on disk, not compiled again
+    cache._images.clear()
+    compiled = dict(cache.build_times)
+    assert cache.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
+    assert cache.build_times == compiled
+    # a corrupted image is rebuilt
+    cache._images.clear()
+    cubin.write_bytes(b"garbage")
+    assert cache.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
+    # another arch is another entry
+    cuda.build(plan, "sm_80")
+    assert len(list(cache_dir.glob("*/*.cubin"))) == 2
+
+
+def test_compile_error_has_the_log_and_the_source(cache_dir):
+    source = 'extern "C" __global__ void jax_lazy_kernel() { undefined_thing(); }\n'
+    with pytest.raises(CompileError) as info:
+        cache.build_cubin("broken", source, "sm_90")
+    err = info.value
+    assert "undefined_thing" in err.log and "undefined_thing" in str(err)
+    assert Path(err.source_path).read_text() == source and str(err.source_path) in str(err)
+    assert not list(cache_dir.glob("*/*.cubin")) and not list(cache_dir.glob("*/*.json"))
+
+
+def test_bad_arch():
+    with pytest.raises(BackendError, match="sm_XX"):
+        nvrtc.compile("", "ampere")
+    with pytest.raises(BackendError, match="cannot compile for sm_11"):
+        nvrtc.compile("", "sm_11")
+
+
+def test_nvrtc_missing(monkeypatch):
+    saved = (nvrtc._lib, nvrtc._problem, nvrtc._loaded, nvrtc._path)
+    monkeypatch.setattr(nvrtc, "_candidates", lambda: ["/nonexistent/libnvrtc.so.12"])
+    nvrtc._loaded = False
+    try:
+        reason = nvrtc.status()
+        assert "nvidia-cuda-nvrtc-cu12" in reason and "/nonexistent/libnvrtc.so.12" in reason
+        assert cuda.available() == reason
+        with pytest.raises(BackendError, match="cannot compile kernels"):
+            nvrtc.compile("", "sm_90")
+    finally:
+        nvrtc._lib, nvrtc._problem, nvrtc._loaded, nvrtc._path = saved
+
+
+def test_nvrtc_facts():
+    major, minor = nvrtc.version()
+    assert major >= 11
+    assert 90 in nvrtc.supported_archs() and 80 in nvrtc.supported_archs()
+    assert f"nvrtc {major}.{minor}" in nvrtc.identity()
+
+
+def test_supports():
+    for dtype in ("float16", "bfloat16", "float32", "float64"):
+        assert cuda.supports(dtype) is None
+    assert "int32" in cuda.supports("int32")
