@@ -19,6 +19,10 @@ moved into place with ``os.replace``. :func:`build_and_load` also dlopens the li
 registers it with the FFI handler; a library that fails to load (truncated, corrupted)
 is deleted and rebuilt once.
 
+CUDA kernels (:func:`build_cubin`) are cached the same way: ``<key>.cu``, ``<key>.cubin``
+(or ``.ptx``), ``<key>.json``, keyed by the source, NVRTC's version, the options and the
+target architecture; the image bytes are returned (the CUDA FFI side loads them).
+
 Environment: ``JAX_LAZY_CACHE_DIR``, ``JAX_LAZY_CXX`` / ``CXX`` (the compiler, may
 contain arguments), ``JAX_LAZY_CXXFLAGS`` (appended to :func:`default_flags`),
 ``JAX_LAZY_DUMP`` (print the paths of each kernel's source and binary to stderr).
@@ -230,11 +234,11 @@ def _valid(paths: dict[str, Path], key: str) -> bool:
         return False
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, data: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with (os.fdopen(fd, "wb") if isinstance(data, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         _unlink(Path(tmp))
@@ -417,6 +421,93 @@ def _load_fresh(ffi, so: Path, name: str) -> int:
         _unlink(alias)
 
 
+# --------------------------------------------------------------------------- CUDA
+
+# (cache dir, key) -> cubin / PTX bytes, for this process.
+_images: dict[tuple[str, str], bytes] = {}
+
+
+def build_cubin(name: str, source: str, arch: str, options=None) -> bytes:
+    """The cubin (``arch`` = ``sm_XX``) or PTX (``compute_XX``) that NVRTC makes of the
+    CUDA ``source``, from the cache if there.
+
+    The key is the sha256 of (source, NVRTC version and library, options, arch, jax_lazy
+    version). Entries sit beside the libraries: ``<key>.cu`` (source), ``<key>.cubin`` or
+    ``<key>.ptx``, ``<key>.json`` (manifest with the image's size and sha256, written
+    last) and ``<key>.lock``; the same locking, atomic writes and rebuild of corrupted
+    entries as :func:`build`. ``JAX_LAZY_DUMP`` prints the paths.
+
+    Raises:
+      BackendError: NVRTC unavailable, or an architecture it cannot compile for.
+      CompileError: NVRTC rejected the source: full log, options and source path.
+    """
+    from . import __version__
+    from .backends import nvrtc
+
+    options = nvrtc.default_options(arch) if options is None else [str(o) for o in options]
+    material = {"source": source, "compiler": nvrtc.identity(), "flags": options, "arch": arch,
+                "version": __version__}
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    directory = cache_dir()
+    slot = (str(directory), key)
+    image = _images.get(slot)
+    if image is not None:
+        return image
+    ext = "cubin" if arch.startswith("sm_") else "ptx"
+    shard = directory / key[:2]
+    paths = {e: shard / f"{key}.{e}" for e in (ext, "json", "cu", "lock")}
+    with _key_lock(slot):
+        if slot in _images:
+            return _images[slot]
+        shard.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(paths["lock"])):
+            image, how = _valid_image(paths[ext], paths["json"], key), "cached"
+            if image is None:
+                image = _compile_cuda(name, source, arch, options, key, paths, ext)
+                how = f"compiled in {build_times[f'{name}/{key[:16]}']:.2f} s"
+        if os.environ.get("JAX_LAZY_DUMP"):
+            print(f"jax_lazy: CUDA kernel {name} for {arch} ({how})\n  source: {paths['cu']}\n"
+                  f"  binary: {paths[ext]}", file=sys.stderr, flush=True)
+        _images[slot] = image
+    return image
+
+
+def _valid_image(path: Path, manifest_path: Path, key: str) -> bytes | None:
+    """The image at ``path`` if the manifest written after it matches it, else None."""
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        image = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(manifest, dict) and manifest.get("format") == _MANIFEST_FORMAT and manifest.get("key") == key
+          and manifest.get("size") == len(image) and manifest.get("sha256") == hashlib.sha256(image).hexdigest())
+    return image if ok else None
+
+
+def _compile_cuda(name, source, arch, options, key, paths, ext) -> bytes:
+    """NVRTC under the entry's file lock; leaves no image or manifest behind on failure."""
+    from .backends import nvrtc
+
+    _unlink(paths["json"])
+    _unlink(paths[ext])
+    _atomic_write(paths["cu"], source)
+    start = time.perf_counter()
+    image = nvrtc.compile(source, arch, name=name, options=options, source_path=paths["cu"])
+    seconds = time.perf_counter() - start
+    try:
+        _atomic_write(paths[ext], image)
+        manifest = {"format": _MANIFEST_FORMAT, "key": key, "name": name, "compiler": nvrtc.identity(),
+                    "flags": options, "arch": arch, "size": len(image),
+                    "sha256": hashlib.sha256(image).hexdigest(), "compile_seconds": round(seconds, 4)}
+        _atomic_write(paths["json"], json.dumps(manifest, indent=1))
+    except BaseException:
+        _unlink(paths["json"])
+        _unlink(paths[ext])
+        raise
+    build_times[f"{name}/{key[:16]}"] = seconds
+    return image
+
+
 def clear_cache() -> None:
     """Delete every cache entry (sources, libraries, manifests, locks, leftovers) under
     :func:`cache_dir` and forget this process's in-memory entries. Libraries already
@@ -428,6 +519,8 @@ def clear_cache() -> None:
             del _entries[slot]
         for slot in [s for s in _kernel_ids if s[0] == str(directory)]:
             del _kernel_ids[slot]
+        for slot in [s for s in _images if s[0] == str(directory)]:
+            del _images[slot]
         for shard in directory.iterdir():
             if not (shard.is_dir() and _SHARD_RE.match(shard.name)):
                 continue
