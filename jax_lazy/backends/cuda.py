@@ -1,4 +1,5 @@
-"""The ``cuda`` backend's code generator: one CUDA kernel per plan, compiled by NVRTC.
+"""The ``cuda`` backend: one generated CUDA kernel per plan, compiled by NVRTC, launched
+by the CUDA XLA FFI handler (:mod:`cuda_ffi`).
 
 Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
 ``kernels/cuda_abi.h``)::
@@ -9,17 +10,18 @@ Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
   past M computes row M - 1 (so that it helps to load the tiles and reaches every
   ``__syncthreads``) and writes nothing. Blocks loop over batch elements with stride
   ``gridDim.y``; input k of batch element b is found from ``a.in_bstride[k]``.
-- **Per thread, once:** the parameters and the row's i-variables are loaded (float16 /
-  bfloat16 converted to float32) and everything that depends only on them is computed
-  (``codegen`` levels "p" and "i").
+- **Per thread, once per batch element:** the parameters and the row's i-variables are
+  loaded (float16 / bfloat16 converted to float32) and everything that depends only on
+  them is computed (``codegen`` levels "p" and "i").
 - **j in tiles of** ``tile`` **columns:** the block copies the tile's j-variables (row-major
   ``(N, D)``, so the copy is coalesced) into shared memory, converted to the compute type;
   then every thread runs over the tile's columns, reading them from shared memory (all
   the threads of a warp read the same address: a broadcast), computes the j- and
-  (i, j)-level statements of the formula and updates its reduction state, which lives
-  in registers (local memory for the K-lists of KMin). When the j-variables of one
-  column are too wide for 32 columns per 48 KiB of shared memory, they are read straight
-  from global memory instead (the same address across a warp, cached in L1).
+  (i, j)-level statements of the formula (j-level ones are recomputed by every thread)
+  and updates its reduction state, which lives in registers (local memory for the
+  K-lists of KMin). When the j-variables of one column are too wide for 32 columns per
+  48 KiB of shared memory, they are read straight from global memory instead (the same
+  address across a warp, cached in L1).
 - **Reduction state and update** (the semantics of :mod:`jax_lazy.reductions` and of the
   cpu kernels; the update functions are in ``kernels/prelude_cuda.h``):
 
@@ -39,25 +41,35 @@ Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
   LSE (M, Dw), softmax (M, Dw) and (M, 1), Min (M, D) values and indices, KMin (M, K*D)
   with element (q, e) at ``q*D + e``. Indices are int32, or int64 under x64.
 
-Not here yet: splitting j across blocks when M is small (the caller adds a batch axis and
-merges with ``cpu._merge``), and tensor cores for inner-product sub-formulas at large D
-(they would replace the per-column loop of the tile by an mma over a (rows x tile x D)
-block for ``Sum(x_i * y_j)`` nodes, in :func:`_tile_loop`).
+**Few rows** (:func:`reduce`): when the grid has fewer than ``BLOCKS_PER_SM`` blocks per
+multiprocessor, the j axis is cut into parts that become one more batch axis of the same
+launch, and the parts' finalized outputs are merged with :func:`cpu._merge`.
+
+Not here: tensor cores for inner-product sub-formulas at large D. They would plug in at
+:func:`_tile_loop`: for a ``Sum(x_i * y_j)`` (or sqdist) node over D >= 16, a warp would
+compute the (rows x tile) block of inner products of its rows with the staged tile by
+mma (e.g. ``mma.sync.m16n8k8`` tf32 / f16 / bf16), write it to shared memory, and the
+per-column loop would read that node's value instead of emitting it (the Emitter's
+statements for the other nodes are unchanged), like the cpu backend's inner-product
+stage. Register pressure at large D (x_i is kept in registers: D values per thread)
+is the other reason to do so.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
 from ..ir import I, J, P, topo_order
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from .codegen import Emitter
-from .cpu import _roots
+from .cpu import _merge, _out_types, _roots
 
 SYMBOL = "jax_lazy_kernel"
 MAX_INPUTS = 32  # JL_MAX_INPUTS of cuda_abi.h
@@ -78,10 +90,11 @@ def supports(dtype: str) -> str | None:
 
 
 def available() -> str | None:
-    """None when kernels can be compiled (NVRTC is there), else why not."""
-    from . import nvrtc
+    """None when kernels can be compiled (NVRTC) and run (the CUDA FFI handler, a driver
+    and a device, jax with CUDA), else why not."""
+    from . import cuda_ffi, nvrtc
 
-    return nvrtc.status()
+    return nvrtc.status() or cuda_ffi.available()
 
 
 # ---------------------------------------------------------------- launch geometry
@@ -358,3 +371,109 @@ def _build(plan, arch, idx):  # idx: the index dtype is part of the source (x64 
     from .. import cache
 
     return cache.build_cubin(plan.red.name, kernel_source(plan, arch), arch)
+
+
+# ---------------------------------------------------------------- running
+
+
+def device_arch(device=None) -> str:
+    """What to compile for on ``device`` (default: the first CUDA device): ``sm_XY`` when
+    this NVRTC knows compute capability X.Y, else PTX for the newest architecture it
+    knows (``compute_ZW``), which the driver compiles for the device."""
+    from . import nvrtc
+
+    device = device or jax.devices("cuda")[0]
+    major, minor = (int(c) for c in str(device.compute_capability).split("."))
+    cc = 10 * major + minor
+    known = nvrtc.supported_archs()
+    if cc in known:
+        return f"sm_{cc}"
+    older = [a for a in known if a <= cc]
+    if not older:
+        raise BackendError(f"NVRTC {nvrtc.version()} cannot compile for compute capability {major}.{minor}")
+    return f"compute_{max(older)}"
+
+
+def kernel_id(plan, arch: str | None = None) -> int:
+    """Build (or fetch) ``plan``'s kernel for ``arch`` (default :func:`device_arch`) and
+    register it with the CUDA FFI handler; the same id for the same kernel."""
+    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_id(plan, arch, idx):
+    from . import cuda_ffi
+
+    return cuda_ffi.load_kernel(_build(plan, arch, idx))
+
+
+def reduce(plan, arrays, geom):
+    """Run ``plan`` through its CUDA kernel; same contract as :func:`jnp.reduce`.
+
+    When the grid has too few blocks to fill the GPU (M small, e.g. one query), the j axis
+    is cut into parts that become an extra batch axis of the same launch, and the parts'
+    finalized outputs are merged with :func:`cpu._merge`.
+    """
+    reason = supports(plan.dtype)
+    if reason:
+        raise BackendError(reason, plan.describe())
+    parts = _split_count(plan, geom)
+    if parts < 2:
+        return _call(plan, arrays, geom)
+    return _split_call(plan, arrays, geom, parts)
+
+
+SPLIT_COLUMNS = 2048  # fewest columns per part of a split j axis
+BLOCKS_PER_SM = 4  # blocks per multiprocessor that a launch should provide
+
+
+def _multiprocessors() -> int:
+    """Streaming multiprocessors of the first CUDA device (132 on an H100 SXM)."""
+    return getattr(jax.devices("cuda")[0], "core_count", None) or 100
+
+
+def _split_count(plan, geom) -> int:
+    sms = _multiprocessors()
+    rows_per_block = launch_config(plan, geom)[0]
+    blocks = int(np.prod(geom.batch, dtype=np.int64)) * -(-geom.M // rows_per_block)
+    if blocks >= BLOCKS_PER_SM * sms:
+        return 1
+    return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-BLOCKS_PER_SM * sms // max(blocks, 1))))
+
+
+def _split_call(plan, arrays, geom, parts):
+    """j cut into ``parts`` equal parts (an extra batch axis) and a remainder (a second
+    launch), merged."""
+    size = geom.N // parts
+    main, rest = parts * size, geom.N - parts * size
+    nb = len(geom.batch)
+    split, tail = [], []
+    for v, a in zip(plan.variables, arrays):
+        own = a.ndim - (1 if v.attr[1] == P else 2)
+        a = a.reshape((1,) * (nb - own) + a.shape)  # align batch axes
+        if v.attr[1] == J:  # (*b, N, D) -> (*b, parts, size, D)
+            split.append(a[..., :main, :].reshape(a.shape[:nb] + (parts, size, v.dim)))
+            tail.append(a[..., main:, :])
+        else:  # a new batch axis of size 1, before the rows (or the vector) axis
+            split.append(jnp.expand_dims(a, nb))
+            tail.append(a)
+    outs = [jnp.moveaxis(o, nb, 0) for o in _call(plan, split, replace(geom, batch=geom.batch + (parts,), N=size))]
+    offsets = [k * size for k in range(parts)]
+    if rest:
+        outs = [jnp.concatenate([o, t[None]]) for o, t in zip(outs, _call(plan, tail, replace(geom, N=rest)))]
+        offsets.append(main)
+    return _merge(plan, outs, jnp.asarray(offsets, index_dtype()))
+
+
+def _call(plan, arrays, geom):
+    """One launch of ``plan``'s kernel over ``geom``."""
+    from . import cuda_ffi
+
+    rows, threads, shared = launch_config(plan, geom)
+    cats = [v.attr[1] for v in plan.variables]
+    outs = cuda_ffi.call(kernel_id(plan), arrays, cats, _out_types(plan, geom), geom.batch, geom.M, geom.N,
+                         rows_per_block=rows, block_threads=threads, shared_bytes=shared)
+    if plan.red.kernel is KMIN:
+        shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
+        outs = [o.reshape(shape) for o in outs]
+    return tuple(outs)

@@ -25,19 +25,22 @@ typedef JL_IDX IDX;
 #define __builtin_nan(s) __int_as_float(0x7fc00000)
 
 // ---------------------------------------------------------------- storage <-> compute
-#if JL_STORAGE == 16  // IEEE half: the conversion instructions of PTX (sm_53+ for math,
-                      // cvt itself exists on every arch), round to nearest even
+#if JL_STORAGE == 16  // IEEE half, through PTX's conversion instructions (round to nearest even)
 typedef unsigned short S;
-JL_DEV T jl_ld(const S* p, long long k) {
+#ifdef __CUDA_ARCH__  // else: a host build of the kernel (tests/cuda_host.py) brings its own
+JL_DEV float jl_h2f(unsigned short h) {
   float f;
-  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p[k]));
-  return T(f);
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
 }
-JL_DEV void jl_st(S* p, long long k, T x) {
+JL_DEV unsigned short jl_f2h(float f) {
   unsigned short h;
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(float(x)));
-  p[k] = h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
 }
+#endif
+JL_DEV T jl_ld(const S* p, long long k) { return T(jl_h2f(p[k])); }
+JL_DEV void jl_st(S* p, long long k, T x) { p[k] = jl_f2h(float(x)); }
 #elif JL_STORAGE == -16  // bfloat16: the upper half of a float32
 typedef unsigned short S;
 JL_DEV T jl_ld(const S* p, long long k) { return T(__uint_as_float((unsigned)p[k] << 16)); }

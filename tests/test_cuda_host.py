@@ -1,0 +1,186 @@
+"""The generated CUDA kernels, run on the CPU (``cuda_host.py``), against the jnp backend
+and the NumPy float64 oracle: values, indices, ties, NaN, tiles, rows past M, batch
+broadcasting, float16/bfloat16 storage, and the backend's j-split with its merge.
+
+What this cannot check: the GPU's math library (expf, logf, ... here they are the host's
+libm), its memory model and its timing. Needs a C++20 compiler and NVRTC is not used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_lazy import Pm, Vi, Vj, api, cache
+from jax_lazy.backends import cuda
+from jax_lazy.backends import jnp as jnp_backend
+
+import cuda_host
+from conftest import assert_close, precision
+from op_table import ROWS, dense_reference, lazy_operands, sample_operands
+from test_cuda_compile import make_plan
+
+pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.compiler_problem()}")
+slow = pytest.mark.slow
+
+M, N = 300, 700  # two blocks of 256 rows (the second one mostly past M), j tiles of 256 + a partial one
+
+
+def _data(rng, dtype, batch_x=(), batch_y=(), d=3, ties=False):
+    # ties: small nonzero integers (a zero product can be -0., which jnp's sort puts before +0.)
+    draw = (lambda s: rng.choice([-2.0, -1.0, 1.0, 2.0], s)) if ties else (lambda s: rng.normal(size=s))
+    x = draw(batch_x + (M, d)).astype(dtype)
+    y = draw(batch_y + (N, d)).astype(dtype)
+    w = rng.normal(size=batch_y + (N, 2)).astype(dtype)
+    p = rng.uniform(0.5, 1.5, (1,)).astype(dtype)
+    return x, y, w, p
+
+
+# (name, formulas from (x, y, w, p), reduction, K)
+CASES = {
+    "gauss_sum": (lambda x, y, w, p: ((-Vi(x).sqdist(Vj(y)) * Pm(p)).exp() * Vj(w),), "Sum", None),
+    "vector_sum": (lambda x, y, w, p: (Vi(x) * Vj(y) - Pm(p),), "Sum", None),
+    "lse": (lambda x, y, w, p: (-Vi(x).sqdist(Vj(y)), 1), "LogSumExp", None),
+    "lse_weight": (lambda x, y, w, p: (-Vi(x).sqdist(Vj(y)), Vj(w).exp()), "LogSumExp", None),
+    "softmax": (lambda x, y, w, p: (-Vi(x).sqdist(Vj(y)) * Pm(p), Vj(w)), "SumSoftMaxWeight", None),
+    "min_argmin": (lambda x, y, w, p: (Vi(x) * Vj(y),), "Min_ArgMin", None),
+    "max_argmax": (lambda x, y, w, p: (Vi(x) - Vj(y),), "Max_ArgMax", None),
+    "argmin_sqdist": (lambda x, y, w, p: (Vi(x).sqdist(Vj(y)),), "ArgMin", None),
+    "kmin_argkmin": (lambda x, y, w, p: (Vi(x).sqdist(Vj(y)),), "KMin_ArgKMin", 10),
+    "kmin_vector": (lambda x, y, w, p: (Vi(x) * Vj(y),), "KMin_ArgKMin", 3),
+    "argkmin_1": (lambda x, y, w, p: (Vi(x).sqdist(Vj(y)),), "ArgKMin", 1),
+    "argkmin_128": (lambda x, y, w, p: (Vi(x).sqdist(Vj(y)),), "ArgKMin", 128),
+}
+FAST = {"gauss_sum", "lse_weight", "softmax", "min_argmin", "max_argmax", "kmin_argkmin"}
+
+
+def _plan_and_arrays(name, dtype, rng, axis=1, **data):
+    build, red, k = CASES[name]
+    x, y, w, p = _data(rng, dtype, **data)
+    with precision(np.float64 if dtype == np.float64 else np.float32):
+        lazies = build(x, y, w, p)
+        plan = make_plan(lazies, red, k, np.dtype(dtype).name, axis=axis)
+        _, (_, arrays, *_rest) = lazies[0]._join(*lazies[1:])
+    return plan, [np.array(a) for a in arrays]
+
+
+def _compare(plan, arrays, dtype, rtol=None):
+    """cuda.reduce (kernel on the host) vs the jnp backend, in float64 for float64 data,
+    else float32 on the same (rounded) inputs."""
+    ref_dtype = np.float64 if dtype == np.float64 else np.float32
+    with precision(ref_dtype):
+        geom = api.geometry(plan, arrays)
+        got = cuda.reduce(plan, [jnp.asarray(a) for a in arrays], geom)
+        ref_plan = replace(plan, dtype=np.dtype(ref_dtype).name, backend="jnp")
+        ref_arrays = [jnp.asarray(a.astype(ref_dtype)) for a in arrays]
+        want = jnp_backend.reduce(ref_plan, ref_arrays, api.geometry(ref_plan, ref_arrays))
+    assert len(got) == len(want)
+    for pos, (g, w) in enumerate(zip(got, want)):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.shape == w.shape, (pos, g.shape, w.shape)
+        if plan.red.is_index(pos):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w, err_msg=f"{plan.describe()} output {pos}")
+        else:
+            assert g.dtype == np.dtype(plan.dtype), (g.dtype, plan.dtype)
+            assert_close(g.astype(ref_dtype), w, ref_dtype, rtol=rtol, terms=np.nan_to_num(np.abs(w)),
+                         err_msg=f"{plan.describe()} output {pos}")
+
+
+@pytest.fixture
+def host_backend(monkeypatch):
+    cuda_host.patch_backend(monkeypatch)
+
+
+def _params():
+    out = []
+    for name in CASES:
+        for dtype in (np.float32, np.float64):
+            fast = name in FAST and (dtype == np.float32 or name == "softmax")
+            out.append(pytest.param(name, dtype, id=f"{name}-{np.dtype(dtype).name}", marks=() if fast else slow))
+    return out
+
+
+@pytest.mark.parametrize("name,dtype", _params())
+def test_reductions_match_jnp(name, dtype, host_backend, rng):
+    """Batch broadcasting: x (2, 1, M, 3), y (1, 3, N, 3)."""
+    plan, arrays = _plan_and_arrays(name, dtype, rng, batch_x=(2, 1), batch_y=(1, 3))
+    _compare(plan, arrays, dtype)
+
+
+@pytest.mark.parametrize("name", [
+    "min_argmin", "max_argmax", pytest.param("kmin_argkmin", marks=slow), pytest.param("kmin_vector", marks=slow)])
+def test_ties_go_to_the_smallest_index(name, host_backend, rng):
+    plan, arrays = _plan_and_arrays(name, np.float32, rng, ties=True)
+    _compare(plan, arrays, np.float32)
+
+
+def test_nan_propagates_through_min(host_backend, rng):
+    plan, (x, y) = _plan_and_arrays("min_argmin", np.float32, rng)
+    y[[5, 400, 650], 1] = np.nan  # first NaN of column 1 at j = 5, in the first tile
+    x[7, 1] = np.nan  # the whole row
+    geom = api.geometry(plan, [x, y])
+    values, idx = cuda.reduce(plan, [jnp.asarray(x), jnp.asarray(y)], geom)
+    values, idx = np.asarray(values), np.asarray(idx)
+    assert np.isnan(values[:, 1]).all() and (idx[np.arange(M) != 7, 1] == 5).all() and idx[7, 1] == 0
+    assert not np.isnan(values[np.arange(M) != 7][:, [0, 2]]).any()
+    _compare(plan, [x, y], np.float32)
+
+
+def test_reduction_over_i(host_backend, rng):
+    plan, arrays = _plan_and_arrays("softmax", np.float32, rng, axis=0)
+    _compare(plan, arrays, np.float32)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(jnp.float16, 2e-3), (jnp.bfloat16, 1.6e-2)])
+@pytest.mark.parametrize("name", ["gauss_sum", "softmax", "min_argmin", pytest.param("kmin_argkmin", marks=slow)])
+def test_half_storage(name, dtype, rtol, host_backend, rng):
+    """float16 / bfloat16 inputs and outputs, float32 compute: within the rounding of the
+    output of the float32 result on the same inputs."""
+    plan, arrays = _plan_and_arrays(name, np.float32, rng, batch_y=(2,))
+    plan = replace(plan, dtype=np.dtype(dtype).name)
+    _compare(plan, [a.astype(dtype) for a in arrays], dtype, rtol=rtol)
+
+
+@pytest.mark.parametrize("name", ["gauss_sum", "lse_weight", "softmax", "min_argmin",
+                                  pytest.param("kmin_argkmin", marks=slow), pytest.param("max_argmax", marks=slow)])
+def test_split_j_for_few_rows(name, monkeypatch, rng):
+    """Few rows: j is cut into parts (an extra batch axis, plus a remainder launch) whose
+    outputs are merged; the same results as without the split."""
+    cuda_host.patch_backend(monkeypatch, multiprocessors=4)
+    plan, (x, y, *rest) = _plan_and_arrays(name, np.float32, rng)
+    x = x[:20]
+    y = np.concatenate([y] * 8)[: 2 * cuda.SPLIT_COLUMNS + 5]
+    rest = [np.concatenate([r] * 8)[: len(y)] if r.shape[0] == N else r for r in rest]
+    arrays = [a for a in (x, y, *rest)]
+    geom = api.geometry(plan, arrays)
+    assert cuda._split_count(plan, geom) == 2
+    _compare(plan, arrays, np.float32)
+
+
+# ---------------------------------------------------------------- the op table
+
+
+def _row_params():
+    fast = {"gaussian", "mixed", "wsqnorm_full", "one_hot"}
+    return [pytest.param(r, id=r.name, marks=() if r.name in fast else slow) for r in ROWS]
+
+
+@pytest.mark.parametrize("r", _row_params())
+def test_op_rows_match_the_oracle(r, host_backend, rng):
+    """Sum over i and over j of each row (float64, broadcast batch) vs NumPy float64."""
+    arrays = sample_operands(r, rng, "bcast", M=M, N=40)
+    dense = dense_reference(r, np, arrays)
+    with precision(np.float64):
+        F = r.build(*lazy_operands(r, arrays))
+        _, (_, bound, *_rest) = F._join()
+        outs = []
+        for axis in (0, 1):
+            plan = make_plan((F,), "Sum", dtype="float64", axis=axis)
+            (out,) = cuda.reduce(plan, [jnp.asarray(a) for a in bound], api.geometry(plan, bound))
+            outs.append(out)
+    assert_close(outs[0], dense.sum(-3), np.float64, terms=np.abs(dense).sum(-3), err_msg=f"{r.name} over i")
+    assert_close(outs[1], dense.sum(-2), np.float64, terms=np.abs(dense).sum(-2), err_msg=f"{r.name} over j")
