@@ -124,19 +124,31 @@ class Emitter:
     """Scalarised C++ for the nodes of some formulas.
 
     ``var_name(node, comp, row)`` names the scalar holding component ``comp`` of a
-    variable (for row ``row`` when it is an i-variable); ``name(node, row)`` gives the
-    component expressions of any node once it has been emitted.
+    variable (for row ``row`` when it is an i-variable); ``comps(node, row)`` gives the
+    component expressions of any node once it has been emitted. The values of the
+    ``external`` nodes are computed by the kernel template (e.g. the inner-product stage
+    of :mod:`cpu`): they are named like the others but never emitted, nor are the nodes
+    only they use.
     """
 
     roots: tuple
     var_name: callable
+    chains: int = 8  # interleaved running sums of a long Sum (see _chained_sum)
+    external: frozenset = frozenset()
 
     def __post_init__(self):
-        self.order = topo_order(*self.roots)
-        self.ids = {n: k for k, n in enumerate(self.order)}
+        full = topo_order(*self.roots)
         self.levels: dict = {}
-        for n in self.order:
+        for n in full:
             level(n, self.levels)
+        kept, stack = set(), list(self.roots)
+        while stack:
+            n = stack.pop()
+            if n not in kept:
+                kept.add(n)
+                stack.extend(() if n in self.external else n.args)
+        self.order = [n for n in full if n in kept]
+        self.ids = {n: k for k, n in enumerate(self.order)}
 
     def comps(self, node: Node, row) -> list[str]:
         if node.op == "Var":
@@ -153,12 +165,12 @@ class Emitter:
         ordered so that few values are live at once (see :func:`_schedule`)."""
         stmts = []
         for n in self.order:
-            if n.op in _LEAVES or self.levels[n] != lvl:
+            if n.op in _LEAVES or self.levels[n] != lvl or n in self.external:
                 continue
             args = [self.comps(a, row) for a in n.args]
             (name,) = self.comps(n, row) if n.op == "Sum" else (None,)
-            if n.op == "Sum" and len(args[0]) > CHAINS:
-                stmts += _chained_sum(name, args[0])
+            if n.op == "Sum" and len(args[0]) > self.chains:
+                stmts += _chained_sum(name, args[0], self.chains)
                 continue
             if n.op in VECTOR:
                 exprs = VECTOR[n.op](n, *args)
@@ -169,19 +181,18 @@ class Emitter:
         return [f"const T {name} = {expr};" for name, expr in _schedule(stmts)]
 
 
-CHAINS = 8  # a long Sum is accumulated in this many interleaved chains
 _NAME = re.compile(r"\bv\d+(?:_r\d+)?_(?:s\d+_)?\d+\b")
 
 
-def _chained_sum(name: str, terms: list[str]) -> list[tuple[str, str]]:
-    """``name = sum(terms)`` as CHAINS running sums: with :func:`_schedule`, each term is
-    computed just before it is added, so a Sum over D = 64 components keeps about CHAINS
-    values live instead of 64 (which would spill registers)."""
+def _chained_sum(name: str, terms: list[str], chains: int) -> list[tuple[str, str]]:
+    """``name = sum(terms)`` as ``chains`` running sums: with :func:`_schedule`, each term
+    is computed just before it is added, so a Sum over D = 64 components keeps about
+    ``chains`` values live instead of 64 (which would spill registers)."""
     stmts, ends = [], []
     base, comp = name.rsplit("_", 1)
-    for m in range(CHAINS):
+    for m in range(chains):
         prev = None
-        for k, term in enumerate(terms[m::CHAINS]):
+        for k, term in enumerate(terms[m::chains]):
             link = f"{base}_s{m}_{k}"
             stmts.append((link, term if prev is None else f"({prev} + {term})"))
             prev = link

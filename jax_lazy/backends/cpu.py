@@ -7,21 +7,32 @@ kernel itself processes ``R`` rows at a time (each loaded j value is reused R ti
 runs the loop over j with ``#pragma omp simd`` (the formula is scalarised by
 :mod:`codegen`, so each lane is one j) and keeps the reduction state in registers:
 
-  Sum           fused: ``acc += F`` in the simd loop, folded every ``JBLOCK`` columns
-                (block summation: the float32 rounding error grows like
-                N / JBLOCK + JBLOCK / lanes instead of N / lanes);
+  Sum           fused: ``acc += F`` in the simd loop, folded every block of up to
+                1024 columns (block summation: the float32 rounding error grows like
+                N / block + block / lanes instead of N / lanes);
   others        F of ``LANES`` columns goes to a small buffer (L1), then the reduction
                 updates its state: LogSumExp/SoftMax rescale once per chunk (one exp
                 per pair), Min/ArgMin keep one (value, index) per lane, KMin keeps a
                 sorted list per row (insertion only when a value beats the K-th).
 
 j-variables are passed transposed, ``(*b, D, N)``, so that lanes load contiguously.
+
+Two stages keep wide formulas fast (:class:`_Staging`). The *j-stage* computes, once per
+block of columns, the j-level values the rows read (j-variables included) into an
+L1-sized buffer, so the row loop reads one buffer at constant offsets instead of
+recomputing them per row block. The *inner-product stage* computes the products
+``x_i | y_j`` and distances ``sqdist(x_i, y_j)`` of dim >= STAGE_MIN_DIM in register
+tiles (STAGE_ROWS rows x two vectors of columns, accumulated over the components, as
+in the micro-kernel of a matrix product) before the rest of the formula; they are
+computed exactly as written (no |x|^2 + |y|^2 - 2<x, y> expansion), so the results
+do not lose accuracy for close points.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
@@ -29,13 +40,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
-from ..ir import I, J, P
+from ..ir import I, J, P, Node, topo_order
 from ..ir.ops import Concat, IntCst, Minus
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from .codegen import Emitter
 
 LANES = 64  # columns per chunk of the buffered reductions
-JBLOCK = 1024  # columns per partial sum of the fused Sum
 _PRELUDE = Path(__file__).with_name("kernels") / "prelude_cpu.h"
 _CTYPES = {"float32": "float", "float64": "double"}
 
@@ -64,6 +74,49 @@ def supports(dtype: str) -> str | None:
 
 
 # ---------------------------------------------------------------- code generation
+
+
+def _emitter(plan) -> Emitter:
+    """The scalarised formulas of ``plan``, less the inner products of the stage."""
+    roots = _roots(plan)
+    return Emitter(roots, _var_name, external=frozenset(p.node for p in _inner_products(plan, roots)))
+
+
+STAGE_MIN_DIM = 16  # inner products over fewer components stay in the lane loop
+STAGE_ROWS = 4  # rows of one register tile of the inner-product stage
+
+
+@dataclass(frozen=True)
+class _Inner:
+    """An inner product ``Sum(x * y)`` ("dot") or ``Sum((x - y)**2)`` ("sqdist") of an
+    i-variable x and a j-variable y: computed by the inner-product stage."""
+
+    node: Node
+    kind: str
+    x: Node
+    y: Node
+
+
+def _inner_products(plan, roots) -> list[_Inner]:
+    """The (i, j) inner products of dim >= STAGE_MIN_DIM in ``roots``."""
+    found = []
+    for n in topo_order(*roots):
+        if n.op != "Sum":
+            continue
+        (a,) = n.args
+        if a.op == "Mult":
+            kind, pair = "dot", a.args
+        elif a.op == "Square" and a.args[0].op == "Subtract":
+            kind, pair = "sqdist", a.args[0].args
+        else:
+            continue
+        if any(v.op != "Var" for v in pair) or pair[0].dim != pair[1].dim or pair[0].dim < STAGE_MIN_DIM:
+            continue
+        if {v.attr[1] for v in pair} != {I, J}:
+            continue
+        x, y = sorted(pair, key=lambda v: v.attr[1] != I)
+        found.append(_Inner(n, kind, x, y))
+    return found
 
 
 def _rows_per_block(em: Emitter) -> int:
@@ -109,10 +162,7 @@ def _lane_body(plan, em, R, sink) -> list[str]:
         if v.attr[1] == J:
             k = v.attr[0]
             lines += [f"const T y{k}_{c} = in{k}[{c} * N + j];" for c in range(v.dim)]
-    lines += em.statements("j")
-    for r in range(R):
-        lines += em.statements("ij", r) + sink(r)
-    return lines
+    return lines + em.statements("j") + _rows_interleaved(em, R, [sink(r) for r in range(R)])
 
 
 def _indent(lines, n):
@@ -133,7 +183,7 @@ def _roots(plan):
 def kernel_source(plan) -> str:
     """The complete C++ source of ``plan``'s kernel (canonical j-reduction)."""
     roots = _roots(plan)
-    em = Emitter(roots, _var_name)
+    em = _emitter(plan)
     R = _rows_per_block(em)
     family = plan.red.kernel
     idx_ctype = {np.dtype("int32"): "int32_t", np.dtype("int64"): "int64_t"}[np.dtype(index_dtype())]
@@ -158,34 +208,169 @@ def _row_loop(plan, em, R, inner) -> list[str]:
     return [f"for (int64_t ib = i0; ib < i1; ib += {R}) {{", *_indent(_row_setup(plan, em, R) + inner, 2), "}"]
 
 
+@dataclass
+class _Staging:
+    """What the lane loop of a kernel reads from buffers rather than computes: the
+    j-stage values (``jbuf``, see :func:`_jstage`) and the inner products of the stage
+    (``sbuf``, see :func:`_stage`), for blocks of ``jblock`` columns."""
+
+    plan: object
+    em: Emitter
+    R: int
+    jblock: int
+    inners: list
+    slots: list
+
+    @classmethod
+    def make(cls, plan, em, roots, R, jblock=None):
+        inners = _inner_products(plan, roots)
+        slots = list(dict.fromkeys([c for p in inners for c in em.comps(p.y, None)] + _slots(em, roots)))
+        return cls(plan, em, R, jblock or _jstage_block(len(slots), plan.dtype), inners, slots)
+
+    def buffers(self) -> list[str]:
+        return [
+            f"jl_buffer jbuf_({max(1, len(self.slots)) * self.jblock}), "
+            f"sbuf_({max(1, len(self.inners) * self.R) * self.jblock});",
+            "T* __restrict jbuf = jbuf_.p;",
+            "T* __restrict sbuf = sbuf_.p;",
+        ]
+
+    def jstage(self) -> list[str]:
+        return _jstage(self.plan, self.em, self.slots, self.jblock)
+
+    def stage(self) -> list[str]:
+        return _stage(self.inners, self.R, self.slots, self.jblock)
+
+    def lanes(self, sinks) -> list[str]:
+        """Body of the loop over ``w < nw``: loads from the buffers, then the rows."""
+        loads = {name: f"jbuf[{k * self.jblock} + w]" for k, name in enumerate(self.slots)}
+        for k, p in enumerate(self.inners):
+            loads.update({self.em.comps(p.node, r)[0]: f"sbuf[{(k * self.R + r) * self.jblock} + w]"
+                          for r in range(self.R)})
+        return _with_loads(_rows_interleaved(self.em, self.R, sinks), loads)
+
+
 def _sum_kernel(plan, em, roots, R):
-    """Fused Sum. The j axis is cut in blocks whose j-variables fit in L2, each block is
-    swept by every row of [i0, i1) (so wide j-variables stream from memory once per
-    block, not once per row block), and each block's partial sums are added to the
-    output rows (block summation)."""
+    """Fused Sum. The j axis is cut in blocks; for each block a *j-stage* computes the
+    j-level values the (row, lane) part reads (see :func:`_jstage`) into a small buffer,
+    once for all rows; then every row block of [i0, i1) sweeps the block (inner products
+    first, see :func:`_stage`), and each block's partial sums are added to the output
+    rows (block summation)."""
     (F,) = roots
     E = F.dim
-    jdims = sum(v.dim for v in plan.variables if v.attr[1] == J)
-    jblock = max(64, min(JBLOCK, (1 << 16) // max(1, jdims)))  # <= 256 KiB of float32 per block
+    st = _Staging.make(plan, em, roots, R)
     parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
-    comps = {r: em.comps(F, r) for r in range(R)}
-    sink = lambda r: [f"part{r}_{e} += {comps[r][e]};" for e in range(E)]  # noqa: E731
+    sinks = [[f"part{r}_{e} += {c};" for e, c in enumerate(em.comps(F, r))] for r in range(R)]
     inner = [
+        *st.stage(),
         "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
         f"#pragma omp simd reduction(+: {', '.join(parts)})",
-        "for (int64_t j = jb; j < je; ++j) {",
-        *_indent(_lane_body(plan, em, R, sink), 2),
+        "for (int w = 0; w < nw; ++w) {",
+        *_indent(st.lanes(sinks), 2),
         "}",
         *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] += part{r}_{e};' for e in range(E))} }}"
           for r in range(R)],
     ]
     return [
+        *st.buffers(),
         f"for (int64_t q = i0 * {E}; q < i1 * {E}; ++q) out0[q] = T(0);",
-        f"for (int64_t jb = 0; jb < N; jb += {jblock}) {{",
-        f"  const int64_t je = jl_min64(jb + {jblock}, N);",
+        f"for (int64_t jb = 0; jb < N; jb += {st.jblock}) {{",
+        f"  const int nw = (int)jl_min64({st.jblock}, N - jb);",
+        *_indent(st.jstage(), 2),
         *_indent(_row_loop(plan, em, R, inner), 2),
         "}",
     ]
+
+
+JSTAGE_BYTES = 32 * 1024  # the j-stage buffer of a block: about the size of L1
+
+
+def _jstage_block(nslots: int, dtype: str) -> int:
+    """Columns per j block: a power of two in [64, 1024] whose j-stage buffer fits
+    :data:`JSTAGE_BYTES` where possible."""
+    size = np.dtype(dtype).itemsize
+    cols = JSTAGE_BYTES // max(1, nslots * size)
+    return int(min(1024, max(64, 1 << max(0, cols.bit_length() - 1))))
+
+
+def _slots(em, roots) -> list[str]:
+    """Names of the j-level scalars that the (row, lane) part reads: components of the
+    j-level arguments of (i, j)-level nodes, and of j-level roots."""
+    nodes = [a for n in em.order if em.levels[n] == "ij" for a in n.args if em.levels[a] == "j"]
+    nodes += [f for f in roots if em.levels[f] == "j"]
+    return list(dict.fromkeys(c for n in dict.fromkeys(nodes) for c in em.comps(n, None)))
+
+
+def _jstage(plan, em, slots, jblock) -> list[str]:
+    """The j-stage of a block: the j-level statements once per column (not once per
+    row block and column), their results stored as ``jbuf[slot * jblock + w]``, so that
+    the row loop reads one buffer at constant offsets."""
+    if not slots:
+        return []
+    loads = [f"const T y{v.attr[0]}_{c} = in{v.attr[0]}[{c} * N + j];"
+             for v in plan.variables if v.attr[1] == J for c in range(v.dim)]
+    return [
+        "#pragma omp simd",
+        "for (int w = 0; w < nw; ++w) {",
+        "  const int64_t j = jb + w;",
+        *_indent(loads + em.statements("j"), 2),
+        *[f"  jbuf[{k * jblock} + w] = {name};" for k, name in enumerate(slots)],
+        "}",
+    ]
+
+
+def _rows_interleaved(em, R, sinks) -> list[str]:
+    """The (row, lane) statements of R rows, the k-th statement of every row in turn
+    (the rows' programs have the same shape): each j-level value is used R times
+    in a row while it is in a register, as in the micro-kernel of a matrix product."""
+    per_row = [em.statements("ij", r) + sinks[r] for r in range(R)]
+    return [s for group in zip(*per_row) for s in group]
+
+
+_IDENT = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def _with_loads(stmts, loads: dict) -> list[str]:
+    """``stmts`` with each value of ``loads`` (name -> expression) loaded just before
+    its first use."""
+    out, loaded = [], set()
+    for s in stmts:
+        for name in _IDENT.findall(s):
+            if name in loads and name not in loaded:
+                loaded.add(name)
+                out.append(f"const T {name} = {loads[name]};")
+        out.append(s)
+    return out
+
+
+def _stage(inners, R, slots, jblock) -> list[str]:
+    """The inner-product stage of a row block: ``sbuf[(k * R + r) * jblock + w]`` = inner
+    product k of row r and column jb + w. A register tile of STAGE_ROWS rows and two
+    vectors of columns is accumulated over the components (each loaded y vector is used
+    by every row of the tile, each x component by both vectors), as in the micro-kernel
+    of a matrix product; the rest of the formula then reads the results."""
+    lines = []
+    for k, p in enumerate(inners):
+        D, xk, base = p.x.dim, p.x.attr[0], slots.index(f"y{p.y.attr[0]}_0")
+        for r0 in range(0, R, STAGE_ROWS):
+            rows = range(r0, min(R, r0 + STAGE_ROWS))
+            if p.kind == "dot":
+                update = lambda r: f"a{r}_0 += xv * y0; a{r}_1 += xv * y1;"  # noqa: E731
+            else:
+                update = lambda r: f"const jl_vec d0 = xv - y0, d1 = xv - y1; a{r}_0 += d0 * d0; a{r}_1 += d1 * d1;"  # noqa: E731
+            lines += [
+                "for (int w0 = 0; w0 < nw; w0 += 2 * JL_VW) {",
+                "  jl_vec " + ", ".join(f"a{r}_{h} = jl_vzero()" for r in rows for h in (0, 1)) + ";",
+                f"  for (int c = 0; c < {D}; ++c) {{",
+                f"    const T* yc = jbuf + ({base} + c) * {jblock} + w0;",
+                "    const jl_vec y0 = jl_vload(yc), y1 = jl_vload(yc + JL_VW);",
+                *[f"    {{ const T xv = in{xk}[row{r} * {D} + c]; {update(r)} }}" for r in rows],
+                "  }",
+                *[f"  jl_vstore(sbuf + {(k * R + r) * jblock} + w0, a{r}_0); "
+                  f"jl_vstore(sbuf + {(k * R + r) * jblock} + w0 + JL_VW, a{r}_1);" for r in rows],
+                "}",
+            ]
+    return lines
 
 
 def _buffered(plan, em, roots, R, update) -> list[str]:
@@ -202,14 +387,18 @@ def _buffered(plan, em, roots, R, update) -> list[str]:
             out += [f"wb[{(r * dims[1] + e) * LANES} + w] = {c};" for e, c in enumerate(em.comps(roots[1], r))]
         return out
 
+    st = _Staging.make(plan, em, roots, R, jblock=LANES)
+    if st.inners:  # j-stage and inner products per chunk, then the rest of the formula
+        decl += st.buffers()
+        lanes = [*st.jstage(), *st.stage(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
+                 *_indent(st.lanes([sink(r) for r in range(R)]), 2), "}"]
+    else:
+        lanes = ["#pragma omp simd", "for (int w = 0; w < nw; ++w) {", "  const int64_t j = jb + w;",
+                 *_indent(_lane_body(plan, em, R, sink), 2), "}"]
     chunk = [
         f"for (int64_t jb = 0; jb < N; jb += {LANES}) {{",
-        f"  const int n = (int)jl_min64({LANES}, N - jb);",
-        "  #pragma omp simd",
-        "  for (int w = 0; w < n; ++w) {",
-        "    const int64_t j = jb + w;",
-        *_indent(_lane_body(plan, em, R, sink), 4),
-        "  }",
+        f"  const int nw = (int)jl_min64({LANES}, N - jb);",
+        *_indent(lanes, 2),
         *_indent(update, 2),
         "}",
     ]
@@ -228,13 +417,13 @@ def _lse_kernel(plan, em, roots, R):
             "{",
             "  T cmax = -jl_inf();",
             "  #pragma omp simd reduction(max: cmax)",
-            f"  for (int w = 0; w < n; ++w) cmax = fb[{f0} + w] > cmax ? fb[{f0} + w] : cmax;",
+            f"  for (int w = 0; w < nw; ++w) cmax = fb[{f0} + w] > cmax ? fb[{f0} + w] : cmax;",
             f"  if (cmax > m{r}) {{ const T sc = jl_exp(m{r} - cmax); "
             + " ".join(f"s{r}_{e} *= sc;" for e in range(Dw)) + f" m{r} = cmax; }}",
             f"  if (m{r} > -jl_inf()) {{",
             "    T " + ", ".join(f"q{e} = T(0)" for e in range(Dw)) + ";",
             f"    #pragma omp simd reduction(+: {parts})",
-            "    for (int w = 0; w < n; ++w) {",
+            "    for (int w = 0; w < nw; ++w) {",
             f"      const T ex = jl_exp(fb[{f0} + w] - m{r});",
             *[f"      q{e} += ex * wb[{w0 + e * LANES} + w];" for e in range(Dw)],
             "    }",
@@ -260,7 +449,7 @@ def _min_kernel(plan, em, roots, R):
     update = [
         f"for (int re = 0; re < {R * D}; ++re) {{",
         "  #pragma omp simd",
-        "  for (int w = 0; w < n; ++w) {",
+        "  for (int w = 0; w < nw; ++w) {",
         f"    const T f = fb[re * {LANES} + w]; const int q = re * {LANES} + w;",
         "    // NaN wins (it propagates); on ties the earlier column, already in the lane, stays",
         "    const bool take = mk[q] < 0 || (f != f ? mv[q] == mv[q] : f < mv[q]);",
@@ -301,7 +490,7 @@ def _kmin_kernel(plan, em, roots, R):
     update = [
         f"for (int re = 0; re < {R * D}; ++re) {{",
         f"  T* v = kv + re * {K}; IDX* k = kk + re * {K};",
-        "  for (int w = 0; w < n; ++w) {",
+        "  for (int w = 0; w < nw; ++w) {",
         f"    const T f = fb[re * {LANES} + w];",
         f"    if (!(f < v[{K - 1}] || (k[{K - 1}] < 0 && f == f))) continue;",
         f"    int p = {K - 1};",
@@ -334,7 +523,7 @@ def kernel_id(plan) -> tuple[int, int]:
     from .. import cache
 
     source = kernel_source(plan)
-    R = _rows_per_block(Emitter(_roots(plan), _var_name))
+    R = _rows_per_block(_emitter(plan))
     return cache.build_and_load(plan.red.name, source), R
 
 

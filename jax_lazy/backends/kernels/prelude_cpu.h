@@ -10,6 +10,7 @@
 // denormals (0 where the thread flushes them, as XLA's CPU runtime does) then 0, and NaN
 // stays NaN. Checked within 2 ulps of float64 exp by tests/test_cpu_math.py.
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 typedef JL_T T;
@@ -133,3 +134,20 @@ JL_INLINE T jl_rsqrt(T x) { return x == T(0) ? T(0) : T(1) / jl_sqrt(x); }  // R
 JL_INLINE T jl_clamp(T x, T lo, T hi) { x = x < lo ? lo : x; return x > hi ? hi : x; }
 JL_INLINE T jl_inf() { return __builtin_inf(); }
 JL_INLINE int64_t jl_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// One vector register of T (GCC/Clang vector extension; split by the compiler where
+// registers are narrower), for the register tiles of the inner-product stage.
+typedef T jl_vec __attribute__((vector_size(64)));
+#define JL_VW ((int)(64 / sizeof(T)))
+JL_INLINE jl_vec jl_vzero() { return jl_vec{} ; }
+JL_INLINE jl_vec jl_vload(const T* p) { jl_vec v; std::memcpy(&v, p, sizeof v); return v; }
+JL_INLINE void jl_vstore(T* p, jl_vec v) { std::memcpy(p, &v, sizeof v); }
+
+// A 64-byte aligned scratch buffer of n values of T, freed at scope exit.
+struct jl_buffer {
+  T* p;
+  explicit jl_buffer(size_t n) : p((T*)std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)) {}
+  ~jl_buffer() { std::free(p); }
+  jl_buffer(const jl_buffer&) = delete;
+  jl_buffer& operator=(const jl_buffer&) = delete;
+};
