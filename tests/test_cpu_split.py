@@ -51,3 +51,19 @@ def test_split_matches_one_pass(name, small_parts):
             np.testing.assert_array_equal(g, r)
         else:
             np.testing.assert_allclose(g, r, rtol=2e-5, atol=1e-6)
+
+
+def test_index_type_follows_x64_between_calls():
+    """The same plan run with x64 off, then on: the kernel writes int32, then int64
+    indices (the kernel is not reused across index types)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(9, 2)).astype(np.float32)
+    y = rng.normal(size=(31, 2)).astype(np.float32)
+    ref = np.argmin(((x[:, None] - y[None]) ** 2).sum(-1), axis=1)
+    with jax.enable_x64(False):
+        k32 = Vi(x).sqdist(Vj(y)).argmin(axis=1, backend="cpu")
+    with jax.enable_x64(True):
+        k64 = Vi(x).sqdist(Vj(y)).argmin(axis=1, backend="cpu")
+    assert k32.dtype == np.int32 and k64.dtype == np.int64
+    np.testing.assert_array_equal(k32[:, 0], ref)
+    np.testing.assert_array_equal(k64[:, 0], ref)

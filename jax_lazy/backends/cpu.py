@@ -517,9 +517,14 @@ def _kmin_kernel(plan, em, roots, R):
 # ---------------------------------------------------------------- running
 
 
-@functools.lru_cache(maxsize=None)
 def kernel_id(plan) -> tuple[int, int]:
-    """Build (or fetch from the cache) ``plan``'s kernel: (registry id, rows per block)."""
+    """Build (or fetch from the cache) ``plan``'s kernel: (registry id, rows per block).
+    The source also depends on the index type (int32, or int64 under x64)."""
+    return _kernel_id(plan, str(np.dtype(index_dtype())))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_id(plan, index_type: str) -> tuple[int, int]:
     from .. import cache
 
     source = kernel_source(plan)
