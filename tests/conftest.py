@@ -55,6 +55,9 @@ def backend_params():
         if only and name not in only:
             continue
         reason = jax_lazy.backends.get(name).available()
+        platform = {"cpu": "cpu", "cuda": "gpu"}.get(name)
+        if reason is None and platform and jax.default_backend() != platform:
+            reason = f"its kernels run in {platform} computations; JAX's default platform is {jax.default_backend()}"
         marks = [pytest.mark.skip(reason=f"backend {name!r} unavailable: {reason}")] if reason else []
         params.append(pytest.param(name, marks=marks, id=f"backend={name}"))
     return params

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -59,7 +60,7 @@ def test_explicit_cpu_backend_without_compiler_raises():
     assert "RAISED" in out.stdout and "Var(0,2,0)" in out.stdout, out.stdout
 
 
-@pytest.mark.skipif(not CPU, reason=f"cpu backend unavailable: {cpu.available()}")
+@pytest.mark.skipif(not CPU or jax.default_backend() != "cpu", reason="needs the cpu backend on a CPU platform")
 def test_auto_prefers_cpu_for_float32():
     assert jax_lazy.backends.resolve("auto", "float32") == "cpu"
     assert jax_lazy.backends.resolve("auto", "float16") == "jnp"  # cpu computes in f32/f64 only
@@ -70,3 +71,22 @@ def test_cpu_backend_rejects_float16():
     x = np.ones((3, 2), np.float16)
     with pytest.raises(BackendError, match="float16"):
         Vi(x).sqdist(Vj(x)).sum(axis=1, backend="cpu")
+
+
+def test_auto_order_follows_the_platform(monkeypatch):
+    """On a GPU platform "auto" tries cuda first, on CPU the cpu backend; a compiled
+    backend that cannot run falls back to jnp with one warning naming the reason."""
+    from jax_lazy import backends
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(backends, "_available", lambda name: "no device here" if name == "cuda" else None)
+    monkeypatch.setattr(backends, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="cuda backend is unavailable.*no device here"):
+        assert backends.resolve("auto", "float32") == "jnp"
+    monkeypatch.setattr(backends, "_available", lambda name: None)
+    assert backends.resolve("auto", "bfloat16") == "cuda"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert backends.resolve("auto", "float32") == "cpu"
+    assert backends.resolve("auto", "bfloat16") == "jnp"
+    with pytest.raises(BackendError, match="unknown backend 'tpu'"):
+        backends.resolve("tpu", "float32")

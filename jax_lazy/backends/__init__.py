@@ -7,8 +7,9 @@ A backend module provides
 - ``reduce(plan, arrays, geometry) -> tuple of outputs``: the forward reduction of a
   canonical plan (gradients are other reductions, built by :mod:`jax_lazy.api`).
 
-``"auto"`` picks the first usable backend of :data:`AUTO_ORDER` for the dtype: the
-compiled ``cpu`` backend, else ``jnp`` (with one warning saying why ``cpu`` cannot run).
+``"auto"`` picks the first usable backend of :data:`AUTO_ORDER` for JAX's default
+platform and the dtype: the compiled backend of the platform (``cpu`` on CPU, ``cuda`` on
+GPU), else ``jnp`` (with one warning saying why the compiled one cannot run).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import warnings
 
 from ..errors import BackendError
 
-NAMES = ("cpu", "jnp")
-AUTO_ORDER = ("cpu", "jnp")
+NAMES = ("cpu", "cuda", "jnp")
+AUTO_ORDER = {"cpu": ("cpu", "jnp"), "gpu": ("cuda", "jnp")}  # by jax.default_backend()
+COMPILED = ("cpu", "cuda")
 
 
 def get(name: str):
@@ -52,14 +54,16 @@ def resolve(name: str, dtype: str) -> str:
         message gives the reason and how to fix it).
     """
     if name == "auto":
-        for candidate in AUTO_ORDER:
+        import jax
+
+        for candidate in AUTO_ORDER.get(jax.default_backend(), ("jnp",)):
             reason = _available(candidate) or get(candidate).supports(dtype)
             if reason is None:
                 return candidate
-            if candidate == "cpu" and _available(candidate) and candidate not in _warned:
+            if candidate in COMPILED and _available(candidate) and candidate not in _warned:
                 _warned.add(candidate)
-                warnings.warn(f"jax_lazy: the compiled cpu backend is unavailable, using the slower jnp backend: "
-                              f"{reason}", RuntimeWarning, stacklevel=4)
+                warnings.warn(f"jax_lazy: the compiled {candidate} backend is unavailable, using the slower jnp "
+                              f"backend: {reason}", RuntimeWarning, stacklevel=4)
         raise BackendError(f"no backend can reduce {dtype} arrays")
     reason = _available(name) or get(name).supports(dtype)
     if reason is not None:
