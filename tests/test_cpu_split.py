@@ -9,7 +9,7 @@ import pytest
 
 import jax_lazy.api as api
 from jax_lazy import Vi, Vj
-from jax_lazy.backends import cpu
+from jax_lazy.backends import common, cpu
 
 pytestmark = pytest.mark.skipif(cpu.available() is not None, reason=f"cpu backend unavailable: {cpu.available()}")
 
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.skipif(cpu.available() is not None, reason=f"cpu backen
 def small_parts(monkeypatch):
     monkeypatch.setattr(cpu, "SPLIT_COLUMNS", 16)
     calls = []
-    merge = cpu._merge
-    monkeypatch.setattr(cpu, "_merge", lambda *a: calls.append(1) or merge(*a))
+    merge = common.merge
+    monkeypatch.setattr(common, "merge", lambda *a: calls.append(1) or merge(*a))
     api._reduction_fn.cache_clear()
     yield calls
     api._reduction_fn.cache_clear()

@@ -32,18 +32,20 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
 from ..ir import I, J, P, Node, topo_order
-from ..ir.ops import Concat, IntCst, Minus
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from .codegen import Emitter
+from . import common
+from .common import out_types, split_columns
+
+_roots, _out_types, _merge = common.roots, common.out_types, common.merge  # older names, used by the cuda backend
 
 LANES = 64  # columns per chunk of the buffered reductions
 _PRELUDE = Path(__file__).with_name("kernels") / "prelude_cpu.h"
@@ -78,8 +80,8 @@ def supports(dtype: str) -> str | None:
 
 def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
-    roots = _roots(plan)
-    return Emitter(roots, _var_name, external=frozenset(p.node for p in _inner_products(plan, roots)))
+    rts = common.roots(plan)
+    return Emitter(rts, _var_name, external=frozenset(p.node for p in _inner_products(plan, rts)))
 
 
 STAGE_MIN_DIM = 16  # inner products over fewer components stay in the lane loop
@@ -169,20 +171,9 @@ def _indent(lines, n):
     return [" " * n + s for s in lines]
 
 
-def _roots(plan):
-    """The formulas the kernel evaluates per pair: F (negated for Max), and the weight."""
-    red = plan.red
-    F = Minus(plan.formulas[0]) if red.negate else plan.formulas[0]
-    if red.kernel is SOFTMAX:
-        return (F, Concat(IntCst(1), plan.formulas[1]))
-    if red.kernel is LSE:
-        return (F, plan.formulas[1])
-    return (F,)
-
-
 def kernel_source(plan) -> str:
     """The complete C++ source of ``plan``'s kernel (canonical j-reduction)."""
-    roots = _roots(plan)
+    roots = common.roots(plan)
     em = _emitter(plan)
     R = _rows_per_block(em)
     family = plan.red.kernel
@@ -532,29 +523,12 @@ def _kernel_id(plan, index_type: str) -> tuple[int, int]:
     return cache.build_and_load(plan.red.name, source), R
 
 
-def _out_types(plan, geom):
-    red, F = plan.red, plan.formulas[0]
-    lead = geom.batch + (geom.M,)
-    f, i = geom.dtype, index_dtype()
-    family = red.kernel
-    if family is SUM:
-        return [jax.ShapeDtypeStruct(lead + (F.dim,), f)]
-    if family is LSE:
-        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f)]
-    if family is SOFTMAX:
-        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f), jax.ShapeDtypeStruct(lead + (1,), f)]
-    if family is MIN:
-        return [jax.ShapeDtypeStruct(lead + (F.dim,), f), jax.ShapeDtypeStruct(lead + (F.dim,), i)]
-    width = plan.k * F.dim
-    return [jax.ShapeDtypeStruct(lead + (width,), f), jax.ShapeDtypeStruct(lead + (width,), i)]
-
-
 def reduce(plan, arrays, geom):
     """Run ``plan`` through its compiled kernel; same contract as :func:`jnp.reduce`.
 
     When there are too few output rows to keep every thread busy (e.g. M = 1), the j
     axis is cut into parts that become an extra batch axis (one launch, threads over the
-    parts) and the parts' finalized outputs are merged (:func:`_merge`).
+    parts) and the parts' finalized outputs are merged (:func:`common.merge`).
     """
     reason = supports(plan.dtype)
     if reason:
@@ -562,25 +536,7 @@ def reduce(plan, arrays, geom):
     parts = _split_count(plan, geom)
     if parts < 2:
         return _call(plan, arrays, geom)
-    size = geom.N // parts
-    main, rest = parts * size, geom.N - parts * size
-    nb = len(geom.batch)
-    split, tail = [], []
-    for v, a in zip(plan.variables, arrays):
-        own = a.ndim - (1 if v.attr[1] == P else 2)
-        a = a.reshape((1,) * (nb - own) + a.shape)  # align batch axes
-        if v.attr[1] == J:  # (*b, N, D) -> (*b, parts, size, D)
-            split.append(a[..., :main, :].reshape(a.shape[:nb] + (parts, size, v.dim)))
-            tail.append(a[..., main:, :])
-        else:  # a new batch axis of size 1, before the rows (or the vector) axis
-            split.append(jnp.expand_dims(a, nb))
-            tail.append(a)
-    outs = [jnp.moveaxis(o, nb, 0) for o in _call(plan, split, replace(geom, batch=geom.batch + (parts,), N=size))]
-    offsets = [k * size for k in range(parts)]
-    if rest:
-        outs = [jnp.concatenate([o, t[None]]) for o, t in zip(outs, _call(plan, tail, replace(geom, N=rest)))]
-        offsets.append(main)
-    return _merge(plan, outs, jnp.asarray(offsets, index_dtype()))
+    return split_columns(plan, arrays, geom, parts, _call)
 
 
 SPLIT_COLUMNS = 4096  # fewest columns per part of a split j axis
@@ -597,32 +553,6 @@ def _split_count(plan, geom) -> int:
     return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-4 * threads // max(blocks, 1))))
 
 
-def _merge(plan, outs, offsets):
-    """Merge finalized outputs of disjoint column ranges stacked on axis 0 (column
-    offsets ``offsets``) into the outputs of the whole range."""
-    family, red = plan.red.kernel, plan.red
-    if family is SUM:
-        return (outs[0].sum(0),)
-    if family is LSE:  # log sum_parts exp(lse_part)
-        return (jax.nn.logsumexp(outs[0], axis=0),)
-    if family is SOFTMAX:  # weights exp(lse_part - lse)
-        lse = jax.nn.logsumexp(outs[1], axis=0)
-        return ((jnp.exp(outs[1] - lse) * outs[0]).sum(0), lse)
-    sign = -1 if red.negate else 1
-    shift = offsets.reshape((-1,) + (1,) * (outs[1].ndim - 1))
-    unfilled = jnp.iinfo(outs[1].dtype).max  # a part with fewer than K columns: sorts last
-    values, idx = sign * outs[0], jnp.where(outs[1] < 0, unfilled, outs[1] + shift)
-    if family is KMIN:  # states are (..., D, K)
-        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
-    state = (values[0], idx[0])
-    for k in range(1, values.shape[0]):  # few parts: a Python fold of the kernel's combine
-        state = family.combine(state, (values[k], idx[k]), plan.k)
-    values, idx = state
-    if family is KMIN:
-        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
-    return (sign * values, idx)
-
-
 def _call(plan, arrays, geom):
     """One launch of ``plan``'s kernel over ``geom``."""
     from . import ffi
@@ -631,7 +561,7 @@ def _call(plan, arrays, geom):
     # j-variables go transposed, (*b, D, N): the lanes of the simd loop load contiguously.
     ins = [jnp.swapaxes(a, -1, -2) if v.attr[1] == J and v.dim > 1 else a for v, a in zip(plan.variables, arrays)]
     cats = [v.attr[1] for v in plan.variables]
-    outs = ffi.call(kid, ins, cats, _out_types(plan, geom), geom.batch, geom.M, geom.N, row_block=R)
+    outs = ffi.call(kid, ins, cats, out_types(plan, geom), geom.batch, geom.M, geom.N, row_block=R)
     if plan.red.kernel is KMIN:
         shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
         outs = [o.reshape(shape) for o in outs]

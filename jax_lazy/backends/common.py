@@ -1,0 +1,98 @@
+"""What the compiled backends (``cpu``, ``cuda``) share around their kernels: the
+formulas a kernel evaluates per pair, the outputs it writes, and the j-split (a j axis
+cut into parts run as one more batch axis, whose finalized outputs are merged with the
+reduction's ``combine``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+
+from ..ir import J, P
+from ..ir.ops import Concat, IntCst, Minus
+from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
+
+
+def roots(plan):
+    """The formulas a kernel evaluates per pair: F (negated for Max), and the weights
+    ((1, W) for the softmax: the normaliser and the weighted sums share one max)."""
+    red = plan.red
+    F = Minus(plan.formulas[0]) if red.negate else plan.formulas[0]
+    if red.kernel is SOFTMAX:
+        return (F, Concat(IntCst(1), plan.formulas[1]))
+    if red.kernel is LSE:
+        return (F, plan.formulas[1])
+    return (F,)
+
+
+def out_types(plan, geom):
+    """The kernel's outputs, ``(*batch, M, width)`` each: Sum (E), LSE (Dw), softmax (Dw)
+    and its log-normaliser (1), Min values and indices (D each), KMin values and indices
+    (K * D each, element (q, e) at q * D + e)."""
+    red, F = plan.red, plan.formulas[0]
+    lead = geom.batch + (geom.M,)
+    f, i = geom.dtype, index_dtype()
+    family = red.kernel
+    if family is SUM:
+        return [jax.ShapeDtypeStruct(lead + (F.dim,), f)]
+    if family is LSE:
+        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f)]
+    if family is SOFTMAX:
+        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f), jax.ShapeDtypeStruct(lead + (1,), f)]
+    if family is MIN:
+        return [jax.ShapeDtypeStruct(lead + (F.dim,), f), jax.ShapeDtypeStruct(lead + (F.dim,), i)]
+    width = plan.k * F.dim
+    return [jax.ShapeDtypeStruct(lead + (width,), f), jax.ShapeDtypeStruct(lead + (width,), i)]
+
+
+def split_columns(plan, arrays, geom, parts: int, call):
+    """``call(plan, arrays, geom)`` with the j axis cut into ``parts`` equal parts, run as
+    one more batch axis (one launch), plus a second launch for the remainder; the parts'
+    outputs are merged (:func:`merge`)."""
+    size = geom.N // parts
+    main, rest = parts * size, geom.N - parts * size
+    nb = len(geom.batch)
+    split, tail = [], []
+    for v, a in zip(plan.variables, arrays):
+        own = a.ndim - (1 if v.attr[1] == P else 2)
+        a = a.reshape((1,) * (nb - own) + a.shape)  # align batch axes
+        if v.attr[1] == J:  # (*b, N, D) -> (*b, parts, size, D)
+            split.append(a[..., :main, :].reshape(a.shape[:nb] + (parts, size, v.dim)))
+            tail.append(a[..., main:, :])
+        else:  # a new batch axis of size 1, before the rows (or the vector) axis
+            split.append(jnp.expand_dims(a, nb))
+            tail.append(a)
+    outs = [jnp.moveaxis(o, nb, 0) for o in call(plan, split, replace(geom, batch=geom.batch + (parts,), N=size))]
+    offsets = [k * size for k in range(parts)]
+    if rest:
+        outs = [jnp.concatenate([o, t[None]]) for o, t in zip(outs, call(plan, tail, replace(geom, N=rest)))]
+        offsets.append(main)
+    return merge(plan, outs, jnp.asarray(offsets, index_dtype()))
+
+
+def merge(plan, outs, offsets):
+    """Merge finalized outputs of disjoint column ranges stacked on axis 0 (column
+    offsets ``offsets``) into the outputs of the whole range."""
+    family, red = plan.red.kernel, plan.red
+    if family is SUM:
+        return (outs[0].sum(0),)
+    if family is LSE:  # log sum_parts exp(lse_part)
+        return (jax.nn.logsumexp(outs[0], axis=0),)
+    if family is SOFTMAX:  # weights exp(lse_part - lse)
+        lse = jax.nn.logsumexp(outs[1], axis=0)
+        return ((jnp.exp(outs[1] - lse) * outs[0]).sum(0), lse)
+    sign = -1 if red.negate else 1
+    shift = offsets.reshape((-1,) + (1,) * (outs[1].ndim - 1))
+    unfilled = jnp.iinfo(outs[1].dtype).max  # a part with fewer than K columns: sorts last
+    values, idx = sign * outs[0], jnp.where(outs[1] < 0, unfilled, outs[1] + shift)
+    if family is KMIN:  # states are (..., D, K)
+        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
+    state = (values[0], idx[0])
+    for k in range(1, values.shape[0]):  # few parts: a Python fold of the kernel's combine
+        state = family.combine(state, (values[k], idx[k]), plan.k)
+    values, idx = state
+    if family is KMIN:
+        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
+    return (sign * values, idx)
