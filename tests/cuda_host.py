@@ -33,12 +33,14 @@ SHIM = r"""
 #include <barrier>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 struct jl_dim3 { unsigned x, y, z; };
 static thread_local jl_dim3 threadIdx, blockIdx;
 static jl_dim3 gridDim, blockDim;
 static std::barrier<>* jl_block_barrier;
+static std::barrier<>* jl_warp_barrier[32];  // warp w: lanes 32 w .. 32 w + 31
 alignas(16) unsigned char jl_smem[1 << 17];
 #define __global__
 #define __device__
@@ -53,6 +55,40 @@ inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); retu
 inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }
 inline float jl_h2f(unsigned short h) { _Float16 x; std::memcpy(&x, &h, 2); return (float)x; }
 inline unsigned short jl_f2h(float f) { _Float16 x = (_Float16)f; unsigned short h; std::memcpy(&h, &x, 2); return h; }
+// cvt.rna.tf32.f32: round to nearest, ties away from zero, to 10 mantissa bits (the low
+// 13 bits cleared); inf and NaN pass through
+inline unsigned jl_tf32(float x) {
+  const unsigned u = __float_as_uint(x);
+  return (u & 0x7f800000u) == 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+}
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, d += A B, as a warp executes it:
+// every lane publishes its fragments, waits for the warp, then computes its own four
+// elements of D (PTX ISA fragment layouts: see prelude_cuda.h). Two buffers, alternated:
+// a lane can only write the next call's buffer after the whole warp has reached this
+// call's barrier, i.e. has read the previous call's buffer. Operands are read as tf32
+// (low 13 bits ignored); products of tf32 values are exact in float32.
+static unsigned jl_mma_a[32][2][32][4], jl_mma_b[32][2][32][2];
+static thread_local int jl_mma_parity;
+inline void jl_mma_tf32_m16n8k8(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+  const unsigned w = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+  const int par = jl_mma_parity;
+  jl_mma_parity ^= 1;
+  std::memcpy(jl_mma_a[w][par][lane], a, sizeof a);
+  std::memcpy(jl_mma_b[w][par][lane], b, sizeof b);
+  jl_warp_barrier[w]->arrive_and_wait();
+  auto A = [&](unsigned r, unsigned k) {  // a[q] = A[gid + 8 (q & 1)][tig + 4 (q >> 1)]
+    return __uint_as_float(jl_mma_a[w][par][(r % 8) * 4 + k % 4][(r / 8) + 2 * (k / 4)] & 0xffffe000u);
+  };
+  auto B = [&](unsigned k, unsigned n) {  // b[q] = B[tig + 4 q][gid]
+    return __uint_as_float(jl_mma_b[w][par][n * 4 + k % 4][k / 4] & 0xffffe000u);
+  };
+  for (unsigned q = 0; q < 4; ++q) {  // d[q] = D[gid + 8 (q >> 1)][2 tig + (q & 1)]
+    const unsigned r = gid + 8 * (q >> 1), n = 2 * tig + (q & 1);
+    float s = d[q];
+    for (unsigned k = 0; k < 8; ++k) s += A(r, k) * B(k, n);
+    d[q] = s;
+  }
+}
 // ---- end of shim
 """
 
@@ -65,9 +101,19 @@ extern "C" void jl_host_launch(const jl_cuda_args* a, unsigned gx, unsigned gy, 
     for (unsigned bx = 0; bx < gx; ++bx) {
       std::barrier<> barrier(threads);
       jl_block_barrier = &barrier;
+      std::vector<std::unique_ptr<std::barrier<>>> warps;
+      for (unsigned w = 0; w < (threads + 31) / 32; ++w) {
+        warps.push_back(std::make_unique<std::barrier<>>(threads - 32 * w < 32 ? threads - 32 * w : 32));
+        jl_warp_barrier[w] = warps.back().get();
+      }
       std::vector<std::thread> pool;
       for (unsigned t = 0; t < threads; ++t)
-        pool.emplace_back([=] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, 0}; jax_lazy_kernel(*a); });
+        pool.emplace_back([=] {
+          threadIdx = {t, 0, 0};
+          blockIdx = {bx, by, 0};
+          jl_mma_parity = 0;
+          jax_lazy_kernel(*a);
+        });
       for (auto& th : pool) th.join();
     }
 }
@@ -77,13 +123,18 @@ FLAGS = ["-O1", "-std=c++20", "-shared", "-fPIC", "-pthread", "-Wno-unknown-prag
 STORAGE = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
 
-def host_source(plan) -> str:
-    return SHIM + cuda.kernel_source(plan, "sm_90") + LAUNCHER
+def host_source(plan, arch="sm_90") -> str:
+    """The kernel as compiled for ``arch`` (sm_80+: with tensor-core paths, emulated)."""
+    return SHIM + cuda.kernel_source(plan, arch) + LAUNCHER
+
+
+def _library(plan):
+    return _library_of(plan.red.name, host_source(plan))
 
 
 @functools.lru_cache(maxsize=None)
-def _library(plan, idx):  # idx: the index dtype is part of the source
-    lib = ctypes.CDLL(str(cache.build(f"host_{plan.red.name}", host_source(plan), FLAGS)))
+def _library_of(name, source):  # by source: the index dtype and cuda.INNER / TF32 change it
+    lib = ctypes.CDLL(str(cache.build(f"host_{name}", source, FLAGS)))
     lib.jl_host_launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
     lib.jl_host_launch.restype = None
     return lib
@@ -93,9 +144,7 @@ def launch(plan, arrays, out_types, batch, M, N):
     """Run ``plan``'s kernel on NumPy ``arrays`` (i-variables ``(*b, M, D)``, j-variables
     ``(*b, N, D)``, parameters ``(*b, D)``, batch axes broadcasting against ``batch``) as the
     CUDA handler would launch it; returns NumPy outputs of ``out_types``."""
-    from jax_lazy.reductions import index_dtype
-
-    lib = _library(plan, str(np.dtype(index_dtype())))
+    lib = _library(plan)
     rows, threads, shared = cuda.launch_config(plan)
     assert shared <= 1 << 17
     nb = len(batch)

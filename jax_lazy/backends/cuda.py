@@ -58,6 +58,8 @@ is the other reason to do so.
 from __future__ import annotations
 
 import functools
+import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,10 +68,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
-from ..ir import I, J, P, topo_order
+from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from .codegen import Emitter
-from .cpu import _merge, _out_types, _roots
+from .cpu import _inner_products, _merge, _out_types, _roots
 
 SYMBOL = "jax_lazy_kernel"
 MAX_INPUTS = 32  # JL_MAX_INPUTS of cuda_abi.h
@@ -77,6 +79,15 @@ BLOCK_THREADS = 256  # threads (= rows) per block; 128 when the per-thread state
 BLOCKED_SUM_MAX = 16  # float32 Sums of at most this many components are summed per tile
 SMEM_BUDGET = 48 * 1024  # shared memory of one block without the opt-in attribute
 _KERNELS = Path(__file__).with_name("kernels")
+# The inner-product stage (see the module docstring): "mma" = tensor cores for float32 /
+# float16 / bfloat16 dot products on sm_80+, register tiles otherwise; "fma" = register
+# tiles only; "off" = no stage (x_i in registers, scalar FMAs in the per-column loop).
+INNER = os.environ.get("JAX_LAZY_CUDA_INNER", "mma")
+# Plain TF32 (one mma per k step, ~1e-3 relative error per product) instead of 3xTF32
+# (float32 accuracy, three mma) for float32 dot products: opt-in.
+TF32 = os.environ.get("JAX_LAZY_CUDA_TF32", "") == "1"
+STAGE_TJ = 32  # columns per tile with a stage (JL_TJ of prelude_cuda.h)
+STAGE_ROWS = (128, 64)  # rows (threads) per block with a stage: the first that fits in shared memory
 # dtype -> (compute type, JL_STORAGE code, bytes of the compute type)
 _TYPES = {"float32": ("float", 32, 4), "float64": ("double", 64, 8),
           "float16": ("float", 16, 4), "bfloat16": ("float", -16, 4)}
@@ -103,12 +114,25 @@ def available() -> str | None:
 @dataclass(frozen=True)
 class Config:
     """``block_threads`` threads = rows per block; j-variables staged ``tile`` columns at a
-    time through ``shared_bytes`` of shared memory (``staged`` False: read from global)."""
+    time through shared memory (``staged`` False: read from global); ``shared_bytes`` in
+    all. With an inner-product stage: its ``inners`` (:class:`cpu._Inner`) and the
+    components per ``chunk``."""
 
     block_threads: int
     tile: int
     staged: bool
     shared_bytes: int
+    inners: tuple = ()
+    chunk: int = 0
+
+    def stage_offsets(self, width: int) -> tuple[int, int, list[int]]:
+        """Offsets (elements of T) of the x chunk, the y chunk and each inner product's
+        (rows x tile) results, after ``width`` elements per column of staged j-variables."""
+        R, TJ, KC = self.block_threads, self.tile, self.chunk
+        xs = TJ * width if self.staged else 0
+        yc = xs + KC * (R + 8)
+        s0 = yc + KC * (TJ + 8)
+        return xs, yc, [s0 + k * R * (TJ + 1) for k in range(len(self.inners))]
 
 
 def _state_size(plan) -> int:
@@ -122,17 +146,40 @@ def _state_size(plan) -> int:
     return F.dim
 
 
-@functools.lru_cache(maxsize=None)
 def config(plan) -> Config:
     """The launch configuration baked into ``plan``'s kernel."""
+    return _scheme(plan, INNER)[1]
+
+
+def _emitter(plan) -> Emitter:
+    """The scalarised formulas of ``plan``, less the inner products of the stage."""
+    return _scheme(plan, INNER)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _scheme(plan, inner: str) -> tuple[Emitter, Config]:
+    roots = _roots(plan)
+    size = _TYPES[plan.dtype][2]
+    inners = tuple(_inner_products(plan, roots)) if inner != "off" else ()
+    if inners:
+        em = Emitter(roots, _var_name, external=frozenset(p.node for p in inners))
+        width = sum(v.dim for v in _used_vars(plan, J, em))  # elements per column, besides the stage
+        chunk = 16 if size == 4 else 8
+        for R in STAGE_ROWS:
+            for staged in ((True, False) if width else (False,)):
+                cfg = Config(R, STAGE_TJ, staged, 0, inners, chunk)
+                need = cfg.stage_offsets(width)[2][-1] + R * (STAGE_TJ + 1)
+                if need * size <= SMEM_BUDGET:
+                    return em, replace(cfg, shared_bytes=need * size)
+    em = Emitter(roots, _var_name)
     threads = BLOCK_THREADS if _state_size(plan) <= 32 else BLOCK_THREADS // 2
-    width = sum(v.dim for v in _used_vars(plan, J)) * _TYPES[plan.dtype][2]  # bytes per column
+    width = sum(v.dim for v in _used_vars(plan, J, em)) * size  # bytes per column
     tile = threads
     if width * tile > SMEM_BUDGET:
         tile = SMEM_BUDGET // width // 32 * 32
     if tile < 32:  # too wide to stage: read from global memory, fold sums every `threads` columns
-        return Config(threads, threads, False, 0)
-    return Config(threads, tile, width > 0, width * tile)
+        return em, Config(threads, threads, False, 0)
+    return em, Config(threads, tile, width > 0, width * tile)
 
 
 def launch_config(plan, geom=None) -> tuple[int, int, int]:
@@ -145,8 +192,9 @@ def launch_config(plan, geom=None) -> tuple[int, int, int]:
 # ---------------------------------------------------------------- code generation
 
 
-def _used_vars(plan, cat) -> list:
-    used = {n for n in topo_order(*_roots(plan)) if n.op == "Var"}
+def _used_vars(plan, cat, em) -> list:
+    """The variables of category ``cat`` whose values ``em``'s statements read."""
+    used = {n for n in em.order if n.op == "Var"}
     return [v for v in plan.variables if v.attr[1] == cat and v in used]
 
 
@@ -172,33 +220,35 @@ def prelude(plan, arch: str = "sm_90") -> str:
 def kernel_source(plan, arch: str = "sm_90", name: str = SYMBOL) -> str:
     """The complete CUDA source of ``plan``'s kernel (canonical j-reduction), compiled
     for ``arch`` with no include path; the kernel is ``extern "C"`` ``name``."""
-    return prelude(plan, arch) + "\n" + kernel_body(plan, name)
+    return prelude(plan, arch) + "\n" + kernel_body(plan, name, arch)
 
 
-def kernel_body(plan, name: str = SYMBOL) -> str:
+def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90") -> str:
     """The generated part of the source: the ``__global__`` function ``name``."""
     if len(plan.variables) > MAX_INPUTS:
         raise BackendError(f"the cuda backend takes at most {MAX_INPUTS} variables per reduction "
                            f"(JL_MAX_INPUTS), this one has {len(plan.variables)}", plan.describe())
     roots = _roots(plan)
-    em = Emitter(roots, _var_name)
-    cfg = config(plan)
+    em, cfg = _emitter(plan), config(plan)
     fam = _FAMILIES[plan.red.kernel](plan, em, roots)
     R = cfg.block_threads
     lines = [
         f"// {plan.describe()}",
         f'extern "C" __global__ void __launch_bounds__({R}) {name}(const jl_cuda_args a) {{',
-        *([f"  extern __shared__ __align__(16) unsigned char jl_smem[];  // {cfg.tile} columns of the j-variables",
-           "  T* const ys = (T*)jl_smem;"] if cfg.staged else []),
+        *(["  extern __shared__ __align__(16) unsigned char jl_smem[];"
+           + (f"  // {cfg.tile} columns of the j-variables" if cfg.staged else "")] if cfg.shared_bytes else []),
+        *(["  T* const ys = (T*)jl_smem;"] if cfg.staged else []),
+        *_stage_pointers(plan, em, cfg),
         f"  const long long i = (long long)blockIdx.x * {R} + threadIdx.x;",
-        "  const long long row = i < a.M ? i : a.M - 1;  // threads past M help with the tiles, write nothing",
+        *(["  const long long row = i < a.M ? i : a.M - 1;  // threads past M help with the tiles, write nothing"]
+          if _used_vars(plan, I, em) else []),
         "  for (long long b = blockIdx.y; b < a.nbatch; b += gridDim.y) {",
-        *_indent(_pointers(plan, fam.outputs), 4),
+        *_indent(_pointers(plan, em, fam.outputs), 4),
         *_indent(em.statements("p"), 4),
-        *_indent(_loads(plan, I, "row"), 4),
+        *_indent(_loads(plan, em, I, "row"), 4),
         *_indent(em.statements("i", 0), 4),
         *_indent(fam.init, 4),
-        *_indent(_tile_loop(plan, em, cfg, fam), 4),
+        *_indent(_tile_loop(plan, em, cfg, fam, arch), 4),
         "    if (i < a.M) {",
         *_indent(fam.write, 6),
         "    }",
@@ -212,7 +262,7 @@ def _indent(lines, n):
     return [" " * n + s for s in lines]
 
 
-def _pointers(plan, outputs) -> list[str]:
+def _pointers(plan, em, outputs) -> list[str]:
     """This batch element's inputs and outputs, then the parameters' values."""
     lines = []
     for v in plan.variables:
@@ -220,21 +270,21 @@ def _pointers(plan, outputs) -> list[str]:
         lines.append(f"const S* __restrict__ in{k} = (const S*)a.in[{k}] + jl_boffset(a, {k}, b);")
     for k, ctype in enumerate(outputs):
         lines.append(f"{ctype}* __restrict__ out{k} = ({ctype}*)a.out[{k}] + b * a.out_bstride[{k}];")
-    return lines + _loads(plan, P, None)
+    return lines + _loads(plan, em, P, None)
 
 
-def _loads(plan, cat, row) -> list[str]:
+def _loads(plan, em, cat, row) -> list[str]:
     """Parameters (``row`` None) or the i-variables of ``row``, in the compute type."""
     out = []
-    for v in _used_vars(plan, cat):
+    for v in _used_vars(plan, cat, em):
         k = v.attr[0]
         at = [str(c) if row is None else f"{row} * {v.dim}" + (f" + {c}" if c else "") for c in range(v.dim)]
         out += [f"const T {_var_name(v, c, 0)} = jl_ld(in{k}, {at[c]});" for c in range(v.dim)]
     return out
 
 
-def _tile_loop(plan, em, cfg, fam) -> list[str]:
-    jvars = _used_vars(plan, J)
+def _tile_loop(plan, em, cfg, fam, arch) -> list[str]:
+    jvars = _used_vars(plan, J, em)
     stage, column, offset = [], [], 0
     for v in jvars:
         k, d = v.attr[0], v.dim
@@ -246,17 +296,78 @@ def _tile_loop(plan, em, cfg, fam) -> list[str]:
         else:
             column += [f"const T y{k}_{c} = jl_ld(in{k}, j * {d}{f' + {c}' if c else ''});" for c in range(d)]
     if stage:
-        stage = ["__syncthreads();  // the previous tile is consumed", *stage,
-                 "__syncthreads();  // the tile is loaded"]
+        stage = ["__syncthreads();  // the previous tile is consumed", *stage]
+    inner = [s for k in range(len(cfg.inners)) for s in _inner_stage(plan, cfg, k, arch)]
+    if stage or inner:
+        stage += [*inner, "__syncthreads();  // the tile is loaded"]
+    column = [f"const T {em.comps(p.node, 0)[0]} = s{k}[threadIdx.x * {cfg.tile + 1} + t];"
+              for k, p in enumerate(cfg.inners)] + column
     return [
         f"for (long long jt = 0; jt < a.N; jt += {cfg.tile}) {{",
         f"  const int nt = a.N - jt < {cfg.tile} ? (int)(a.N - jt) : {cfg.tile};",
         *_indent(stage + fam.tile_begin, 2),
         "  for (int t = 0; t < nt; ++t) {",
-        *(["    const long long j = jt + t;"] if fam.uses_j or not cfg.staged else []),
+        *(["    const long long j = jt + t;"] if fam.uses_j or (jvars and not cfg.staged) else []),
         *_indent(column + em.statements("j") + em.statements("ij", 0) + fam.pair, 4),
         "  }",
         *_indent(fam.tile_end, 2),
+        "}",
+    ]
+
+
+# ---------------------------------------------------------------- inner-product stage
+
+
+def _stage_pointers(plan, em, cfg) -> list[str]:
+    """The stage's shared buffers: x and y chunks, then one (rows x tile) result per inner product."""
+    if not cfg.inners:
+        return []
+    xs, yc, ss = cfg.stage_offsets(sum(v.dim for v in _used_vars(plan, J, em)))
+    return [f"  T* const xs = (T*)jl_smem + {xs};  // x chunk: {cfg.chunk} x ({cfg.block_threads} + 8)",
+            f"  T* const yc = (T*)jl_smem + {yc};  // y chunk: {cfg.chunk} x ({cfg.tile} + 8)",
+            *[f"  T* const s{k} = (T*)jl_smem + {o};  // {cfg.block_threads} x ({cfg.tile} + 1): "
+              f"{p.kind}(x{p.x.attr[0]}, y{p.y.attr[0]})" for k, (p, o) in enumerate(zip(cfg.inners, ss))]]
+
+
+def _mma_split(plan, p, arch) -> int:
+    """0: inner product ``p`` goes through register tiles (path a); 1 or 3: tensor cores
+    with 1xTF32 or 3xTF32 (path b). Tensor cores take the dot products of float32 (3xTF32
+    unless :data:`TF32`), float16 and bfloat16 (1xTF32: their values are tf32 values, the
+    products are exact) on sm_80+. sqdist stays on register tiles: computed as written,
+    sum (x - y)^2, it keeps its accuracy for close points, where |x|^2 + |y|^2 - 2<x, y>
+    would cancel (the nearest neighbours of KMin, the peaks of a Gaussian kernel), as the
+    cpu backend's stage does; the expansion with a cancellation guard is future work."""
+    cc = int(re.search(r"\d+", arch).group(0))
+    if INNER != "mma" or p.kind != "dot" or plan.dtype == "float64" or cc < 80:
+        return 0
+    return 1 if TF32 or plan.dtype in ("float16", "bfloat16") else 3
+
+
+def _inner_stage(plan, cfg, k, arch) -> list[str]:
+    """Inner product ``k`` of rows [blockIdx.x R, +R) with this tile's columns into
+    ``s{k}``: chunks of the components through shared memory, accumulated per thread in
+    registers (prelude_cuda.h: ``jl_tile_fma`` / ``jl_tile_mma``)."""
+    p, R, KC = cfg.inners[k], cfg.block_threads, cfg.chunk
+    D, xk, yk = p.x.dim, p.x.attr[0], p.y.attr[0]
+    split = _mma_split(plan, p, arch)
+    if split:
+        how, acc = f"tensor cores, {split}xTF32", f"float acc[2][{cfg.tile // 8}][4] = {{}};"
+        tile, store = f"jl_tile_mma<{R}, {KC}, {split}>(acc, xs, yc);", f"jl_store_mma(s{k}, acc);"
+    else:
+        how, acc = "register tiles", f"T acc[8][{cfg.tile // 8}] = {{}};"
+        tile = f"jl_tile_fma<{R}, {KC}, {'true' if p.kind == 'sqdist' else 'false'}>(acc, xs, yc);"
+        store = f"jl_store_fma<{R}>(s{k}, acc);"
+    return [
+        f"{{  // s{k} = {p.kind}(x{xk}_i, y{yk}_j) over {D} components: {how}",
+        f"  {acc}",
+        f"  for (int c0 = 0; c0 < {D}; c0 += {KC}) {{",
+        "    __syncthreads();  // the previous chunk (or tile) is consumed",
+        f"    jl_stage_rows<{R}, {KC}>(xs, in{xk}, (long long)blockIdx.x * {R}, a.M, {D}, c0);",
+        f"    jl_stage_cols<{R}, {KC}>(yc, in{yk}, jt, nt, {D}, c0);",
+        "    __syncthreads();  // the chunk is loaded",
+        f"    {tile}",
+        "  }",
+        f"  {store}",
         "}",
     ]
 
@@ -363,11 +474,11 @@ def build(plan, arch: str = "sm_90") -> bytes:
     """The cubin (``sm_XX``) or PTX (``compute_XX``) of ``plan``'s kernel, from the
     persistent cache or compiled by NVRTC. Raises BackendError (no NVRTC, unknown arch)
     or CompileError (with NVRTC's log and the path of the saved source)."""
-    return _build(plan, arch, str(np.dtype(index_dtype())))
+    return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32)
 
 
 @functools.lru_cache(maxsize=None)
-def _build(plan, arch, idx):  # idx: the index dtype is part of the source (x64 flag)
+def _build(plan, arch, idx, inner, tf32):  # all of these change the source (idx: the x64 flag)
     from .. import cache
 
     return cache.build_cubin(plan.red.name, kernel_source(plan, arch), arch)
@@ -397,14 +508,14 @@ def device_arch(device=None) -> str:
 def kernel_id(plan, arch: str | None = None) -> int:
     """Build (or fetch) ``plan``'s kernel for ``arch`` (default :func:`device_arch`) and
     register it with the CUDA FFI handler; the same id for the same kernel."""
-    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())))
+    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32)
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel_id(plan, arch, idx):
+def _kernel_id(plan, arch, idx, inner, tf32):
     from . import cuda_ffi
 
-    return cuda_ffi.load_kernel(_build(plan, arch, idx))
+    return cuda_ffi.load_kernel(_build(plan, arch, idx, inner, tf32))
 
 
 def reduce(plan, arrays, geom):

@@ -136,3 +136,150 @@ JL_DEV void jl_kmin_update(T* v, IDX* k, const T* f, const IDX j) {
     ke[p] = j;
   }
 }
+
+// ---------------------------------------------------------------- inner-product stage
+// A block of R rows (one thread each) computes, per j tile of JL_TJ columns, the R x JL_TJ
+// matrix of an inner product <x_i, y_j> ("dot") or |x_i - y_j|^2 ("sqdist") into shared
+// memory before the per-column loop (jax_lazy/backends/cuda.py, _inner_stage). The D
+// components go through shared memory in chunks of KC, k-major:
+//
+//   xs[c * (R + 8) + r]     = x[row0 + r][c0 + c]   (rows past M: row M - 1; c0 + c >= D: 0)
+//   yc[c * (JL_TJ + 8) + t] = y[jt + t][c0 + c]     (t >= nt: 0)
+//
+// Zero padding adds 0 to both kinds. The +8 pads make the mma fragment loads below
+// conflict-free (lanes differ by 8 * tig + gid words); the result goes to
+// S[r * (JL_TJ + 1) + t], +1 so that the per-column loop (one row per lane, same t) is
+// conflict-free.
+#define JL_TJ 32
+
+template <int R, int KC>
+JL_DEV void jl_stage_rows(T* xs, const S* x, long long row0, long long M, int D, int c0) {
+  for (int q = threadIdx.x; q < R * KC; q += R) {  // consecutive threads: consecutive c (coalesced)
+    const int r = q / KC, c = q % KC;
+    const long long row = row0 + r < M ? row0 + r : M - 1;
+    xs[c * (R + 8) + r] = c0 + c < D ? jl_ld(x, row * D + c0 + c) : T(0);
+  }
+}
+
+template <int R, int KC>
+JL_DEV void jl_stage_cols(T* yc, const S* y, long long jt, int nt, int D, int c0) {
+  for (int q = threadIdx.x; q < JL_TJ * KC; q += R) {
+    const int t = q / KC, c = q % KC;
+    yc[c * (JL_TJ + 8) + t] = t < nt && c0 + c < D ? jl_ld(y, (jt + t) * D + c0 + c) : T(0);
+  }
+}
+
+// (a) register tiles (FP32 / FP64 FMA, as the micro-kernel of an SGEMM): thread
+// (tr, tc) = (tid / 8, tid % 8) accumulates rows tr + (R/8) a (a < 8) and columns
+// tc + 8 b (b < 4): 32 results, 12 shared loads per component for 32 FMAs (64 for sqdist).
+template <int R, int KC, bool SQDIST>
+JL_DEV void jl_tile_fma(T (&acc)[8][JL_TJ / 8], const T* xs, const T* yc) {
+  const int tr = threadIdx.x / 8, tc = threadIdx.x % 8;
+#pragma unroll 4
+  for (int c = 0; c < KC; ++c) {
+    T xv[8], yv[JL_TJ / 8];
+#pragma unroll
+    for (int a = 0; a < 8; ++a) xv[a] = xs[c * (R + 8) + tr + (R / 8) * a];
+#pragma unroll
+    for (int b = 0; b < JL_TJ / 8; ++b) yv[b] = yc[c * (JL_TJ + 8) + tc + 8 * b];
+#pragma unroll
+    for (int a = 0; a < 8; ++a)
+#pragma unroll
+      for (int b = 0; b < JL_TJ / 8; ++b) {
+        if (SQDIST) {
+          const T d = xv[a] - yv[b];
+          acc[a][b] += d * d;
+        } else {
+          acc[a][b] += xv[a] * yv[b];
+        }
+      }
+  }
+}
+
+template <int R>
+JL_DEV void jl_store_fma(T* s, const T (&acc)[8][JL_TJ / 8]) {
+  const int tr = threadIdx.x / 8, tc = threadIdx.x % 8;
+#pragma unroll
+  for (int a = 0; a < 8; ++a)
+#pragma unroll
+    for (int b = 0; b < JL_TJ / 8; ++b) s[(tr + (R / 8) * a) * (JL_TJ + 1) + tc + 8 * b] = acc[a][b];
+}
+
+// (b) tensor cores: mma.sync.aligned.m16n8k8 with tf32 inputs and float32 accumulation
+// (sm_80+). Per-lane fragments (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32),
+// gid = lane / 4, tig = lane % 4:
+//   A (16 x 8, row-major):  a[q] = A[gid + 8 (q & 1)][tig + 4 (q >> 1)]
+//   B (8 x 8, "col"):       b[q] = B[tig + 4 q][gid]
+//   C, D (16 x 8, f32):     d[q] = D[gid + 8 (q >> 1)][2 tig + (q & 1)]
+// d += A B over the warp. A host build (tests/cuda_host.py) brings its own emulation of
+// exactly these semantics (lanes as threads, fragments exchanged through memory).
+// Before sm_80 (no tf32 mma) cuda.py generates path (a) only.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#ifdef __CUDA_ARCH__
+JL_DEV void jl_mma_tf32_m16n8k8(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+JL_DEV unsigned jl_tf32(float x) {  // round to nearest (ties away), 10 mantissa bits
+  unsigned u;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(x));
+  return u;
+}
+#endif
+
+// 3xTF32 (SPLIT = 3): x = hi + lo with hi = tf32(x), lo = tf32(x - hi); the products
+// hi*hi + hi*lo + lo*hi (small terms first) miss only lo*lo, about 2^-22 |x y|: float32
+// accuracy at 3 mma per k step. SPLIT = 1: plain TF32 (hi*hi: relative error up to
+// ~2^-10 per product), exact when x and y are float16 / bfloat16 values (at most 11
+// significant bits, within tf32's exponent range).
+template <int SPLIT>
+JL_DEV void jl_tf32_split(float x, unsigned& hi, unsigned& lo) {
+  hi = jl_tf32(x);
+  lo = SPLIT == 3 ? jl_tf32(x - __uint_as_float(hi)) : 0u;
+}
+
+// Warp w computes rows [32 w, 32 w + 32) x the JL_TJ columns: 2 x 4 tiles of 16 x 8.
+template <int R, int KC, int SPLIT>
+JL_DEV void jl_tile_mma(float (&acc)[2][JL_TJ / 8][4], const float* xs, const float* yc) {
+  const int lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4, m0 = threadIdx.x / 32 * 32;
+#pragma unroll
+  for (int k0 = 0; k0 < KC; k0 += 8) {
+    unsigned ah[2][4], al[2][4], bh[JL_TJ / 8][2], bl[JL_TJ / 8][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        jl_tf32_split<SPLIT>(xs[(k0 + tig + 4 * (q >> 1)) * (R + 8) + m0 + 16 * mt + gid + 8 * (q & 1)],
+                             ah[mt][q], al[mt][q]);
+#pragma unroll
+    for (int nt = 0; nt < JL_TJ / 8; ++nt)
+#pragma unroll
+      for (int q = 0; q < 2; ++q)
+        jl_tf32_split<SPLIT>(yc[(k0 + tig + 4 * q) * (JL_TJ + 8) + 8 * nt + gid], bh[nt][q], bl[nt][q]);
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < JL_TJ / 8; ++nt) {
+        if (SPLIT == 3) {
+          jl_mma_tf32_m16n8k8(acc[mt][nt], al[mt], bh[nt]);
+          jl_mma_tf32_m16n8k8(acc[mt][nt], ah[mt], bl[nt]);
+        }
+        jl_mma_tf32_m16n8k8(acc[mt][nt], ah[mt], bh[nt]);
+      }
+  }
+}
+
+JL_DEV void jl_store_mma(float* s, const float (&acc)[2][JL_TJ / 8][4]) {
+  const int lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4, m0 = threadIdx.x / 32 * 32;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < JL_TJ / 8; ++nt)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        s[(m0 + 16 * mt + gid + 8 * (q >> 1)) * (JL_TJ + 1) + 8 * nt + 2 * tig + (q & 1)] = acc[mt][nt][q];
+}
+#endif  // sm_80+
