@@ -184,3 +184,84 @@ def test_op_rows_match_the_oracle(r, host_backend, rng):
             outs.append(out)
     assert_close(outs[0], dense.sum(-3), np.float64, terms=np.abs(dense).sum(-3), err_msg=f"{r.name} over i")
     assert_close(outs[1], dense.sum(-2), np.float64, terms=np.abs(dense).sum(-2), err_msg=f"{r.name} over j")
+
+
+# ---------------------------------------------------------------- the inner-product stage
+
+STAGE_M, STAGE_N = 150, 70  # a full and a partial block of 128 rows; tiles of 32 columns, the last partial
+
+
+def _inner_case(name, x, y, w, scale):
+    """(formulas, reduction, K) of ``name``, and the float64 oracle of its outputs with the
+    absolute values of the summed terms (the tolerances' scale)."""
+    dot = x @ np.swapaxes(y, -1, -2)
+    sq = ((x[..., :, None, :] - y[..., None, :, :]) ** 2).sum(-1)
+    mag = np.abs(x) @ np.swapaxes(np.abs(y), -1, -2)  # sum of |x_c y_c|: the scale of a dot product's error
+    if name == "sum_dot":
+        return ((Vi(x) | Vj(y)) * Vj(w),), "Sum", None, [dot @ w], [mag @ np.abs(w)]
+    if name == "sum_sqdist":
+        return (Vi(x).sqdist(Vj(y)) * Vj(w),), "Sum", None, [sq @ w], [sq @ np.abs(w)]
+    if name == "lse_dot":  # |F| ~ 1: exp does not overflow
+        F = dot * scale
+        lse = np.log(np.exp(F - F.max(-1, keepdims=True)).sum(-1, keepdims=True)) + F.max(-1, keepdims=True)
+        return ((Vi(x) | Vj(y)) * scale, 1), "LogSumExp", None, [lse], [np.broadcast_to((mag * scale).max(-1, keepdims=True), lse.shape)]
+    if name in ("kmin_sqdist", "kmin_dot"):
+        F = sq if name == "kmin_sqdist" else -dot
+        idx = np.argsort(F, -1, kind="stable")[..., :5]
+        lazy = Vi(x).sqdist(Vj(y)) if name == "kmin_sqdist" else -(Vi(x) | Vj(y))
+        return (lazy,), "KMin_ArgKMin", 5, [np.take_along_axis(F, idx, -1), idx], [np.take_along_axis(sq if name == "kmin_sqdist" else mag, idx, -1), None]
+    raise ValueError(name)
+
+
+# (dtype, cuda.INNER, cuda.TF32): float32 on tensor cores (3xTF32), on register tiles, and
+# plain TF32; float64 (register tiles); bfloat16 (tensor cores, 1xTF32, exact products)
+PATHS = {"f32": ("float32", "mma", False), "f32_fma": ("float32", "fma", False), "f32_tf32": ("float32", "mma", True),
+         "f64": ("float64", "mma", False), "bf16": ("bfloat16", "mma", False)}
+RTOLS = {"float32": 1e-4, "float64": 1e-10, "bfloat16": 1.6e-2}
+INNER_FAST = {(16, "lse_dot", "f32"), (17, "kmin_sqdist", "f32"), (64, "sum_dot", "f32_fma"), (100, "kmin_dot", "bf16"),
+              (256, "sum_sqdist", "f64"), (1000, "lse_dot", "f32"), (17, "sum_dot", "f64"), (64, "kmin_dot", "f32"),
+              (100, "lse_dot", "f32_tf32")}
+
+
+def _inner_params():
+    out = []
+    for D in (16, 17, 64, 100, 256, 1000):
+        for name in ("sum_dot", "sum_sqdist", "lse_dot", "kmin_sqdist", "kmin_dot"):
+            for path in PATHS:
+                fast = (D, name, path) in INNER_FAST
+                out.append(pytest.param(D, name, path, id=f"{name}-D{D}-{path}", marks=() if fast else slow))
+    return out
+
+
+@pytest.mark.parametrize("D,name,path", _inner_params())
+def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng, batch=()):
+    """Inner products of dim D computed by the stage (register tiles, or the emulated
+    tensor cores of the host shim), against NumPy in float64 on the same (rounded) inputs."""
+    dtype, inner, tf32 = PATHS[path]
+    monkeypatch.setattr(cuda, "INNER", inner)
+    monkeypatch.setattr(cuda, "TF32", tf32)
+    store = cuda_host.STORAGE[dtype]
+    x = rng.normal(size=batch + (STAGE_M, D)).astype(store)
+    y = rng.normal(size=(STAGE_N, D)).astype(store)
+    w = rng.normal(size=(STAGE_N, 2)).astype(store)
+    with precision(np.float64):  # the lazies hold float64 copies of the rounded inputs
+        lazies, red, k, want, terms = _inner_case(name, *(a.astype(np.float64) for a in (x, y, w)), 1 / np.sqrt(D))
+        plan = make_plan(lazies, red, k, dtype)
+        _, (_, bound, *_rest) = lazies[0]._join(*lazies[1:])
+    assert len(cuda.config(plan).inners) == 1, "the stage computes the inner product"
+    arrays = [np.asarray(b).astype(store) for b in bound]
+    geom = api.geometry(plan, arrays)
+    got = cuda_host.launch(plan, arrays, cuda_host.out_types(plan, geom), batch, STAGE_M, STAGE_N)
+    rtol = 1e-2 if tf32 else RTOLS[dtype]
+    for pos, (g, wnt, t) in enumerate(zip(got, want, terms)):
+        g = g.reshape(wnt.shape)
+        if t is None:  # indices: exact unless plain TF32 (which may swap near neighbours)
+            if not tf32:
+                np.testing.assert_array_equal(g, wnt, err_msg=f"{name} D={D} {path} indices")
+            continue
+        assert_close(g.astype(np.float64), wnt, np.float64, rtol=rtol, terms=t, err_msg=f"{name} D={D} {path} output {pos}")
+
+
+def test_inner_stage_with_batch_broadcasting(monkeypatch, rng):
+    """x (2, M, D) against one y (N, D): the stage reads each batch element's rows."""
+    test_inner_stage_matches_the_float64_oracle(64, "kmin_sqdist", "f32", monkeypatch, rng, batch=(2,))
