@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -165,8 +166,10 @@ def test_launch_config():
     assert cuda.launch_config(make_plan((-Vi(x3).sqdist(Vj(x3)),), "ArgKMin", 128))[1] == cuda.BLOCK_THREADS // 2
 
 
-def test_wide_j_variables_are_read_from_global_memory():
-    """Columns too wide for 32 per tile are not staged through shared memory."""
+def test_wide_j_variables_are_read_from_global_memory(monkeypatch):
+    """Columns too wide for 32 per tile are not staged through shared memory (without the
+    inner-product stage, which would take these inner products)."""
+    monkeypatch.setattr(cuda, "INNER", "off")
     wide = np.zeros((4, 200), np.float64)  # 1600 B per column: fewer than 32 in 48 KiB
     plan = make_plan(((Vi(wide) * Vj(wide)).sum(-1),), "Min_ArgMin", dtype="float64")
     cfg = cuda.config(plan)
@@ -196,7 +199,10 @@ def test_too_many_variables_is_refused():
 
 # ---------------------------------------------------------------- snapshots
 
+x32 = np.zeros((4, 32), np.float32)
 SNAPSHOT_CASES = {
+    "cuda_inner_lse_dot": lambda: make_plan(((Vi(x32) | Vj(x32)) * Pm(s1), Vj(w2)), "LogSumExp"),
+    "cuda_inner_kmin_sqdist_f64": lambda: make_plan((Vi(x32).sqdist(Vj(x32)),), "KMin_ArgKMin", 4, dtype="float64"),
     "cuda_gauss_sum": lambda: make_plan(((-Vi(x3).sqdist(Vj(x3)) / Pm(s1)).exp() * Vj(w2),), "Sum"),
     "cuda_softmax_f16": lambda: make_plan((-Vi(x3).sqdist(Vj(x3)), Vj(w2)), "SumSoftMaxWeight", dtype="float16"),
     "cuda_argkmin": lambda: make_plan((Vi(x3).sqdist(Vj(x3)),), "ArgKMin", 5),
@@ -211,6 +217,93 @@ def test_generated_kernel_matches_snapshot(name):
         path.write_text(body)
     assert path.exists(), f"missing snapshot {path}: run with JAX_LAZY_UPDATE_SNAPSHOTS=1"
     assert body == path.read_text()
+
+
+# ---------------------------------------------------------------- the inner-product stage
+
+
+def _inner_plan(name, D, dtype):
+    x = np.zeros((4, D), np.float32)
+    dot, sq = (lambda: Vi(x) | Vj(x)), (lambda: Vi(x).sqdist(Vj(x)))
+    build = {"sum_dot": lambda: ((dot() * Vj(w2)),), "sum_sqdist": lambda: ((-sq()).exp() * Vj(w2),),
+             "lse_dot": lambda: (dot() * Pm(s1), 1), "kmin_sqdist": lambda: (sq(),), "kmin_dot": lambda: (-dot(),)}
+    red, k = {"sum": ("Sum", None), "lse": ("LogSumExp", None), "kmin": ("KMin_ArgKMin", 5)}[name.split("_")[0]]
+    return make_plan(build[name](), red, k, dtype)
+
+
+# (INNER, TF32) -> the stage's implementation for a float32 dot product
+VARIANTS = {("mma", False): "3xTF32", ("mma", True): "1xTF32", ("fma", False): "register tiles"}
+INNER_COMPILE_FAST = [("lse_dot", 64, "float32"), ("kmin_sqdist", 17, "float32"), ("sum_dot", 100, "bfloat16"),
+                      ("sum_dot", 256, "float16"), ("kmin_dot", 1000, "float64"), ("sum_sqdist", 16, "float64")]
+INNER_COMPILE_ALL = [(n, D, t) for n in ("sum_dot", "sum_sqdist", "lse_dot", "kmin_sqdist", "kmin_dot")
+                     for D in (16, 17, 64, 100, 256, 1000) for t in ("float32", "float64", "float16", "bfloat16")]
+
+
+def _inner_compile_params():
+    out = []
+    for cases, cid in ((INNER_COMPILE_FAST, "fast"), (INNER_COMPILE_ALL, "all")):
+        for variant, vid in VARIANTS.items():
+            for arch in ("sm_80", "sm_90"):
+                fast = cid == "fast" and (arch == "sm_90" or variant == ("mma", False))
+                out.append(pytest.param(cases, variant, arch, id=f"{cid}-{vid}-{arch}", marks=() if fast else slow))
+    return out
+
+
+@pytest.mark.parametrize("cases,variant,arch", _inner_compile_params())
+def test_inner_stage_compiles(cases, variant, arch, monkeypatch):
+    """Every implementation of the stage, to cubins for sm_80 and sm_90 (fast suite: a
+    few plans, the default variant on both, the others on sm_90)."""
+    monkeypatch.setattr(cuda, "INNER", variant[0])
+    monkeypatch.setattr(cuda, "TF32", variant[1])
+    plans = [_inner_plan(*c) for c in cases]
+    assert all(cuda.config(p).inners for p in plans)
+    images = compile_all(plans, arch)
+    assert all(img[:4] == b"\x7fELF" for img in images)
+    for p, c in zip(plans, cases):
+        src = cuda.kernel_body(p, arch=arch)
+        mma = variant[0] == "mma" and c[0].endswith("dot") and c[2] != "float64"
+        assert ("jl_tile_mma" in src) == mma and ("jl_tile_fma" in src) != mma, c
+        if mma:
+            split = 1 if variant[1] or c[2] != "float32" else 3
+            assert f"jl_tile_mma<{cuda.config(p).block_threads}, {cuda.config(p).chunk}, {split}>" in src
+
+
+def test_inner_stage_before_sm80_uses_register_tiles():
+    """No tf32 mma before sm_80: the stage falls back to register tiles."""
+    if 75 not in nvrtc.supported_archs():
+        pytest.skip("this NVRTC does not compile for sm_75")
+    plan = _inner_plan("lse_dot", 64, "float32")
+    assert "jl_tile_fma" in cuda.kernel_body(plan, arch="sm_75")
+    assert nvrtc.compile(cuda.kernel_source(plan, "sm_75"), "sm_75")[:4] == b"\x7fELF"
+
+
+def ptxas_usage(plan, arch="sm_90") -> tuple[int, int]:
+    """(registers, spill store bytes) of ``plan``'s kernel, from ptxas's verbose log."""
+    options = nvrtc.default_options(arch) + ["--ptxas-options=-v"]
+    _, log = nvrtc.compile_with_log(cuda.kernel_source(plan, arch), arch, options=options)
+    regs = int(re.search(r"Used (\d+) registers", log).group(1))
+    return regs, int(re.search(r"(\d+) bytes spill stores", log).group(1))
+
+
+@pytest.mark.parametrize("name,dtype", [("kmin_sqdist", "float32"), ("lse_dot", "float32"), ("sum_dot", "float64")])
+def test_inner_stage_does_not_spill_at_large_d(name, dtype):
+    """D = 1000: without the stage every thread holds x_i (1000 values) and spills; with
+    it, the registers do not depend on D."""
+    regs, spills = ptxas_usage(_inner_plan(name, 1000, dtype))
+    assert spills == 0 and regs <= 255
+
+
+def test_inner_stage_launch_config():
+    f32, f64 = _inner_plan("sum_dot", 64, "float32"), _inner_plan("sum_dot", 64, "float64")
+    for plan in (f32, f64):
+        cfg = cuda.config(plan)
+        assert cfg.block_threads == 128 and cfg.tile == cuda.STAGE_TJ and cfg.staged
+        assert cuda.launch_config(plan) == (128, 128, cfg.shared_bytes) and cfg.shared_bytes <= cuda.SMEM_BUDGET
+    assert cuda.config(f32).chunk == 16 and cuda.config(f64).chunk == 8
+    # below STAGE_MIN_DIM, or an inner product of two j-variables: no stage
+    assert not cuda.config(_inner_plan("sum_dot", 15, "float32")).inners
+    y = np.zeros((4, 64), np.float32)
+    assert not cuda.config(make_plan(((Vj(y) | Vj(y)) * Vi(x3),), "Sum")).inners
 
 
 # ---------------------------------------------------------------- cache and errors
