@@ -45,14 +45,36 @@ Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
 multiprocessor, the j axis is cut into parts that become one more batch axis of the same
 launch, and the parts' finalized outputs are merged with :func:`cpu._merge`.
 
-Not here: tensor cores for inner-product sub-formulas at large D. They would plug in at
-:func:`_tile_loop`: for a ``Sum(x_i * y_j)`` (or sqdist) node over D >= 16, a warp would
-compute the (rows x tile) block of inner products of its rows with the staged tile by
-mma (e.g. ``mma.sync.m16n8k8`` tf32 / f16 / bf16), write it to shared memory, and the
-per-column loop would read that node's value instead of emitting it (the Emitter's
-statements for the other nodes are unchanged), like the cpu backend's inner-product
-stage. Register pressure at large D (x_i is kept in registers: D values per thread)
-is the other reason to do so.
+**Inner-product stage** (at large D x_i would take D registers per thread and spill past
+D ~ 100, and scalar FMAs leave the tensor cores idle). The inner products ``x_i | y_j``
+and ``sqdist(x_i, y_j)`` of an i- and a j-variable of dim >= ``cpu.STAGE_MIN_DIM`` (16),
+found by :func:`cpu._inner_products`, are computed per tile *before* the per-column loop,
+for the whole block: R = 128 rows (64 where shared memory is short) x ``STAGE_TJ`` = 32
+columns, the D components staged through shared memory in chunks (16 for float32
+compute, 8 for float64), so no thread holds D values; the R x 32 results go to shared
+memory and the per-column loop reads them in place of the node (``Emitter(external=)``:
+x and y are then neither loaded per thread nor staged per column, unless the rest of
+the formula uses them). Two implementations (``prelude_cuda.h``), chosen per inner
+product by :func:`_mma_split`:
+
+  (a) register tiles: each thread accumulates 8 rows x 4 columns with FMAs (float32 or
+      float64), as the micro-kernel of an SGEMM. sqdist is computed as written,
+      sum (x - y)^2, so close points keep their accuracy (as in the cpu backend);
+  (b) tensor cores (sm_80+, dot products of float32 / float16 / bfloat16 data): each
+      warp computes 32 rows x 32 columns with ``mma.sync.m16n8k8`` tf32 (f32
+      accumulation). float32 uses 3xTF32 (x = hi + lo, hi*hi + hi*lo + lo*hi: float32
+      accuracy); float16 / bfloat16 values are exact in tf32, so one mma per step is
+      exact in its products (the m16n8k16 f16/bf16 mma would double the rate but needs
+      16-bit chunks: not done).
+
+Switches (module constants, read from the environment at import):
+``JAX_LAZY_CUDA_INNER`` = ``mma`` (default: (b) where it applies, else (a)), ``fma``
+((a) only) or ``off`` (no stage: the per-thread loop above, as before the stage);
+``JAX_LAZY_CUDA_TF32=1``: plain TF32 for float32 dot products (one mma instead of three;
+relative error up to ~1e-3 per inner product, so nearest neighbours may swap). sqdist
+never goes through tensor cores: ``|x|^2 + |y|^2 - 2<x, y>`` cancels for close points
+(exactly the ones KMin and Gaussian kernels care about); a guarded expansion that
+recomputes the small results directly is possible future work.
 """
 
 from __future__ import annotations
