@@ -57,8 +57,9 @@ def cell(row: Row, m: dict, notes: Notes) -> str:
     return text
 
 
-def speedup(ms: dict, other: str) -> str:
-    a, b = ms["cpu"], ms[other]
+def speedup(ms: dict, other: str, base: str = "cpu") -> str:
+    """time(other) / time(base), or "n/a" when either did not run."""
+    a, b = ms[base], ms[other]
     if a["failed"] or b["failed"] or not a["best"] or not b["best"]:
         return "n/a"
     return f"×{b['best'] / a['best']:.3g}"
@@ -68,13 +69,15 @@ def suspicious(row: Row, e: float) -> bool:
     """An error far beyond rounding: a wrong result rather than float noise."""
     if row.kind == "argkmin":
         return e < 0.99
-    return e > (1e-3 if row.dtype == "float32" else 1e-9)
+    return e > {"float64": 1e-9, "bfloat16": 3e-2, "float16": 3e-3}.get(row.dtype, 1e-3)
 
 
-def fmt_error(row: Row, ms: dict) -> str:
-    short = {"cpu": "cpu", "jnp": "jnp", "jax": "JAX", "keops": "keops", "cxx": "C++"}
+SHORT = {"cpu": "cpu", "jnp": "jnp", "jax": "JAX", "keops": "keops", "cxx": "C++"}
+
+
+def fmt_error(row: Row, ms: dict, methods=METHODS, short=SHORT) -> str:
     parts = []
-    for k in METHODS:
+    for k in methods:
         e = ms[k]["error"]
         if e is not None:
             text = f"{short[k]} {e:.0%}" if row.kind == "argkmin" else f"{short[k]} {e:.1e}"

@@ -27,7 +27,9 @@ MEM_LIMIT = 8 * 2**30  # skip pure-JAX forms whose compiled temporaries need mor
 # run takes 3 GiB at 1e4 and was OOM-killed at 1e5), so MEM_LIMIT alone is not a guard.
 WHOLE_MAX_PAIRS = 1e8
 JNP_MAX_PAIRS = 2e8  # jax_lazy-jnp only on rows with at most this many pairs
-SIGMA = {3: 0.5, 64: 4.0}  # kernel width: exp(-|x - y|^2 / (2 s^2)) not negligible for N(0, 1) data
+# kernel width: exp(-|x - y|^2 / (2 s^2)) not negligible for N(0, 1) data (|x - y|^2 ~ 2 D);
+# the D > 3 ones are sqrt(D) / 2 (16 to 1024: bench/gpu.py)
+SIGMA = {3: 0.5, 16: 2.0, 64: 4.0, 128: 5.66, 256: 8.0, 1024: 16.0}
 YARDSTICK_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-shared", "-fPIC",
                    "-std=c++17", "-pthread"]
 KEOPS_WARMUP = 256  # points of the call that makes pykeops compile the formula
