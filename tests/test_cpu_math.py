@@ -1,14 +1,17 @@
-"""Accuracy of the CPU kernels' own vectorised exp (``jl_exp`` in
+"""Accuracy of the CPU kernels' own vectorised exp, log, sin and cos (``jl_exp`` ... in
 ``jax_lazy/backends/kernels/prelude_cpu.h``) against NumPy in float64.
 
 The formula ``Exp(Var)`` reduced over a single column returns exp(x) computed by the
 generated kernel, so this measures exactly what every Gaussian kernel uses.
 """
 
+import re
+import subprocess
+
 import numpy as np
 import pytest
 
-from jax_lazy import Vi
+from jax_lazy import Vi, cache
 from jax_lazy.backends import cpu
 
 pytestmark = pytest.mark.skipif(cpu.available() is not None, reason=f"cpu backend unavailable: {cpu.available()}")
@@ -90,3 +93,128 @@ def test_log_special_values(dtype):
     with jax.enable_x64(dtype == "float64"):
         got = _kernel_log(np.array([0.0, -1.0, np.inf, np.nan, 1.0], dtype))
     assert np.isneginf(got[0]) and np.isnan(got[1]) and np.isposinf(got[2]) and np.isnan(got[3]) and got[4] == 0
+
+
+# --------------------------------------------------------------------------- sin, cos
+# prelude_cpu.h documents within 1.5 ulp for |x| <= 1e5 (float32) and |x| <= 1e9 (float64),
+# next to the zeros too (the reduced argument keeps its relative accuracy there). The tests
+# allow 2 ulp: the float64 reference is np.longdouble where that is wider (x86), else
+# NumPy's float64 sin, itself within half an ulp.
+
+SIN_COS = {"sin": np.sin, "cos": np.cos}
+
+
+def _kernel(op, x):
+    return np.asarray(getattr(Vi(x[:, None]), op)().sum(axis=1, backend="cpu"))[:, 0]
+
+
+def _trig_ulps(op, x, dtype):
+    """|kernel - reference| in ulps of the reference rounded to dtype."""
+    import jax
+
+    wide = np.longdouble if dtype == np.float64 else np.float64
+    with jax.enable_x64(dtype == np.float64):
+        got = _kernel(op, x.astype(dtype))
+    ref = SIN_COS[op](x.astype(dtype).astype(wide))
+    ulp = np.spacing(np.abs(ref).astype(dtype)).astype(wide)
+    return np.asarray(np.abs(got.astype(wide) - ref) / ulp, np.float64), got
+
+
+def _near_multiples_of_pio2(k, dtype):
+    """The dtype values nearest k pi/2 and their 2 neighbours each side: sin or cos is
+    tiny there, and a naive reduction loses all its digits."""
+    x = (k * (np.pi / 2)).astype(dtype)
+    out, lo, hi = [x], x, x
+    for _ in range(2):
+        lo, hi = np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)
+        out += [lo, hi]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("op", ["sin", "cos"])
+def test_sin_cos_float32_within_2_ulps_up_to_1e5(op):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-10.0, 10.0, 200_001), np.linspace(-1e5, 1e5, 400_001),
+                        rng.uniform(-1e5, 1e5, 200_000), np.logspace(-30, 5, 100_000),
+                        _near_multiples_of_pio2(np.arange(1, 63_662), np.float32)]).astype(np.float32)
+    ulps, got = _trig_ulps(op, x, np.float32)
+    assert ulps.max() <= 2.0, (ulps.max(), x[ulps.argmax()])
+    mirrored = _kernel(op, -x)
+    assert (mirrored == (-got if op == "sin" else got)).all()  # exactly odd / even
+
+
+@pytest.mark.parametrize("op", ["sin", "cos"])
+def test_sin_cos_float64_within_2_ulps_up_to_1e9(op):
+    rng = np.random.default_rng(1)
+    k = np.concatenate([np.arange(1, 100_000), rng.integers(1, 636_619_772, 100_000)])
+    x = np.concatenate([np.linspace(-10.0, 10.0, 200_001), rng.uniform(-1e5, 1e5, 200_000),
+                        rng.uniform(-1e9, 1e9, 200_000), np.logspace(-300, 9, 100_000),
+                        _near_multiples_of_pio2(k, np.float64)])
+    ulps, _ = _trig_ulps(op, x, np.float64)
+    assert ulps.max() <= 2.0, (ulps.max(), x[ulps.argmax()])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sin_cos_special_values(dtype):
+    import jax
+
+    x = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-30, -1e-30], dtype)
+    with jax.enable_x64(dtype == "float64"):
+        s = np.asarray(Vi(x[:, None]).sin().max(axis=1, backend="cpu"))[:, 0]  # Sum would add +0
+        c = _kernel("cos", x)
+    assert s[0] == 0 and not np.signbit(s[0]) and s[1] == 0 and np.signbit(s[1])
+    assert np.isnan(s[2:5]).all() and np.isnan(c[2:5]).all()
+    assert (s[5:] == x[5:]).all() and (c[[0, 1, 5, 6]] == 1).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sin_cos_beyond_the_range_stay_in_minus_1_1(dtype):
+    """Past 1e5 (float32) / 1e9 (float64) the reduction loses bits: no accuracy is
+    promised, but the values stay those of a sine: finite and in [-1, 1]."""
+    import jax
+
+    big = np.logspace(5, 38, 10_000) if dtype == "float32" else np.logspace(9, 308, 10_000)
+    x = np.concatenate([big, -big, [np.finfo(dtype).max]]).astype(dtype)
+    with jax.enable_x64(dtype == "float64"):
+        for op in ("sin", "cos"):
+            v = _kernel(op, x)
+            assert (np.abs(v) <= 1).all(), op
+
+
+_SIMD_LOOPS = """#define JL_T {T}
+#define JL_IDX int64_t
+{prelude}
+void sin_loop(const T* __restrict in, T* __restrict out, int n) {{
+#pragma omp simd
+  for (int w = 0; w < n; ++w) out[w] = jl_sin(in[w]);
+}}
+void cos_loop(const T* __restrict in, T* __restrict out, int n) {{
+#pragma omp simd
+  for (int w = 0; w < n; ++w) out[w] = jl_cos(in[w]);
+}}
+"""
+
+
+@pytest.mark.parametrize("T", ["float", "double"])
+def test_sin_cos_simd_loops_call_no_libm_and_vectorise(T, tmp_path):
+    """The point of jl_sin / jl_cos: a libm call or a branch in them keeps the kernels'
+    ``#pragma omp simd`` loops scalar. Compiled with the kernels' flags; the vectoriser's
+    report is read where the compiler is GCC."""
+    compiler = cache.find_compiler()
+    if compiler is None:
+        pytest.skip(cache.compiler_problem())
+    src = tmp_path / "loops.cpp"
+    text = _SIMD_LOOPS.format(T=T, prelude=cpu._PRELUDE.read_text())
+    src.write_text(text)
+    loops = {str(n + 1) for n, line in enumerate(text.splitlines()) if "out[w] = jl_" in line}
+    flags = [f for f in cache.default_flags() if f not in ("-shared", "-fPIC")]
+    gcc = "clang" not in compiler.identity.lower()
+    cmd = [*compiler.argv, *flags, "-S", "-o", str(tmp_path / "loops.s"), str(src)]
+    report = ["-fopt-info-vec-optimized"] if gcc else []
+    proc = subprocess.run(cmd + report, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    asm = (tmp_path / "loops.s").read_text()
+    assert not re.search(r"\b(call|jmp|bl|b)\s+\S*\b(sin|cos)f?\b", asm), "jl_sin/jl_cos call libm"
+    if gcc:
+        vectorised = set(re.findall(r":(\d+):\d+: optimized: loop vectorized", proc.stderr))
+        assert loops <= vectorised, proc.stderr[-2000:]
