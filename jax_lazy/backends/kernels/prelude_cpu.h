@@ -21,9 +21,25 @@ typedef JL_IDX IDX;
 JL_INLINE float jl_bits_to_float(int32_t b) { float f; std::memcpy(&f, &b, 4); return f; }
 JL_INLINE double jl_bits_to_double(int64_t b) { double f; std::memcpy(&f, &b, 8); return f; }
 
+// c ? a : b with bit masks: GCC turns such ternaries (the clamps, the quadrant's choice) into
+// branches that block vectorisation where there are no AVX-512 mask registers.
+JL_INLINE float jl_select(bool c, float a, float b) {
+  uint32_t ba, bb;
+  std::memcpy(&ba, &a, 4);
+  std::memcpy(&bb, &b, 4);
+  return jl_bits_to_float((int32_t)(bb ^ ((ba ^ bb) & (0u - c))));
+}
+
+JL_INLINE double jl_select(bool c, double a, double b) {
+  uint64_t ba, bb;
+  std::memcpy(&ba, &a, 8);
+  std::memcpy(&bb, &b, 8);
+  return jl_bits_to_double((int64_t)(bb ^ ((ba ^ bb) & (0ull - c))));
+}
+
 JL_INLINE float jl_exp(float x) {
-  x = x < -110.0f ? -110.0f : x;  // NaN-preserving clamps: results are 0 / inf there
-  x = x > 100.0f ? 100.0f : x;
+  x = jl_select(x < -110.0f, -110.0f, x);  // NaN-preserving clamps: results are 0 / inf there
+  x = jl_select(x > 100.0f, 100.0f, x);
   const float n = __builtin_nearbyintf(x * 1.44269504088896341f);
   float r = __builtin_fmaf(n, -0.693145751953125f, x);  // n * ln2_hi is exact
   r = __builtin_fmaf(n, -1.42860682030941723212e-6f, r);
@@ -39,9 +55,17 @@ JL_INLINE float jl_exp(float x) {
   return p * jl_bits_to_float((k1 + 127) << 23) * jl_bits_to_float((k2 + 127) << 23);
 }
 
+// 2^n for an integer-valued n in [-1022, 1023], as bits.
+JL_INLINE double jl_pow2i(double n) {
+  uint64_t b;
+  const double t = n + (1023.0 + 6755399441055744.0);
+  std::memcpy(&b, &t, 8);
+  return jl_bits_to_double((int64_t)(b << 52));
+}
+
 JL_INLINE double jl_exp(double x) {
-  x = x < -760.0 ? -760.0 : x;
-  x = x > 720.0 ? 720.0 : x;
+  x = jl_select(x < -760.0, -760.0, x);
+  x = jl_select(x > 720.0, 720.0, x);
   const double n = __builtin_nearbyint(x * 1.4426950408889634074);
   double r = __builtin_fma(n, -0x1.62e42fee00000p-1, x);  // ln2_hi: 32 bits, n * hi exact
   r = __builtin_fma(n, -0x1.a39ef35793c76p-33, r);
@@ -60,8 +84,11 @@ JL_INLINE double jl_exp(double x) {
   p = __builtin_fma(p, r, 0.5);
   p = __builtin_fma(p, r, 1.0);
   p = __builtin_fma(p, r, 1.0);
-  const int64_t k = (int64_t)n, k1 = k >> 1, k2 = k - k1;
-  return p * jl_bits_to_double((k1 + 1023) << 52) * jl_bits_to_double((k2 + 1023) << 52);
+  // 2^n = 2^n1 * 2^n2, n1 = round(n / 2): each exponent field is made by adding 1023 + 1.5 * 2^52
+  // (integer n_i + 1023 lands in the low mantissa bits) and shifting it into place; no int64
+  // <-> double conversion, which AVX2 has no vector instruction for.
+  const double n1 = __builtin_nearbyint(0.5 * n), n2 = n - n1;
+  return p * jl_pow2i(n1) * jl_pow2i(n2);
 }
 
 // jl_log, vectorisable like jl_exp: x = 2^e m with m in [sqrt(1/2), sqrt(2)), and
@@ -69,14 +96,14 @@ JL_INLINE double jl_exp(double x) {
 // (series to s^9 in float, s^21 in double: truncation below 1e-9 resp. 1e-17 of log m).
 JL_INLINE float jl_log(float x) {
   const bool tiny = x < 1.17549435e-38f;  // denormal (or <= 0): scale into the normal range
-  const float xs = tiny ? x * 8388608.0f : x;
+  const float xs = jl_select(tiny, x * 8388608.0f, x);
   int32_t b;
   std::memcpy(&b, &xs, 4);
-  int32_t e = ((b >> 23) & 0xff) - 127 - (tiny ? 23 : 0);
+  int32_t e = ((b >> 23) & 0xff) - 127 - 23 * (int32_t)tiny;
   float m = jl_bits_to_float((b & 0x007fffff) | 0x3f800000);  // in [1, 2)
   const bool high = m > 1.41421356f;
-  m = high ? 0.5f * m : m;
-  e = high ? e + 1 : e;
+  m = jl_select(high, 0.5f * m, m);
+  e += (int32_t)high;
   const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
   float p = 2.0f / 9.0f;
   p = __builtin_fmaf(p, s2, 2.0f / 7.0f);
@@ -85,22 +112,22 @@ JL_INLINE float jl_log(float x) {
   p = __builtin_fmaf(p, s2, 2.0f);
   const float fe = (float)e;
   float r = __builtin_fmaf(fe, 0.693145751953125f, __builtin_fmaf(fe, 1.42860682030941723212e-6f, s * p));
-  r = x == 0.0f ? -__builtin_inff() : r;
-  r = x < 0.0f ? __builtin_nanf("") : r;
-  r = x == __builtin_inff() ? x : r;
-  return x != x ? x : r;
+  r = jl_select(x == 0.0f, -__builtin_inff(), r);
+  r = jl_select(x < 0.0f, __builtin_nanf(""), r);
+  r = jl_select(x == __builtin_inff(), x, r);
+  return jl_select(x != x, x, r);
 }
 
 JL_INLINE double jl_log(double x) {
   const bool tiny = x < 2.2250738585072014e-308;
-  const double xs = tiny ? x * 4503599627370496.0 : x;  // 2^52
+  const double xs = jl_select(tiny, x * 4503599627370496.0, x);  // 2^52
   int64_t b;
   std::memcpy(&b, &xs, 8);
-  int64_t e = ((b >> 52) & 0x7ff) - 1023 - (tiny ? 52 : 0);
+  int64_t e = (int64_t)(((uint64_t)b >> 52) & 0x7ff) - 1023 - 52 * (int64_t)tiny;
   double m = jl_bits_to_double((b & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
   const bool high = m > 1.4142135623730951;
-  m = high ? 0.5 * m : m;
-  e = high ? e + 1 : e;
+  m = jl_select(high, 0.5 * m, m);
+  e += (int64_t)high;
   const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
   double p = 2.0 / 21.0;
   p = __builtin_fma(p, s2, 2.0 / 19.0);
@@ -113,12 +140,12 @@ JL_INLINE double jl_log(double x) {
   p = __builtin_fma(p, s2, 2.0 / 5.0);
   p = __builtin_fma(p, s2, 2.0 / 3.0);
   p = __builtin_fma(p, s2, 2.0);
-  const double fe = (double)e;
+  const double fe = jl_bits_to_double(0x4338000000000000LL + e) - 6755399441055744.0;  // (double)e
   double r = __builtin_fma(fe, 0x1.62e42fee00000p-1, __builtin_fma(fe, 0x1.a39ef35793c76p-33, s * p));
-  r = x == 0.0 ? -__builtin_inf() : r;
-  r = x < 0.0 ? __builtin_nan("") : r;
-  r = x == __builtin_inf() ? x : r;
-  return x != x ? x : r;
+  r = jl_select(x == 0.0, -__builtin_inf(), r);
+  r = jl_select(x < 0.0, __builtin_nan(""), r);
+  r = jl_select(x == __builtin_inf(), x, r);
+  return jl_select(x != x, x, r);
 }
 
 // jl_sin / jl_cos, vectorisable like jl_exp (no libm call, no branch).
@@ -141,22 +168,6 @@ JL_INLINE double jl_log(double x) {
 // (double); beyond, the error of 2/pi in T can put |r| past the polynomials' interval, where
 // r is clamped: errors of 1e-2 and more, junk past 2^22 resp. 2^51, but always in [-1, 1].
 // Inf and NaN give NaN (r = inf - inf, or NaN).
-
-// c ? a : b with bit masks: GCC turns such ternaries (the clamps, the quadrant's choice) into
-// branches that block vectorisation where there are no AVX-512 mask registers.
-JL_INLINE float jl_select(bool c, float a, float b) {
-  uint32_t ba, bb;
-  std::memcpy(&ba, &a, 4);
-  std::memcpy(&bb, &b, 4);
-  return jl_bits_to_float((int32_t)(bb ^ ((ba ^ bb) & (0u - c))));
-}
-
-JL_INLINE double jl_select(bool c, double a, double b) {
-  uint64_t ba, bb;
-  std::memcpy(&ba, &a, 8);
-  std::memcpy(&bb, &b, 8);
-  return jl_bits_to_double((int64_t)(bb ^ ((ba ^ bb) & (0ull - c))));
-}
 
 // v with its sign bit flipped where s has it set.
 JL_INLINE float jl_flip_sign(float v, uint32_t s) {
@@ -273,7 +284,7 @@ JL_INLINE float jl_round(float x) { return __builtin_nearbyintf(x); }  // half t
 JL_INLINE double jl_round(double x) { return __builtin_nearbyint(x); }
 JL_INLINE float jl_abs(float x) { return __builtin_fabsf(x); }
 JL_INLINE double jl_abs(double x) { return __builtin_fabs(x); }
-JL_INLINE T jl_rsqrt(T x) { return x == T(0) ? T(0) : T(1) / jl_sqrt(x); }  // Rsqrt(0) = 0
+JL_INLINE T jl_rsqrt(T x) { return jl_select(x == T(0), T(0), T(1) / jl_sqrt(x)); }  // Rsqrt(0) = 0
 JL_INLINE T jl_clamp(T x, T lo, T hi) { x = x < lo ? lo : x; return x > hi ? hi : x; }
 JL_INLINE T jl_inf() { return __builtin_inf(); }
 JL_INLINE int64_t jl_min64(int64_t a, int64_t b) { return a < b ? a : b; }
