@@ -26,7 +26,7 @@ import numpy as np
 
 from jax_lazy import cache
 from jax_lazy.backends import cuda, cuda_ffi
-from jax_lazy.backends.cpu import _out_types
+from jax_lazy.backends.common import out_types as _out_types
 
 SHIM = r"""
 // ---- host shim: CUDA C++ as plain C++ (tests/cuda_host.py)

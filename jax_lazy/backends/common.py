@@ -1,16 +1,17 @@
 """What the compiled backends (``cpu``, ``cuda``) share around their kernels: the
-formulas a kernel evaluates per pair, the outputs it writes, and the j-split (a j axis
+formulas a kernel evaluates per pair, the inner products they stage, the outputs they
+write, and the j-split (a j axis
 cut into parts run as one more batch axis, whose finalized outputs are merged with the
 reduction's ``combine``)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 
-from ..ir import J, P
+from ..ir import I, J, P, Node, topo_order
 from ..ir.ops import Concat, IntCst, Minus
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 
@@ -25,6 +26,43 @@ def roots(plan):
     if red.kernel is LSE:
         return (F, plan.formulas[1])
     return (F,)
+
+
+STAGE_MIN_DIM = 16  # inner products over fewer components stay in the lane loop
+
+
+@dataclass(frozen=True)
+class Inner:
+    """An inner product ``Sum(x * y)`` ("dot") or ``Sum((x - y)**2)`` ("sqdist") of an
+    i-variable x and a j-variable y: the compiled backends compute these in a stage of
+    their own (register tiles, tensor cores) before the rest of the formula."""
+
+    node: Node
+    kind: str
+    x: Node
+    y: Node
+
+
+def inner_products(plan, roots) -> list[Inner]:
+    """The (i, j) inner products of dim >= STAGE_MIN_DIM in ``roots``."""
+    found = []
+    for n in topo_order(*roots):
+        if n.op != "Sum":
+            continue
+        (a,) = n.args
+        if a.op == "Mult":
+            kind, pair = "dot", a.args
+        elif a.op == "Square" and a.args[0].op == "Subtract":
+            kind, pair = "sqdist", a.args[0].args
+        else:
+            continue
+        if any(v.op != "Var" for v in pair) or pair[0].dim != pair[1].dim or pair[0].dim < STAGE_MIN_DIM:
+            continue
+        if {v.attr[1] for v in pair} != {I, J}:
+            continue
+        x, y = sorted(pair, key=lambda v: v.attr[1] != I)
+        found.append(Inner(n, kind, x, y))
+    return found
 
 
 def out_types(plan, geom):

@@ -21,7 +21,7 @@ Two stages keep wide formulas fast (:class:`_Staging`). The *j-stage* computes, 
 block of columns, the j-level values the rows read (j-variables included) into an
 L1-sized buffer, so the row loop reads one buffer at constant offsets instead of
 recomputing them per row block. The *inner-product stage* computes the products
-``x_i | y_j`` and distances ``sqdist(x_i, y_j)`` of dim >= STAGE_MIN_DIM in register
+``x_i | y_j`` and distances ``sqdist(x_i, y_j)`` of dim >= common.STAGE_MIN_DIM in register
 tiles (STAGE_ROWS rows x two vectors of columns, accumulated over the components, as
 in the micro-kernel of a matrix product) before the rest of the formula; they are
 computed exactly as written (no |x|^2 + |y|^2 - 2<x, y> expansion), so the results
@@ -39,13 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
-from ..ir import I, J, P, Node, topo_order
+from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
-from .codegen import Emitter
 from . import common
-from .common import out_types, split_columns
+from .codegen import Emitter
+from .common import inner_products, out_types, split_columns
 
-_roots, _out_types, _merge = common.roots, common.out_types, common.merge  # older names, used by the cuda backend
 
 LANES = 64  # columns per chunk of the buffered reductions
 _PRELUDE = Path(__file__).with_name("kernels") / "prelude_cpu.h"
@@ -81,44 +80,10 @@ def supports(dtype: str) -> str | None:
 def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
     rts = common.roots(plan)
-    return Emitter(rts, _var_name, external=frozenset(p.node for p in _inner_products(plan, rts)))
+    return Emitter(rts, _var_name, external=frozenset(p.node for p in inner_products(plan, rts)))
 
 
-STAGE_MIN_DIM = 16  # inner products over fewer components stay in the lane loop
 STAGE_ROWS = 4  # rows of one register tile of the inner-product stage
-
-
-@dataclass(frozen=True)
-class _Inner:
-    """An inner product ``Sum(x * y)`` ("dot") or ``Sum((x - y)**2)`` ("sqdist") of an
-    i-variable x and a j-variable y: computed by the inner-product stage."""
-
-    node: Node
-    kind: str
-    x: Node
-    y: Node
-
-
-def _inner_products(plan, roots) -> list[_Inner]:
-    """The (i, j) inner products of dim >= STAGE_MIN_DIM in ``roots``."""
-    found = []
-    for n in topo_order(*roots):
-        if n.op != "Sum":
-            continue
-        (a,) = n.args
-        if a.op == "Mult":
-            kind, pair = "dot", a.args
-        elif a.op == "Square" and a.args[0].op == "Subtract":
-            kind, pair = "sqdist", a.args[0].args
-        else:
-            continue
-        if any(v.op != "Var" for v in pair) or pair[0].dim != pair[1].dim or pair[0].dim < STAGE_MIN_DIM:
-            continue
-        if {v.attr[1] for v in pair} != {I, J}:
-            continue
-        x, y = sorted(pair, key=lambda v: v.attr[1] != I)
-        found.append(_Inner(n, kind, x, y))
-    return found
 
 
 def _rows_per_block(em: Emitter) -> int:
@@ -214,7 +179,7 @@ class _Staging:
 
     @classmethod
     def make(cls, plan, em, roots, R, jblock=None):
-        inners = _inner_products(plan, roots)
+        inners = inner_products(plan, roots)
         slots = list(dict.fromkeys([c for p in inners for c in em.comps(p.y, None)] + _slots(em, roots)))
         return cls(plan, em, R, jblock or _jstage_block(len(slots), plan.dtype), inners, slots)
 

@@ -37,18 +37,18 @@ Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
                 value beats the K-th (after equal values: smaller indices first); NaN
                 never enters, unfilled slots keep index -1 (as the cpu kernels).
 
-- **Outputs** (per batch element, row-major, exactly :func:`cpu._out_types`): Sum (M, E),
+- **Outputs** (per batch element, row-major, exactly :func:`common.out_types`): Sum (M, E),
   LSE (M, Dw), softmax (M, Dw) and (M, 1), Min (M, D) values and indices, KMin (M, K*D)
   with element (q, e) at ``q*D + e``. Indices are int32, or int64 under x64.
 
 **Few rows** (:func:`reduce`): when the grid has fewer than ``BLOCKS_PER_SM`` blocks per
 multiprocessor, the j axis is cut into parts that become one more batch axis of the same
-launch, and the parts' finalized outputs are merged with :func:`cpu._merge`.
+launch, and the parts' finalized outputs are merged with :func:`common.merge`.
 
 **Inner-product stage** (at large D x_i would take D registers per thread and spill past
 D ~ 100, and scalar FMAs leave the tensor cores idle). The inner products ``x_i | y_j``
-and ``sqdist(x_i, y_j)`` of an i- and a j-variable of dim >= ``cpu.STAGE_MIN_DIM`` (16),
-found by :func:`cpu._inner_products`, are computed per tile *before* the per-column loop,
+and ``sqdist(x_i, y_j)`` of an i- and a j-variable of dim >= ``common.STAGE_MIN_DIM`` (16),
+found by :func:`common.inner_products`, are computed per tile *before* the per-column loop,
 for the whole block: R = 128 rows (64 where shared memory is short) x ``STAGE_TJ`` = 32
 columns, the D components staged through shared memory in chunks (16 for float32
 compute, 8 for float64), so no thread holds D values; the R x 32 results go to shared
@@ -86,14 +86,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
+from . import common
 from .codegen import Emitter
-from .cpu import _inner_products, _merge, _out_types, _roots
+from .common import inner_products, out_types, split_columns
 
 SYMBOL = "jax_lazy_kernel"
 MAX_INPUTS = 32  # JL_MAX_INPUTS of cuda_abi.h
@@ -137,7 +137,7 @@ def available() -> str | None:
 class Config:
     """``block_threads`` threads = rows per block; j-variables staged ``tile`` columns at a
     time through shared memory (``staged`` False: read from global); ``shared_bytes`` in
-    all. With an inner-product stage: its ``inners`` (:class:`cpu._Inner`) and the
+    all. With an inner-product stage: its ``inners`` (:class:`common.Inner`) and the
     components per ``chunk``."""
 
     block_threads: int
@@ -180,9 +180,9 @@ def _emitter(plan) -> Emitter:
 
 @functools.lru_cache(maxsize=None)
 def _scheme(plan, inner: str) -> tuple[Emitter, Config]:
-    roots = _roots(plan)
+    roots = common.roots(plan)
     size = _TYPES[plan.dtype][2]
-    inners = tuple(_inner_products(plan, roots)) if inner != "off" else ()
+    inners = tuple(inner_products(plan, roots)) if inner != "off" else ()
     if inners:
         em = Emitter(roots, _var_name, external=frozenset(p.node for p in inners))
         width = sum(v.dim for v in _used_vars(plan, J, em))  # elements per column, besides the stage
@@ -250,7 +250,7 @@ def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90") -> str:
     if len(plan.variables) > MAX_INPUTS:
         raise BackendError(f"the cuda backend takes at most {MAX_INPUTS} variables per reduction "
                            f"(JL_MAX_INPUTS), this one has {len(plan.variables)}", plan.describe())
-    roots = _roots(plan)
+    roots = common.roots(plan)
     em, cfg = _emitter(plan), config(plan)
     fam = _FAMILIES[plan.red.kernel](plan, em, roots)
     R = cfg.block_threads
@@ -545,7 +545,7 @@ def reduce(plan, arrays, geom):
 
     When the grid has too few blocks to fill the GPU (M small, e.g. one query), the j axis
     is cut into parts that become an extra batch axis of the same launch, and the parts'
-    finalized outputs are merged with :func:`cpu._merge`.
+    finalized outputs are merged with :func:`common.merge`.
     """
     reason = supports(plan.dtype)
     if reason:
@@ -553,7 +553,7 @@ def reduce(plan, arrays, geom):
     parts = _split_count(plan, geom)
     if parts < 2:
         return _call(plan, arrays, geom)
-    return _split_call(plan, arrays, geom, parts)
+    return split_columns(plan, arrays, geom, parts, _call)
 
 
 SPLIT_COLUMNS = 2048  # fewest columns per part of a split j axis
@@ -574,37 +574,13 @@ def _split_count(plan, geom) -> int:
     return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-BLOCKS_PER_SM * sms // max(blocks, 1))))
 
 
-def _split_call(plan, arrays, geom, parts):
-    """j cut into ``parts`` equal parts (an extra batch axis) and a remainder (a second
-    launch), merged."""
-    size = geom.N // parts
-    main, rest = parts * size, geom.N - parts * size
-    nb = len(geom.batch)
-    split, tail = [], []
-    for v, a in zip(plan.variables, arrays):
-        own = a.ndim - (1 if v.attr[1] == P else 2)
-        a = a.reshape((1,) * (nb - own) + a.shape)  # align batch axes
-        if v.attr[1] == J:  # (*b, N, D) -> (*b, parts, size, D)
-            split.append(a[..., :main, :].reshape(a.shape[:nb] + (parts, size, v.dim)))
-            tail.append(a[..., main:, :])
-        else:  # a new batch axis of size 1, before the rows (or the vector) axis
-            split.append(jnp.expand_dims(a, nb))
-            tail.append(a)
-    outs = [jnp.moveaxis(o, nb, 0) for o in _call(plan, split, replace(geom, batch=geom.batch + (parts,), N=size))]
-    offsets = [k * size for k in range(parts)]
-    if rest:
-        outs = [jnp.concatenate([o, t[None]]) for o, t in zip(outs, _call(plan, tail, replace(geom, N=rest)))]
-        offsets.append(main)
-    return _merge(plan, outs, jnp.asarray(offsets, index_dtype()))
-
-
 def _call(plan, arrays, geom):
     """One launch of ``plan``'s kernel over ``geom``."""
     from . import cuda_ffi
 
     rows, threads, shared = launch_config(plan, geom)
     cats = [v.attr[1] for v in plan.variables]
-    outs = cuda_ffi.call(kernel_id(plan), arrays, cats, _out_types(plan, geom), geom.batch, geom.M, geom.N,
+    outs = cuda_ffi.call(kernel_id(plan), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
     if plan.red.kernel is KMIN:
         shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
