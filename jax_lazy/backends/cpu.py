@@ -115,7 +115,7 @@ def _row_setup(plan, em, R) -> list[str]:
     for r in range(R):
         lines.append(f"const int64_t row{r} = jl_min64(ib + {r}, i1 - 1);")
         for v in plan.variables:
-            if v.attr[1] == I:
+            if v.attr[1] == I and v in em.ids:  # not when only the inner-product stage reads it
                 k = v.attr[0]
                 lines += [f"const T x{k}_r{r}_{c} = in{k}[row{r} * {v.dim} + {c}];" for c in range(v.dim)]
         lines += em.statements("i", r)
@@ -260,19 +260,35 @@ def _slots(em, roots) -> list[str]:
 def _jstage(plan, em, slots, jblock) -> list[str]:
     """The j-stage of a block: the j-level statements once per column (not once per
     row block and column), their results stored as ``jbuf[slot * jblock + w]``, so that
-    the row loop reads one buffer at constant offsets."""
-    if not slots:
-        return []
-    loads = [f"const T y{v.attr[0]}_{c} = in{v.attr[0]}[{c} * N + j];"
-             for v in plan.variables if v.attr[1] == J for c in range(v.dim)]
-    return [
-        "#pragma omp simd",
-        "for (int w = 0; w < nw; ++w) {",
-        "  const int64_t j = jb + w;",
-        *_indent(loads + em.statements("j"), 2),
-        *[f"  jbuf[{k * jblock} + w] = {name};" for k, name in enumerate(slots)],
-        "}",
-    ]
+    the row loop reads one buffer at constant offsets. j-variables that are slots
+    themselves are copied by a loop over their components (no code per component: at
+    D = 1000 that keeps the kernel small and its compile short)."""
+    where = {name: k for k, name in enumerate(slots)}
+    copied = [v for v in plan.variables if v.attr[1] == J and em.comps(v, None)[0] in where]
+    computed = [n for n in em.order if em.levels[n] == "j" and n.op != "Var"]
+    loaded = [v for v in plan.variables if v.attr[1] == J and any(v in n.args for n in computed)]
+    copies = {c for v in copied for c in em.comps(v, None)}
+    stores = [(where[name], name) for name in slots if name not in copies]
+    lines = []
+    for v in copied:
+        k, base = v.attr[0], where[em.comps(v, None)[0]]
+        lines += [
+            f"for (int c = 0; c < {v.dim}; ++c) {{",
+            "  #pragma omp simd",
+            f"  for (int w = 0; w < nw; ++w) jbuf[({base} + c) * {jblock} + w] = in{k}[c * N + jb + w];",
+            "}",
+        ]
+    if stores:
+        loads = [f"const T y{v.attr[0]}_{c} = in{v.attr[0]}[{c} * N + j];" for v in loaded for c in range(v.dim)]
+        lines += [
+            "#pragma omp simd",
+            "for (int w = 0; w < nw; ++w) {",
+            "  const int64_t j = jb + w;",
+            *_indent(loads + em.statements("j"), 2),
+            *[f"  jbuf[{k * jblock} + w] = {name};" for k, name in stores],
+            "}",
+        ]
+    return lines
 
 
 def _rows_interleaved(em, R, sinks) -> list[str]:

@@ -13,19 +13,13 @@ extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
   for (int64_t q = i0 * 2; q < i1 * 2; ++q) out0[q] = T(0);
   for (int64_t jb = 0; jb < N; jb += 1024) {
     const int nw = (int)jl_min64(1024, N - jb);
-    #pragma omp simd
-    for (int w = 0; w < nw; ++w) {
-      const int64_t j = jb + w;
-      const T y1_0 = in1[0 * N + j];
-      const T y1_1 = in1[1 * N + j];
-      const T y1_2 = in1[2 * N + j];
-      const T y3_0 = in3[0 * N + j];
-      const T y3_1 = in3[1 * N + j];
-      jbuf[0 + w] = y1_0;
-      jbuf[1024 + w] = y1_1;
-      jbuf[2048 + w] = y1_2;
-      jbuf[3072 + w] = y3_0;
-      jbuf[4096 + w] = y3_1;
+    for (int c = 0; c < 3; ++c) {
+      #pragma omp simd
+      for (int w = 0; w < nw; ++w) jbuf[(0 + c) * 1024 + w] = in1[c * N + jb + w];
+    }
+    for (int c = 0; c < 2; ++c) {
+      #pragma omp simd
+      for (int w = 0; w < nw; ++w) jbuf[(3 + c) * 1024 + w] = in3[c * N + jb + w];
     }
     for (int64_t ib = i0; ib < i1; ib += 8) {
       const int64_t row0 = jl_min64(ib + 0, i1 - 1);
