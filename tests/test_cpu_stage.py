@@ -50,7 +50,7 @@ def _staged(monkeypatch, formula, args) -> int:
 
 @pytest.mark.parametrize("dtype,rtol", [("float32", 2e-5), ("float64", 1e-12)])
 @pytest.mark.parametrize("name", sorted(FORMULAS))
-@pytest.mark.parametrize("M,N,D", [(1, 1, 16), (13, 33, 16), (9, 100, 17), (30, 1100, 64)])
+@pytest.mark.parametrize("M,N,D", [(1, 1, 16), (13, 33, 16), (9, 100, 17), (30, 1100, 64), (5, 70, 300)])
 def test_stage_matches_float64(name, M, N, D, dtype, rtol):
     rng = np.random.default_rng(M * 1000 + N + D)
     x = rng.normal(size=(M, D)).astype(dtype)
