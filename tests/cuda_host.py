@@ -30,6 +30,7 @@ from jax_lazy.backends.common import out_types as _out_types
 
 SHIM = r"""
 // ---- host shim: CUDA C++ as plain C++ (tests/cuda_host.py)
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstring>
@@ -42,6 +43,9 @@ static jl_dim3 gridDim, blockDim;
 static std::barrier<>* jl_block_barrier;
 static std::barrier<>* jl_warp_barrier[32];  // warp w: lanes 32 w .. 32 w + 31
 alignas(16) unsigned char jl_smem[1 << 17];
+// entries of rows < M that the sqdist expansion's cancellation guard recomputed
+static std::atomic<long long> jl_guard_hits{0};
+#define JL_SQDIST_GUARD_HIT(valid) (void)((valid) && jl_guard_hits.fetch_add(1))
 #define __global__
 #define __device__
 #define __forceinline__ inline
@@ -94,6 +98,7 @@ inline void jl_mma_tf32_m16n8k8(float (&d)[4], const unsigned (&a)[4], const uns
 
 LAUNCHER = r"""
 // ---- host launcher: blocks in sequence, each as blockDim.x threads
+extern "C" long long jl_host_guard_hits() { return jl_guard_hits.exchange(0); }
 extern "C" void jl_host_launch(const jl_cuda_args* a, unsigned gx, unsigned gy, unsigned threads) {
   gridDim = {gx, gy, 1};
   blockDim = {threads, 1, 1};
@@ -133,10 +138,11 @@ def _library(plan):
 
 
 @functools.lru_cache(maxsize=None)
-def _library_of(name, source):  # by source: the index dtype and cuda.INNER / TF32 change it
+def _library_of(name, source):  # by source: the index dtype and cuda.INNER / TF32 / SQDIST change it
     lib = ctypes.CDLL(str(cache.build(f"host_{name}", source, FLAGS)))
     lib.jl_host_launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
     lib.jl_host_launch.restype = None
+    lib.jl_host_guard_hits.restype = ctypes.c_longlong
     return lib
 
 
@@ -163,9 +169,15 @@ def launch(plan, arrays, out_types, batch, M, N):
     for k, o in enumerate(outs):
         args["out"][k] = o.ctypes.data
         args["out_bstride"][k] = int(np.prod(o.shape[nb:], dtype=np.int64))
+    lib.jl_host_guard_hits()
     if M and args["nbatch"]:
         lib.jl_host_launch(args.ctypes.data, -(-M // rows), min(int(args["nbatch"]), 65535), threads)
+    global guard_hits
+    guard_hits = lib.jl_host_guard_hits()
     return outs
+
+
+guard_hits = 0  # (i, j) entries that the last launch's sqdist guard recomputed (JAX_LAZY_CUDA_SQDIST=mma)
 
 
 def patch_backend(monkeypatch, multiprocessors=4):

@@ -206,11 +206,13 @@ SNAPSHOT_CASES = {
     "cuda_gauss_sum": lambda: make_plan(((-Vi(x3).sqdist(Vj(x3)) / Pm(s1)).exp() * Vj(w2),), "Sum"),
     "cuda_softmax_f16": lambda: make_plan((-Vi(x3).sqdist(Vj(x3)), Vj(w2)), "SumSoftMaxWeight", dtype="float16"),
     "cuda_argkmin": lambda: make_plan((Vi(x3).sqdist(Vj(x3)),), "ArgKMin", 5),
+    "cuda_inner_kmin_sqdist_mma": lambda: make_plan((Vi(x32).sqdist(Vj(x32)),), "KMin_ArgKMin", 4),  # SQDIST=mma
 }
 
 
 @pytest.mark.parametrize("name", sorted(SNAPSHOT_CASES))
-def test_generated_kernel_matches_snapshot(name):
+def test_generated_kernel_matches_snapshot(name, monkeypatch):
+    monkeypatch.setattr(cuda, "SQDIST", "mma" if name.endswith("_mma") else "fma")
     body = cuda.kernel_body(SNAPSHOT_CASES[name]())  # the prelude is hand-written, not generated
     path = SNAPSHOTS / f"{name}.cu"
     if os.environ.get("JAX_LAZY_UPDATE_SNAPSHOTS"):
@@ -231,8 +233,9 @@ def _inner_plan(name, D, dtype):
     return make_plan(build[name](), red, k, dtype)
 
 
-# (INNER, TF32) -> the stage's implementation for a float32 dot product
-VARIANTS = {("mma", False): "3xTF32", ("mma", True): "1xTF32", ("fma", False): "register tiles"}
+# (INNER, TF32, SQDIST) -> the stage's implementation for a float32 dot product (and sqdist)
+VARIANTS = {("mma", False, "fma"): "3xTF32", ("mma", True, "fma"): "1xTF32", ("fma", False, "fma"): "register tiles",
+            ("mma", False, "mma"): "sqdist-mma"}
 INNER_COMPILE_FAST = [("lse_dot", 64, "float32"), ("kmin_sqdist", 17, "float32"), ("sum_dot", 100, "bfloat16"),
                       ("sum_dot", 256, "float16"), ("kmin_dot", 1000, "float64"), ("sum_sqdist", 16, "float64")]
 INNER_COMPILE_ALL = [(n, D, t) for n in ("sum_dot", "sum_sqdist", "lse_dot", "kmin_sqdist", "kmin_dot")
@@ -244,7 +247,7 @@ def _inner_compile_params():
     for cases, cid in ((INNER_COMPILE_FAST, "fast"), (INNER_COMPILE_ALL, "all")):
         for variant, vid in VARIANTS.items():
             for arch in ("sm_80", "sm_90"):
-                fast = cid == "fast" and (arch == "sm_90" or variant == ("mma", False))
+                fast = cid == "fast" and (arch == "sm_90" or variant in (("mma", False, "fma"), ("mma", False, "mma")))
                 out.append(pytest.param(cases, variant, arch, id=f"{cid}-{vid}-{arch}", marks=() if fast else slow))
     return out
 
@@ -255,16 +258,19 @@ def test_inner_stage_compiles(cases, variant, arch, monkeypatch):
     few plans, the default variant on both, the others on sm_90)."""
     monkeypatch.setattr(cuda, "INNER", variant[0])
     monkeypatch.setattr(cuda, "TF32", variant[1])
+    monkeypatch.setattr(cuda, "SQDIST", variant[2])
     plans = [_inner_plan(*c) for c in cases]
     assert all(cuda.config(p).inners for p in plans)
     images = compile_all(plans, arch)
     assert all(img[:4] == b"\x7fELF" for img in images)
     for p, c in zip(plans, cases):
         src = cuda.kernel_body(p, arch=arch)
-        mma = variant[0] == "mma" and c[0].endswith("dot") and c[2] != "float64"
+        on_mma = c[0].endswith("dot") or variant[2] == "mma"
+        mma = variant[0] == "mma" and on_mma and c[2] != "float64"
         assert ("jl_tile_mma" in src) == mma and ("jl_tile_fma" in src) != mma, c
+        assert ("jl_store_sqdist" in src) == (mma and c[0].endswith("sqdist")), c
         if mma:
-            split = 1 if variant[1] or c[2] != "float32" else 3
+            split = 1 if (variant[1] and c[0].endswith("dot")) or c[2] != "float32" else 3
             assert f"jl_tile_mma<{cuda.config(p).block_threads}, {cuda.config(p).chunk}, {split}>" in src
 
 
@@ -285,10 +291,12 @@ def ptxas_usage(plan, arch="sm_90") -> tuple[int, int]:
     return regs, int(re.search(r"(\d+) bytes spill stores", log).group(1))
 
 
-@pytest.mark.parametrize("name,dtype", [("kmin_sqdist", "float32"), ("lse_dot", "float32"), ("sum_dot", "float64")])
-def test_inner_stage_does_not_spill_at_large_d(name, dtype):
+@pytest.mark.parametrize("name,dtype,sqdist", [("kmin_sqdist", "float32", "fma"), ("kmin_sqdist", "float32", "mma"),
+                                                ("lse_dot", "float32", "fma"), ("sum_dot", "float64", "fma")])
+def test_inner_stage_does_not_spill_at_large_d(name, dtype, sqdist, monkeypatch):
     """D = 1000: without the stage every thread holds x_i (1000 values) and spills; with
     it, the registers do not depend on D."""
+    monkeypatch.setattr(cuda, "SQDIST", sqdist)
     regs, spills = ptxas_usage(_inner_plan(name, 1000, dtype))
     assert spills == 0 and regs <= 255
 

@@ -214,14 +214,17 @@ def _inner_case(name, x, y, w, scale):
     raise ValueError(name)
 
 
-# (dtype, cuda.INNER, cuda.TF32): float32 on tensor cores (3xTF32), on register tiles, and
-# plain TF32; float64 (register tiles); bfloat16 (tensor cores, 1xTF32, exact products)
-PATHS = {"f32": ("float32", "mma", False), "f32_fma": ("float32", "fma", False), "f32_tf32": ("float32", "mma", True),
-         "f64": ("float64", "mma", False), "bf16": ("bfloat16", "mma", False)}
+# (dtype, cuda.INNER, cuda.TF32, cuda.SQDIST): float32 on tensor cores (3xTF32), on register
+# tiles, and plain TF32; float64 (register tiles); bfloat16 (tensor cores, 1xTF32, exact
+# products); "_sqmma": sqdist on tensor cores too (the guarded expansion; sqdist cases only)
+PATHS = {"f32": ("float32", "mma", False, "fma"), "f32_fma": ("float32", "fma", False, "fma"),
+         "f32_tf32": ("float32", "mma", True, "fma"), "f64": ("float64", "mma", False, "fma"),
+         "bf16": ("bfloat16", "mma", False, "fma"), "f32_sqmma": ("float32", "mma", False, "mma"),
+         "bf16_sqmma": ("bfloat16", "mma", False, "mma")}
 RTOLS = {"float32": 1e-4, "float64": 1e-10, "bfloat16": 1.6e-2}
 INNER_FAST = {(16, "lse_dot", "f32"), (17, "kmin_sqdist", "f32"), (64, "sum_dot", "f32_fma"), (100, "kmin_dot", "bf16"),
               (256, "sum_sqdist", "f64"), (1000, "lse_dot", "f32"), (17, "sum_dot", "f64"), (64, "kmin_dot", "f32"),
-              (100, "lse_dot", "f32_tf32")}
+              (100, "lse_dot", "f32_tf32"), (64, "kmin_sqdist", "f32_sqmma"), (100, "sum_sqdist", "bf16_sqmma")}
 
 
 def _inner_params():
@@ -229,6 +232,8 @@ def _inner_params():
     for D in (16, 17, 64, 100, 256, 1000):
         for name in ("sum_dot", "sum_sqdist", "lse_dot", "kmin_sqdist", "kmin_dot"):
             for path in PATHS:
+                if path.endswith("_sqmma") and not name.endswith("sqdist"):
+                    continue
                 fast = (D, name, path) in INNER_FAST
                 out.append(pytest.param(D, name, path, id=f"{name}-D{D}-{path}", marks=() if fast else slow))
     return out
@@ -238,9 +243,10 @@ def _inner_params():
 def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng, batch=()):
     """Inner products of dim D computed by the stage (register tiles, or the emulated
     tensor cores of the host shim), against NumPy in float64 on the same (rounded) inputs."""
-    dtype, inner, tf32 = PATHS[path]
+    dtype, inner, tf32, sqdist = PATHS[path]
     monkeypatch.setattr(cuda, "INNER", inner)
     monkeypatch.setattr(cuda, "TF32", tf32)
+    monkeypatch.setattr(cuda, "SQDIST", sqdist)
     store = cuda_host.STORAGE[dtype]
     x = rng.normal(size=batch + (STAGE_M, D)).astype(store)
     y = rng.normal(size=(STAGE_N, D)).astype(store)
@@ -268,3 +274,80 @@ def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng,
 def test_inner_stage_with_batch_broadcasting(monkeypatch, rng):
     """x (2, M, D) against one y (N, D): the stage reads each batch element's rows."""
     test_inner_stage_matches_the_float64_oracle(64, "kmin_sqdist", "f32", monkeypatch, rng, batch=(2,))
+
+
+# ---------------------------------------------------------------- sqdist on tensor cores (opt-in)
+
+
+def _sqdist_data(kind, D, rng):
+    """x (STAGE_M, D), y (STAGE_N, D) float32 and positive weights w (STAGE_N, 1); ``kind``:
+    normal; offset (+100 on every component: |x|^2 ~ 2e4 D, d ~ 2 D, the guard fires
+    everywhere); duplicates (y_j = x_j for j < 20: d = 0); nonfinite (x_3 NaN, x_9 and y_7
+    with an inf component, y_11 with -inf: inf - inf = NaN in the expansion)."""
+    x, y = rng.normal(size=(STAGE_M, D)), rng.normal(size=(STAGE_N, D))
+    if kind == "offset":
+        x, y = x + 100, y + 100
+    if kind == "duplicates":
+        y[:20] = x[:20]
+    if kind == "nonfinite":
+        x[3, 5], x[9, 0], y[7, 2], y[11, 1] = np.nan, np.inf, np.inf, -np.inf
+    return x.astype(np.float32), y.astype(np.float32), rng.uniform(0.5, 1.5, (STAGE_N, 1)).astype(np.float32)
+
+
+SQ_KINDS = ("normal", "offset", "duplicates", "nonfinite")
+SQ_FAST = {(16, "normal"), (64, "offset"), (64, "duplicates"), (16, "nonfinite"), (256, "normal")}
+
+
+@pytest.mark.parametrize("D,kind", [pytest.param(D, k, id=f"D{D}-{k}", marks=() if (D, k) in SQ_FAST else slow)
+                                    for D in (16, 64, 256, 1000) for k in SQ_KINDS])
+def test_sqdist_expansion_matches_the_float64_oracle(D, kind, monkeypatch, rng):
+    """JAX_LAZY_CUDA_SQDIST=mma: |x|^2 + |y|^2 - 2<x, y> (emulated 3xTF32) with the
+    cancellation guard, in a Gaussian Sum and an ArgKMin, against NumPy in float64 on the
+    same float32 inputs; the guard's recomputations are counted by the host shim."""
+    monkeypatch.setattr(cuda, "SQDIST", "mma")
+    x, y, w = _sqdist_data(kind, D, rng)
+    x64, y64, w64 = (a.astype(np.float64) for a in (x, y, w))
+    with np.errstate(invalid="ignore"):
+        sq = ((x64[:, None, :] - y64[None, :, :]) ** 2).sum(-1)
+    hits = []
+    for red, k in (("Sum", None), ("ArgKMin", 5)):
+        with precision(np.float64):
+            F = (-Vi(x64).sqdist(Vj(y64)) * (1 / D)).exp() * Vj(w64) if red == "Sum" else Vi(x64).sqdist(Vj(y64))
+            plan = make_plan((F,), red, k, "float32")
+            _, (_, bound, *_rest) = F._join()
+        assert "jl_store_sqdist" in cuda.kernel_body(plan, arch="sm_90")
+        arrays = [np.asarray(b).astype(np.float32) for b in bound]
+        geom = api.geometry(plan, arrays)
+        got = cuda_host.launch(plan, arrays, cuda_host.out_types(plan, geom), (), STAGE_M, STAGE_N)[-1]
+        hits.append(cuda_host.guard_hits)
+        if red == "Sum":
+            terms = np.exp(-sq / D) * w64.T
+            assert_close(got, terms.sum(-1, keepdims=True), np.float32, rtol=1e-4, terms=np.nan_to_num(terms.sum(-1, keepdims=True)),
+                         err_msg=f"Gaussian sum D={D} {kind}")
+            continue
+        rows = np.isfinite(x64).all(-1)  # rows of all-NaN / all-inf distances: no k nearest
+        F64 = np.where(np.isnan(sq), np.inf, sq)[rows]
+        want = np.argsort(F64, -1, kind="stable")[:, :5]
+        got = got.reshape(STAGE_M, 5)[rows]
+        got_d, want_d = np.take_along_axis(F64, got, -1), np.take_along_axis(F64, want, -1)
+        assert_close(got_d, want_d, np.float64, rtol=1e-4, terms=want_d, err_msg=f"ArgKMin D={D} {kind}")
+        assert (got == want).mean() > 0.99, f"ArgKMin D={D} {kind}: {(got != want).sum()} indices differ"
+        if kind == "duplicates":  # d = 0 exactly: the nearest neighbour of x_j is y_j
+            assert (got[:20, 0] == np.arange(20)).all()
+    entries = STAGE_M * STAGE_N
+    # the recomputed entries: none, all, the 20 pairs with d = 0, rows 3 and 9 and columns 7 and 11
+    expect = {"normal": 0, "offset": entries, "duplicates": 20, "nonfinite": 2 * STAGE_N + 2 * STAGE_M - 4}[kind]
+    assert hits == [expect, expect], (kind, hits, entries)
+
+
+def test_sqdist_expansion_duplicates_are_exactly_zero(monkeypatch, rng):
+    """KMin values: d(x_j, y_j) = 0 exactly, as in the direct form (the guard recomputes it)."""
+    monkeypatch.setattr(cuda, "SQDIST", "mma")
+    x, y, _ = _sqdist_data("duplicates", 64, rng)
+    with precision(np.float64):
+        F = Vi(x.astype(np.float64)).sqdist(Vj(y.astype(np.float64)))
+        plan = make_plan((F,), "KMin_ArgKMin", 1, "float32")
+    geom = api.geometry(plan, [x, y])
+    values, idx = cuda_host.launch(plan, [x, y], cuda_host.out_types(plan, geom), (), STAGE_M, STAGE_N)
+    assert (values.reshape(-1)[:20] == 0).all() and (idx.reshape(-1)[:20] == np.arange(20)).all()
+    assert (values.reshape(-1)[20:] > 0).all()

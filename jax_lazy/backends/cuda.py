@@ -71,10 +71,14 @@ Switches (module constants, read from the environment at import):
 ``JAX_LAZY_CUDA_INNER`` = ``mma`` (default: (b) where it applies, else (a)), ``fma``
 ((a) only) or ``off`` (no stage: the per-thread loop above, as before the stage);
 ``JAX_LAZY_CUDA_TF32=1``: plain TF32 for float32 dot products (one mma instead of three;
-relative error up to ~1e-3 per inner product, so nearest neighbours may swap). sqdist
-never goes through tensor cores: ``|x|^2 + |y|^2 - 2<x, y>`` cancels for close points
-(exactly the ones KMin and Gaussian kernels care about); a guarded expansion that
-recomputes the small results directly is possible future work.
+relative error up to ~1e-3 per inner product, so nearest neighbours may swap).
+``JAX_LAZY_CUDA_SQDIST`` = ``fma`` (default: sqdist on register tiles, as written) or
+``mma`` (opt-in, where (b) applies: ``|x|^2 + |y|^2 - 2<x, y>`` with the dot product from
+the tensor cores, 3xTF32 for float32 whatever ``JAX_LAZY_CUDA_TF32`` says, and the norms
+summed in float32 from the staged chunks; the expansion cancels for close points, exactly
+the ones KMin and Gaussian kernels care about, so entries with d < n / 16, n = |x|^2 +
+|y|^2, or not finite are recomputed as sum (x - y)^2 from global memory: relative error
+of the others <= (2 D + 18) 2^-24 16, see ``jl_store_sqdist`` in ``prelude_cuda.h``).
 """
 
 from __future__ import annotations
@@ -108,6 +112,9 @@ INNER = os.environ.get("JAX_LAZY_CUDA_INNER", "mma")
 # Plain TF32 (one mma per k step, ~1e-3 relative error per product) instead of 3xTF32
 # (float32 accuracy, three mma) for float32 dot products: opt-in.
 TF32 = os.environ.get("JAX_LAZY_CUDA_TF32", "") == "1"
+# sqdist on tensor cores as |x|^2 + |y|^2 - 2<x, y> with a cancellation guard ("mma", opt-in
+# until measured on a GPU) or as written on register tiles ("fma", the default).
+SQDIST = os.environ.get("JAX_LAZY_CUDA_SQDIST", "fma")
 STAGE_TJ = 32  # columns per tile with a stage (JL_TJ of prelude_cuda.h)
 STAGE_ROWS = (128, 64)  # rows (threads) per block with a stage: the first that fits in shared memory
 # dtype -> (compute type, JL_STORAGE code, bytes of the compute type)
@@ -358,11 +365,13 @@ def _mma_split(plan, p, arch) -> int:
     products are exact) on sm_80+. sqdist stays on register tiles: computed as written,
     sum (x - y)^2, it keeps its accuracy for close points, where |x|^2 + |y|^2 - 2<x, y>
     would cancel (the nearest neighbours of KMin, the peaks of a Gaussian kernel), as the
-    cpu backend's stage does; the expansion with a cancellation guard is future work."""
+    cpu backend's stage does; unless :data:`SQDIST` is "mma": then the expansion with a
+    cancellation guard (``jl_store_sqdist``), its dot product always 3xTF32 for float32."""
     cc = int(re.search(r"\d+", arch).group(0))
-    if INNER != "mma" or p.kind != "dot" or plan.dtype == "float64" or cc < 80:
+    if INNER != "mma" or plan.dtype == "float64" or cc < 80 or (p.kind == "sqdist" and SQDIST != "mma"):
         return 0
-    return 1 if TF32 or plan.dtype in ("float16", "bfloat16") else 3
+    half = plan.dtype in ("float16", "bfloat16")
+    return 1 if half or (TF32 and p.kind == "dot") else 3
 
 
 def _inner_stage(plan, cfg, k, arch) -> list[str]:
@@ -372,24 +381,34 @@ def _inner_stage(plan, cfg, k, arch) -> list[str]:
     p, R, KC = cfg.inners[k], cfg.block_threads, cfg.chunk
     D, xk, yk = p.x.dim, p.x.attr[0], p.y.attr[0]
     split = _mma_split(plan, p, arch)
-    if split:
-        how, acc = f"tensor cores, {split}xTF32", f"float acc[2][{cfg.tile // 8}][4] = {{}};"
-        tile, store = f"jl_tile_mma<{R}, {KC}, {split}>(acc, xs, yc);", f"jl_store_mma(s{k}, acc);"
+    if split and p.kind == "sqdist":  # the expansion, guarded (prelude_cuda.h: jl_store_sqdist)
+        how = f"tensor cores, {split}xTF32, |x|^2 + |y|^2 - 2<x, y> with a cancellation guard"
+        acc = [f"float acc[2][{cfg.tile // 8}][4] = {{}};",
+               f"float xn = 0.0f, yn = 0.0f;  // |x_row|^2; |y_(jt + threadIdx.x)|^2 in threads < {cfg.tile}"]
+        tile = [f"jl_tile_mma<{R}, {KC}, {split}>(acc, xs, yc);", f"jl_stage_norms<{R}, {KC}>(xn, yn, xs, yc);"]
+        store = [f"jl_store_mma(s{k}, acc);  // <x, y>",
+                 "__syncthreads();  // the last chunk is consumed",
+                 f"if (threadIdx.x < {cfg.tile}) yc[threadIdx.x] = yn;  // the column norms, for every thread",
+                 "__syncthreads();  // the column norms and s are complete",
+                 f"jl_store_sqdist<{R}>(s{k}, yc, xn, in{xk}, in{yk}, (long long)blockIdx.x * {R}, a.M, jt, nt, {D});"]
+    elif split:
+        how, acc = f"tensor cores, {split}xTF32", [f"float acc[2][{cfg.tile // 8}][4] = {{}};"]
+        tile, store = [f"jl_tile_mma<{R}, {KC}, {split}>(acc, xs, yc);"], [f"jl_store_mma(s{k}, acc);"]
     else:
-        how, acc = "register tiles", f"T acc[8][{cfg.tile // 8}] = {{}};"
-        tile = f"jl_tile_fma<{R}, {KC}, {'true' if p.kind == 'sqdist' else 'false'}>(acc, xs, yc);"
-        store = f"jl_store_fma<{R}>(s{k}, acc);"
+        how, acc = "register tiles", [f"T acc[8][{cfg.tile // 8}] = {{}};"]
+        tile = [f"jl_tile_fma<{R}, {KC}, {'true' if p.kind == 'sqdist' else 'false'}>(acc, xs, yc);"]
+        store = [f"jl_store_fma<{R}>(s{k}, acc);"]
     return [
         f"{{  // s{k} = {p.kind}(x{xk}_i, y{yk}_j) over {D} components: {how}",
-        f"  {acc}",
+        *_indent(acc, 2),
         f"  for (int c0 = 0; c0 < {D}; c0 += {KC}) {{",
         "    __syncthreads();  // the previous chunk (or tile) is consumed",
         f"    jl_stage_rows<{R}, {KC}>(xs, in{xk}, (long long)blockIdx.x * {R}, a.M, {D}, c0);",
         f"    jl_stage_cols<{R}, {KC}>(yc, in{yk}, jt, nt, {D}, c0);",
         "    __syncthreads();  // the chunk is loaded",
-        f"    {tile}",
+        *_indent(tile, 4),
         "  }",
-        f"  {store}",
+        *_indent(store, 2),
         "}",
     ]
 
@@ -496,11 +515,11 @@ def build(plan, arch: str = "sm_90") -> bytes:
     """The cubin (``sm_XX``) or PTX (``compute_XX``) of ``plan``'s kernel, from the
     persistent cache or compiled by NVRTC. Raises BackendError (no NVRTC, unknown arch)
     or CompileError (with NVRTC's log and the path of the saved source)."""
-    return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32)
+    return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32, SQDIST)
 
 
 @functools.lru_cache(maxsize=None)
-def _build(plan, arch, idx, inner, tf32):  # all of these change the source (idx: the x64 flag)
+def _build(plan, arch, idx, inner, tf32, sqdist):  # all of these change the source (idx: the x64 flag)
     from .. import cache
 
     return cache.build_cubin(plan.red.name, kernel_source(plan, arch), arch)
@@ -530,14 +549,14 @@ def device_arch(device=None) -> str:
 def kernel_id(plan, arch: str | None = None) -> int:
     """Build (or fetch) ``plan``'s kernel for ``arch`` (default :func:`device_arch`) and
     register it with the CUDA FFI handler; the same id for the same kernel."""
-    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32)
+    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST)
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel_id(plan, arch, idx, inner, tf32):
+def _kernel_id(plan, arch, idx, inner, tf32, sqdist):
     from . import cuda_ffi
 
-    return cuda_ffi.load_kernel(_build(plan, arch, idx, inner, tf32))
+    return cuda_ffi.load_kernel(_build(plan, arch, idx, inner, tf32, sqdist))
 
 
 def reduce(plan, arrays, geom):

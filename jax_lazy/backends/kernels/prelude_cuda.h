@@ -282,4 +282,66 @@ JL_DEV void jl_store_mma(float* s, const float (&acc)[2][JL_TJ / 8][4]) {
       for (int q = 0; q < 4; ++q)
         s[(m0 + 16 * mt + gid + 8 * (q >> 1)) * (JL_TJ + 1) + 8 * nt + 2 * tig + (q & 1)] = acc[mt][nt][q];
 }
+
+// sqdist on tensor cores (opt-in, JAX_LAZY_CUDA_SQDIST=mma; synchronisation in cuda.py): d = |x|^2 + |y|^2 - 2 <x, y>,
+// <x, y> from jl_tile_mma, the norms as float32 sums of squares of the staged chunks
+// (jl_stage_norms: |x_row|^2 per thread, |y_t|^2 in thread t < JL_TJ). Cancellation guard:
+// where d < tau n, n = |x|^2 + |y|^2, or d is not finite (inf / NaN inputs, overflow), the
+// entry is recomputed as sum (x - y)^2 from global memory, in the order of jl_tile_fma.
+//
+// Choice of tau. With u = 2^-24 and first-order error terms: the sums of squares (D
+// nonnegative terms) err by at most D u |x|^2 and D u |y|^2; the 3xTF32 dot product by
+// about (D + 16) u sum |x_k y_k| (float32 accumulation plus the dropped lo*lo and the tf32
+// rounding of lo, ~2^-21 per product; 1xTF32 of float16 / bfloat16 values: exact products)
+// with sum |x_k y_k| <= (|x|^2 + |y|^2) / 2 = n / 2; the sum n and the subtraction add 2 u n.
+// So |d' - d| <= (2 D + 18) u n, and an entry that passes the guard (d' >= tau n) has a
+// relative error of at most (2 D + 18) u / tau (first order). tau = 1/16: <= 3.5e-5 at
+// D = 16, 5e-4 at D = 256, 2e-3 at D = 1000 in the worst case (all roundings aligned; a
+// random walk of roundings gives ~16 sqrt(2 D) u, 4e-5 at D = 1000), i.e. within about a
+// decade of the direct form's own worst case D u. The guard fires only where the two
+// points are close compared with their norms (d < n / 16; for unit vectors, cosine
+// similarity > 15/16): the near pairs and data far from the origin (then everywhere: the
+// direct form's cost plus the mma's). Entries that pass are >= tau n >= 0, so nothing is
+// clamped; duplicate points fail the guard (d' ~ 0 < tau n) and come out exactly 0.
+#define JL_SQDIST_TAU 0.0625f
+#ifndef JL_SQDIST_GUARD_HIT  // a host build (tests/cuda_host.py) counts the recomputed entries
+#define JL_SQDIST_GUARD_HIT(valid)
+#endif
+
+template <int R, int KC>
+JL_DEV void jl_stage_norms(float& xn, float& yn, const float* xs, const float* yc) {
+#pragma unroll
+  for (int c = 0; c < KC; ++c) {
+    const float u = xs[c * (R + 8) + threadIdx.x];
+    xn += u * u;
+    if (threadIdx.x < JL_TJ) {
+      const float v = yc[c * (JL_TJ + 8) + threadIdx.x];
+      yn += v * v;
+    }
+  }
+}
+
+// s <- sqdist of rows [row0, row0 + R) and columns [jt, jt + nt), in place of the mma's
+// <x, y> (jl_store_mma); yn[t] = |y_(jt + t)|^2, xn = |x_row|^2 of this thread's row.
+template <int R>
+JL_DEV void jl_store_sqdist(float* s, const float* yn, float xn, const S* x, const S* y, long long row0,
+                            long long M, long long jt, int nt, int D) {
+  const int r = threadIdx.x;
+  const long long row = row0 + r < M ? row0 + r : M - 1;
+  for (int t = 0; t < nt; ++t) {
+    float& e = s[r * (JL_TJ + 1) + t];
+    const float n = xn + yn[t], d = n - 2.0f * e;
+    if (d >= JL_SQDIST_TAU * n && d < jl_inf()) {
+      e = d;
+      continue;
+    }
+    JL_SQDIST_GUARD_HIT(row0 + r < M);
+    float sq = 0.0f;
+    for (int c = 0; c < D; ++c) {
+      const float v = jl_ld(x, row * D + c) - jl_ld(y, (jt + t) * D + c);
+      sq += v * v;
+    }
+    e = sq;
+  }
+}
 #endif  // sm_80+
