@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import jax
 import jax.numpy as jnp
 
+from ..errors import BackendError
 from ..ir import I, J, P, Node, topo_order
 from ..ir.ops import Concat, IntCst, Minus
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
@@ -83,6 +84,24 @@ def out_types(plan, geom):
         return [jax.ShapeDtypeStruct(lead + (F.dim,), f), jax.ShapeDtypeStruct(lead + (F.dim,), i)]
     width = plan.k * F.dim
     return [jax.ShapeDtypeStruct(lead + (width,), f), jax.ShapeDtypeStruct(lead + (width,), i)]
+
+
+def reduce(plan, arrays, geom, *, supports, split_count, call):
+    """The ``reduce`` of a compiled backend: check the dtype (``supports``), then one
+    ``call(plan, arrays, geom)``, or, when ``split_count(plan, geom)`` says the output rows
+    are too few to fill the machine, the j axis split in that many parts
+    (:func:`split_columns`).
+
+    Raises:
+      BackendError: the backend does not compute in the plan's dtype.
+    """
+    reason = supports(plan.dtype)
+    if reason:
+        raise BackendError(reason, plan.describe())
+    parts = split_count(plan, geom)
+    if parts < 2:
+        return call(plan, arrays, geom)
+    return split_columns(plan, arrays, geom, parts, call)
 
 
 def split_columns(plan, arrays, geom, parts: int, call):

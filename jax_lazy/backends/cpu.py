@@ -38,12 +38,11 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
 from .codegen import Emitter
-from .common import inner_products, out_types, split_columns
+from .common import inner_products, out_types
 
 
 LANES = 64  # columns per chunk of the buffered reductions
@@ -511,13 +510,7 @@ def reduce(plan, arrays, geom):
     axis is cut into parts that become an extra batch axis (one launch, threads over the
     parts) and the parts' finalized outputs are merged (:func:`common.merge`).
     """
-    reason = supports(plan.dtype)
-    if reason:
-        raise BackendError(reason, plan.describe())
-    parts = _split_count(plan, geom)
-    if parts < 2:
-        return _call(plan, arrays, geom)
-    return split_columns(plan, arrays, geom, parts, _call)
+    return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
 
 
 SPLIT_COLUMNS = 4096  # fewest columns per part of a split j axis

@@ -97,7 +97,7 @@ from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
 from .codegen import Emitter
-from .common import inner_products, out_types, split_columns
+from .common import inner_products, out_types
 
 SYMBOL = "jax_lazy_kernel"
 MAX_INPUTS = 32  # JL_MAX_INPUTS of cuda_abi.h
@@ -566,13 +566,7 @@ def reduce(plan, arrays, geom):
     is cut into parts that become an extra batch axis of the same launch, and the parts'
     finalized outputs are merged with :func:`common.merge`.
     """
-    reason = supports(plan.dtype)
-    if reason:
-        raise BackendError(reason, plan.describe())
-    parts = _split_count(plan, geom)
-    if parts < 2:
-        return _call(plan, arrays, geom)
-    return split_columns(plan, arrays, geom, parts, _call)
+    return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
 
 
 SPLIT_COLUMNS = 2048  # fewest columns per part of a split j axis
