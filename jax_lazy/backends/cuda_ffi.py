@@ -33,9 +33,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .._native_loader import load_native, native_error
 from ..errors import BackendError
-from .ffi import check_out_types, input_batches
+from .ffi import check_out_types, input_batches, native_with
 
 TARGET = "jax_lazy_cuda"
 DRY_RUN_TARGET = "jax_lazy_cuda_dry_run"
@@ -47,15 +46,7 @@ _registered: set[str] = set()
 
 
 def _native():
-    """The native module, if it has the CUDA handler; else raises BackendError."""
-    native = load_native()
-    if native is None:
-        raise BackendError(f"the compiled module jax_lazy._native is unavailable: {native_error()}")
-    if not hasattr(native, "cuda_handler"):
-        raise BackendError("jax_lazy._native was built without the XLA FFI headers, so it has no CUDA "
-                           "handler; rebuild with jax installed in the build environment "
-                           "(`make install`, which builds without isolation)")
-    return native
+    return native_with("cuda_handler", "CUDA")
 
 
 def available() -> str | None:

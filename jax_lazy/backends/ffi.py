@@ -45,16 +45,21 @@ _ids = itertools.count(1)
 _libraries: list[ctypes.CDLL] = []
 
 
-def _native():
-    """The native module, if it has the CPU handler; else raises BackendError."""
+def native_with(handler: str, what: str):
+    """The native module, if it has ``handler`` (e.g. "cpu_handler"); else raises
+    BackendError saying why (``what`` names the handler in the message)."""
     native = load_native()
     if native is None:
         raise BackendError(f"the compiled module jax_lazy._native is unavailable: {native_error()}")
-    if not hasattr(native, "cpu_handler"):
-        raise BackendError("jax_lazy._native was built without the XLA FFI headers, so it has no CPU "
+    if not hasattr(native, handler):
+        raise BackendError(f"jax_lazy._native was built without the XLA FFI headers, so it has no {what} "
                            "handler; rebuild with jax installed in the build environment "
                            "(`make install`, which builds without isolation)")
     return native
+
+
+def _native():
+    return native_with("cpu_handler", "CPU")
 
 
 def available() -> str | None:

@@ -293,7 +293,7 @@ JL_INLINE int64_t jl_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 // registers are narrower), for the register tiles of the inner-product stage.
 typedef T jl_vec __attribute__((vector_size(64)));
 #define JL_VW ((int)(64 / sizeof(T)))
-JL_INLINE jl_vec jl_vzero() { return jl_vec{} ; }
+JL_INLINE jl_vec jl_vzero() { return jl_vec{}; }
 JL_INLINE jl_vec jl_vload(const T* p) { jl_vec v; std::memcpy(&v, p, sizeof v); return v; }
 JL_INLINE void jl_vstore(T* p, jl_vec v) { std::memcpy(p, &v, sizeof v); }
 
