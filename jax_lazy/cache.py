@@ -22,6 +22,8 @@ is deleted and rebuilt once.
 CUDA kernels (:func:`build_cubin`) are cached the same way: ``<key>.cu``, ``<key>.cubin``
 (or ``.ptx``), ``<key>.json``, keyed by the source, NVRTC's version, the options and the
 target architecture; the image bytes are returned (the CUDA FFI side loads them).
+Measured launch configurations (:mod:`jax_lazy.backends.tuning`) sit beside them as
+``<key>.tune.json``.
 
 Environment: ``JAX_LAZY_CACHE_DIR``, ``JAX_LAZY_CXX`` / ``CXX`` (the compiler, may
 contain arguments), ``JAX_LAZY_CXXFLAGS`` (appended to :func:`default_flags`),
@@ -521,6 +523,9 @@ def clear_cache() -> None:
             del _kernel_ids[slot]
         for slot in [s for s in _images if s[0] == str(directory)]:
             del _images[slot]
+        from .backends import tuning
+
+        tuning.forget()
         for shard in directory.iterdir():
             if not (shard.is_dir() and _SHARD_RE.match(shard.name)):
                 continue

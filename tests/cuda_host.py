@@ -128,13 +128,14 @@ FLAGS = ["-O1", "-std=c++20", "-shared", "-fPIC", "-pthread", "-Wno-unknown-prag
 STORAGE = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
 
-def host_source(plan, arch="sm_90") -> str:
-    """The kernel as compiled for ``arch`` (sm_80+: with tensor-core paths, emulated)."""
-    return SHIM + cuda.kernel_source(plan, arch) + LAUNCHER
+def host_source(plan, arch="sm_90", cfg=None) -> str:
+    """The kernel with launch configuration ``cfg`` (default ``cuda.config``) as compiled
+    for ``arch`` (sm_80+: with tensor-core paths, emulated)."""
+    return SHIM + cuda.kernel_source(plan, arch, cfg=cfg) + LAUNCHER
 
 
-def _library(plan):
-    return _library_of(plan.red.name, host_source(plan))
+def _library(plan, cfg=None):
+    return _library_of(plan.red.name, host_source(plan, cfg=cfg))
 
 
 @functools.lru_cache(maxsize=None)
@@ -146,12 +147,13 @@ def _library_of(name, source):  # by source: the index dtype and cuda.INNER / TF
     return lib
 
 
-def launch(plan, arrays, out_types, batch, M, N):
-    """Run ``plan``'s kernel on NumPy ``arrays`` (i-variables ``(*b, M, D)``, j-variables
-    ``(*b, N, D)``, parameters ``(*b, D)``, batch axes broadcasting against ``batch``) as the
-    CUDA handler would launch it; returns NumPy outputs of ``out_types``."""
-    lib = _library(plan)
-    rows, threads, shared = cuda.launch_config(plan)
+def launch(plan, arrays, out_types, batch, M, N, cfg=None):
+    """Run ``plan``'s kernel with launch configuration ``cfg`` (default ``cuda.config``)
+    on NumPy ``arrays`` (i-variables ``(*b, M, D)``, j-variables ``(*b, N, D)``, parameters
+    ``(*b, D)``, batch axes broadcasting against ``batch``) as the CUDA handler would
+    launch it; returns NumPy outputs of ``out_types``."""
+    lib = _library(plan, cfg)
+    rows, threads, shared = cuda.launch_config(plan, cfg=cfg)
     assert shared <= 1 << 17
     nb = len(batch)
     ins = [np.ascontiguousarray(np.asarray(a).astype(STORAGE[plan.dtype])) for a in arrays]
@@ -180,21 +182,23 @@ def launch(plan, arrays, out_types, batch, M, N):
 guard_hits = 0  # (i, j) entries that the last launch's sqdist guard recomputed (JAX_LAZY_CUDA_SQDIST=mma)
 
 
-def patch_backend(monkeypatch, multiprocessors=4):
+def patch_backend(monkeypatch, multiprocessors=4, choose=None):
     """Route ``cuda.reduce`` through :func:`launch` (``jax.pure_callback``), pretending a
-    GPU of ``multiprocessors`` SMs (few: small problems get their j axis split)."""
-    plans = {}
+    GPU of ``multiprocessors`` SMs (few: small problems get their j axis split).
+    ``choose(plan)``: the launch configuration (default: ``cuda.config``, no tuning)."""
+    kernels = {}
 
-    def kernel_id(plan, arch=None):
-        return plans.setdefault(plan, len(plans) + 1)
+    def kernel_id(plan, arch=None, cfg=None):
+        return kernels.setdefault((plan, cfg or cuda.config(plan)), len(kernels) + 1)
 
     def call(kid, arrays, cats, out_types, batch, M, N, rows_per_block, block_threads, shared_bytes=0):
-        plan = next(p for p, k in plans.items() if k == kid)
-        assert (rows_per_block, block_threads, shared_bytes) == cuda.launch_config(plan)
-        run = lambda *xs: tuple(launch(plan, xs, out_types, tuple(batch), M, N))  # noqa: E731
+        plan, cfg = next(pc for pc, k in kernels.items() if k == kid)
+        assert (rows_per_block, block_threads, shared_bytes) == cuda.launch_config(plan, cfg=cfg)
+        run = lambda *xs: tuple(launch(plan, xs, out_types, tuple(batch), M, N, cfg))  # noqa: E731
         return jax.pure_callback(run, tuple(out_types), *arrays)
 
     monkeypatch.setattr(cuda, "kernel_id", kernel_id)
+    monkeypatch.setattr(cuda, "launch_choice", choose or cuda.config)
     monkeypatch.setattr(cuda, "_multiprocessors", lambda: multiprocessors)
     monkeypatch.setattr(cuda_ffi, "call", call)
 

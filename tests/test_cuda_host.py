@@ -161,6 +161,40 @@ def test_split_j_for_few_rows(name, monkeypatch, rng):
     _compare(plan, arrays, np.float32)
 
 
+# ---------------------------------------------------------------- launch configurations
+
+
+@pytest.mark.parametrize("name", ["gauss_sum", "softmax", "min_argmin", pytest.param("kmin_argkmin", marks=slow),
+                                  pytest.param("argkmin_128", marks=slow)])
+def test_every_launch_candidate_matches_jnp(name, monkeypatch, rng):
+    """Each launch configuration that tuning may pick (block sizes 256, 128, 64; their
+    tiles) gives the jnp backend's results, through the backend path (source and launch
+    attributes of the chosen configuration)."""
+    plan, arrays = _plan_and_arrays(name, np.float32, rng, batch_x=(2,))
+    cands = cuda.candidates(plan)
+    assert len(cands) == len(cuda.BLOCK_SIZES) and len(set(cands)) == len(cands)
+    for cfg in cands:
+        cuda_host.patch_backend(monkeypatch, choose=lambda p, cfg=cfg: cfg)
+        _compare(plan, arrays, np.float32)
+
+
+@pytest.mark.parametrize("D,name,path", [(64, "sum_dot", "f32"), (100, "kmin_sqdist", "f32"),
+                                         pytest.param(256, "lse_dot", "bf16", marks=slow),
+                                         pytest.param(64, "kmin_dot", "f64", marks=slow)])
+def test_every_stage_candidate_matches_the_oracle(D, name, path, monkeypatch, rng):
+    """With an inner-product stage the candidates are 128 and 64 rows per block."""
+    dtype = PATHS[path][0]
+    with precision(np.float64):
+        x = rng.normal(size=(STAGE_M, D))
+        lazies, red, k, *_ = _inner_case(name, x, rng.normal(size=(STAGE_N, D)), rng.normal(size=(STAGE_N, 2)), 1.0)
+        plan = make_plan(lazies, red, k, dtype)
+    cands = cuda.candidates(plan)
+    assert [c.block_threads for c in cands] == list(cuda.STAGE_ROWS) and all(c.inners for c in cands)
+    for cfg in cands:
+        monkeypatch.setattr(cuda, "config", lambda p, cfg=cfg: cfg)
+        test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng)
+
+
 # ---------------------------------------------------------------- the op table
 
 

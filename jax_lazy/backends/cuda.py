@@ -41,6 +41,12 @@ Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
   LSE (M, Dw), softmax (M, Dw) and (M, 1), Min (M, D) values and indices, KMin (M, K*D)
   with element (q, e) at ``q*D + e``. Indices are int32, or int64 under x64.
 
+**Launch configuration** (:func:`launch_choice`): ``R`` (and the tile width, which
+follows from it and shared memory) is baked into the kernel. :func:`candidates` lists
+the configurations a plan may use (R = 256, 128, 64; with a stage 128, 64), the default
+first; on first use on a device all are compiled and timed (:mod:`tuning`), and the
+fastest is remembered in the kernel cache; ``JAX_LAZY_CUDA_TUNE=0`` keeps the default.
+
 **Few rows** (:func:`reduce`): when the grid has fewer than ``BLOCKS_PER_SM`` blocks per
 multiprocessor, the j axis is cut into parts that become one more batch axis of the same
 launch, and the parts' finalized outputs are merged with :func:`common.merge`.
@@ -102,6 +108,7 @@ from .common import inner_products, out_types
 SYMBOL = "jax_lazy_kernel"
 MAX_INPUTS = 32  # JL_MAX_INPUTS of cuda_abi.h
 BLOCK_THREADS = 256  # threads (= rows) per block; 128 when the per-thread state is large
+BLOCK_SIZES = (256, 128, 64)  # block sizes measured without a stage (the default first)
 BLOCKED_SUM_MAX = 16  # float32 Sums of at most this many components are summed per tile
 SMEM_BUDGET = 48 * 1024  # shared memory of one block without the opt-in attribute
 _KERNELS = Path(__file__).with_name("kernels")
@@ -115,6 +122,9 @@ TF32 = os.environ.get("JAX_LAZY_CUDA_TF32", "") == "1"
 # sqdist on tensor cores as |x|^2 + |y|^2 - 2<x, y> with a cancellation guard ("mma", opt-in
 # until measured on a GPU) or as written on register tiles ("fma", the default).
 SQDIST = os.environ.get("JAX_LAZY_CUDA_SQDIST", "fma")
+# Launch configurations measured once per kernel and device ("1", the default) or the
+# heuristic default always ("0"); see launch_choice.
+TUNE = os.environ.get("JAX_LAZY_CUDA_TUNE", "1") != "0"
 STAGE_TJ = 32  # columns per tile with a stage (JL_TJ of prelude_cuda.h)
 STAGE_ROWS = (128, 64)  # rows (threads) per block with a stage: the first that fits in shared memory
 # dtype -> (compute type, JL_STORAGE code, bytes of the compute type)
@@ -176,7 +186,14 @@ def _state_size(plan) -> int:
 
 
 def config(plan) -> Config:
-    """The launch configuration baked into ``plan``'s kernel."""
+    """The default launch configuration of ``plan``'s kernel (the first of
+    :func:`candidates`)."""
+    return candidates(plan)[0]
+
+
+def candidates(plan) -> tuple[Config, ...]:
+    """The launch configurations that ``plan``'s kernel may be built with, the default
+    (a heuristic) first; on a GPU the fastest is measured once (:func:`launch_choice`)."""
     return _scheme(plan, INNER)[1]
 
 
@@ -186,7 +203,7 @@ def _emitter(plan) -> Emitter:
 
 
 @functools.lru_cache(maxsize=None)
-def _scheme(plan, inner: str) -> tuple[Emitter, Config]:
+def _scheme(plan, inner: str) -> tuple[Emitter, tuple[Config, ...]]:
     roots = common.roots(plan)
     size = _TYPES[plan.dtype][2]
     inners = tuple(inner_products(plan, roots)) if inner != "off" else ()
@@ -194,27 +211,36 @@ def _scheme(plan, inner: str) -> tuple[Emitter, Config]:
         em = Emitter(roots, _var_name, external=frozenset(p.node for p in inners))
         width = sum(v.dim for v in _used_vars(plan, J, em))  # elements per column, besides the stage
         chunk = 16 if size == 4 else 8
-        for R in STAGE_ROWS:
+        found = []
+        for R in STAGE_ROWS:  # per R, staged j-variables if they fit, else read from global memory
             for staged in ((True, False) if width else (False,)):
                 cfg = Config(R, STAGE_TJ, staged, 0, inners, chunk)
                 need = cfg.stage_offsets(width)[2][-1] + R * (STAGE_TJ + 1)
                 if need * size <= SMEM_BUDGET:
-                    return em, replace(cfg, shared_bytes=need * size)
+                    found.append(replace(cfg, shared_bytes=need * size))
+                    break
+        if found:
+            return em, tuple(found)
     em = Emitter(roots, _var_name)
-    threads = BLOCK_THREADS if _state_size(plan) <= 32 else BLOCK_THREADS // 2
+    default = BLOCK_THREADS if _state_size(plan) <= 32 else BLOCK_THREADS // 2
     width = sum(v.dim for v in _used_vars(plan, J, em)) * size  # bytes per column
-    tile = threads
-    if width * tile > SMEM_BUDGET:
-        tile = SMEM_BUDGET // width // 32 * 32
-    if tile < 32:  # too wide to stage: read from global memory, fold sums every `threads` columns
-        return em, Config(threads, threads, False, 0)
-    return em, Config(threads, tile, width > 0, width * tile)
+    found = []
+    for threads in sorted(BLOCK_SIZES, key=lambda t: t != default):
+        tile = threads
+        if width * tile > SMEM_BUDGET:
+            tile = SMEM_BUDGET // width // 32 * 32
+        if tile < 32:  # too wide to stage: read from global memory, fold sums every `threads` columns
+            found.append(Config(threads, threads, False, 0))
+        else:
+            found.append(Config(threads, tile, width > 0, width * tile))
+    return em, tuple(found)
 
 
-def launch_config(plan, geom=None) -> tuple[int, int, int]:
-    """``(rows_per_block, block_threads, shared_bytes)`` of ``plan``'s kernel (the
-    attributes of its custom call; they do not depend on the sizes ``geom``)."""
-    c = config(plan)
+def launch_config(plan, geom=None, cfg: Config | None = None) -> tuple[int, int, int]:
+    """``(rows_per_block, block_threads, shared_bytes)`` of ``plan``'s kernel built with
+    ``cfg`` (default :func:`config`): the attributes of its custom call (they do not
+    depend on the sizes ``geom``)."""
+    c = cfg or config(plan)
     return c.block_threads, c.block_threads, c.shared_bytes
 
 
@@ -232,10 +258,11 @@ def _var_name(v, c, row):
     return {I: f"x{k}_{c}", J: f"y{k}_{c}", P: f"p{k}_{c}"}[cat]
 
 
-def prelude(plan, arch: str = "sm_90") -> str:
-    """The hand-written part of the source: target, types, ABI, math, reduction updates."""
+def prelude(plan, arch: str = "sm_90", idx: str | None = None) -> str:
+    """The hand-written part of the source: target, types, ABI, math, reduction updates
+    (indices of type ``idx``, "int32" or "int64"; default: :func:`index_dtype`)."""
     ctype, storage, _ = _TYPES[plan.dtype]
-    idx = {np.dtype("int32"): "int", np.dtype("int64"): "long long"}[np.dtype(index_dtype())]
+    idx = {"int32": "int", "int64": "long long"}[idx or str(np.dtype(index_dtype()))]
     return "\n".join([
         f"// jax_lazy CUDA kernel for {arch}, {plan.dtype} ({ctype} compute)",
         f"#define JL_T {ctype}",
@@ -246,19 +273,21 @@ def prelude(plan, arch: str = "sm_90") -> str:
     ])
 
 
-def kernel_source(plan, arch: str = "sm_90", name: str = SYMBOL) -> str:
-    """The complete CUDA source of ``plan``'s kernel (canonical j-reduction), compiled
+def kernel_source(plan, arch: str = "sm_90", name: str = SYMBOL, cfg: Config | None = None,
+                  idx: str | None = None) -> str:
+    """The complete CUDA source of ``plan``'s kernel (canonical j-reduction) with launch
+    configuration ``cfg`` (one of :func:`candidates`, default :func:`config`), compiled
     for ``arch`` with no include path; the kernel is ``extern "C"`` ``name``."""
-    return prelude(plan, arch) + "\n" + kernel_body(plan, name, arch)
+    return prelude(plan, arch, idx) + "\n" + kernel_body(plan, name, arch, cfg)
 
 
-def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90") -> str:
+def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90", cfg: Config | None = None) -> str:
     """The generated part of the source: the ``__global__`` function ``name``."""
     if len(plan.variables) > MAX_INPUTS:
         raise BackendError(f"the cuda backend takes at most {MAX_INPUTS} variables per reduction "
                            f"(JL_MAX_INPUTS), this one has {len(plan.variables)}", plan.describe())
     roots = common.roots(plan)
-    em, cfg = _emitter(plan), config(plan)
+    em, cfg = _emitter(plan), cfg or config(plan)
     fam = _FAMILIES[plan.red.kernel](plan, em, roots)
     R = cfg.block_threads
     lines = [
@@ -511,18 +540,19 @@ _FAMILIES = {SUM: _sum, LSE: _lse, SOFTMAX: _lse, MIN: _min, KMIN: _kmin}
 # ---------------------------------------------------------------- building
 
 
-def build(plan, arch: str = "sm_90") -> bytes:
-    """The cubin (``sm_XX``) or PTX (``compute_XX``) of ``plan``'s kernel, from the
-    persistent cache or compiled by NVRTC. Raises BackendError (no NVRTC, unknown arch)
-    or CompileError (with NVRTC's log and the path of the saved source)."""
-    return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32, SQDIST)
+def build(plan, arch: str = "sm_90", cfg: Config | None = None) -> bytes:
+    """The cubin (``sm_XX``) or PTX (``compute_XX``) of ``plan``'s kernel with launch
+    configuration ``cfg`` (default :func:`config`), from the persistent cache or compiled
+    by NVRTC. Raises BackendError (no NVRTC, unknown arch) or CompileError (with NVRTC's
+    log and the path of the saved source)."""
+    return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32, SQDIST, cfg or config(plan))
 
 
 @functools.lru_cache(maxsize=None)
-def _build(plan, arch, idx, inner, tf32, sqdist):  # all of these change the source (idx: the x64 flag)
+def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
     from .. import cache
 
-    return cache.build_cubin(plan.red.name, kernel_source(plan, arch), arch)
+    return cache.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch)
 
 
 # ---------------------------------------------------------------- running
@@ -546,17 +576,110 @@ def device_arch(device=None) -> str:
     return f"compute_{max(older)}"
 
 
-def kernel_id(plan, arch: str | None = None) -> int:
-    """Build (or fetch) ``plan``'s kernel for ``arch`` (default :func:`device_arch`) and
-    register it with the CUDA FFI handler; the same id for the same kernel."""
-    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST)
+def kernel_id(plan, arch: str | None = None, cfg: Config | None = None) -> int:
+    """Build (or fetch) ``plan``'s kernel with launch configuration ``cfg`` (default
+    :func:`config`) for ``arch`` (default :func:`device_arch`) and register it with the
+    CUDA FFI handler; the same id for the same kernel."""
+    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST,
+                      cfg or config(plan))
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel_id(plan, arch, idx, inner, tf32, sqdist):
+def _kernel_id(plan, arch, idx, inner, tf32, sqdist, cfg):
     from . import cuda_ffi
 
-    return cuda_ffi.load_kernel(_build(plan, arch, idx, inner, tf32, sqdist))
+    return cuda_ffi.load_kernel(_build(plan, arch, idx, inner, tf32, sqdist, cfg))
+
+
+# ---------------------------------------------------------------- launch configuration by measurement
+
+
+def launch_choice(plan) -> Config:
+    """The launch configuration ``plan``'s kernel runs with: the fastest of
+    :func:`candidates` on this device, measured once per kernel and device and remembered
+    in the kernel cache (:mod:`tuning`); the default (:func:`config`) when
+    ``JAX_LAZY_CUDA_TUNE=0`` or when there is only one candidate."""
+    cands = candidates(plan)
+    if not TUNE or len(cands) == 1:
+        return cands[0]
+    return _choice(plan, device_arch(), _device_kind(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST)
+
+
+def _device_kind() -> str:
+    """The name of the first CUDA device ("NVIDIA H100 80GB HBM3")."""
+    return jax.devices("cuda")[0].device_kind
+
+
+def _label(cfg: Config) -> str:
+    return f"{cfg.block_threads} threads, {cfg.tile}-column tiles" + (", staged" if cfg.staged else "")
+
+
+@functools.lru_cache(maxsize=None)
+def _choice(plan, arch, device, idx, inner, tf32, sqdist) -> Config:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import nvrtc, tuning
+
+    cands = _scheme(plan, inner)[1]
+    material = {"source": kernel_source(plan, arch, cfg=cands[0], idx=idx), "arch": arch, "device": device,
+                "nvrtc": nvrtc.identity()}
+    state = {}
+
+    def measure(c):
+        if not state:  # compile every candidate at once (NVRTC runs outside the GIL), then the inputs
+            with ThreadPoolExecutor(len(cands)) as pool:
+                state["built"] = list(pool.map(
+                    lambda cfg: _catch(_build, plan, arch, idx, inner, tf32, sqdist, cfg), cands))
+            state["inputs"] = _tuning_inputs(plan, cands)
+        if isinstance(state["built"][c], Exception):
+            raise state["built"][c]
+        return _measure(plan, arch, idx, cands[c], *state["inputs"])
+
+    found = tuning.choose(material, [_label(c) for c in cands], measure, name=plan.describe())
+    return cands[found]
+
+
+def _catch(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - reported by the candidate's measurement
+        return e
+
+
+TUNE_WORK = 2 ** 34  # statements per measurement: about 1 to 10 ms on an H100
+
+
+def _tuning_inputs(plan, cands):
+    """A geometry that fills the GPU twice over with the largest candidate block, with N
+    chosen so that one run takes ~``TUNE_WORK`` statements, and random inputs for it."""
+    import jax.numpy as jnp
+
+    em = _emitter(plan)
+    cost = 1 + len(em.statements("j")) + len(em.statements("ij", 0)) + sum(p.x.dim for p in cands[0].inners)
+    rows = max(c.block_threads for c in cands)
+    M = 2 * _multiprocessors() * rows
+    N = int(np.clip(TUNE_WORK // (M * cost), 1024, 65536)) // 256 * 256
+    dtype = jnp.dtype(plan.dtype)
+    with jax.ensure_compile_time_eval():
+        keys = jax.random.split(jax.random.key(0), len(plan.variables))
+        sizes = {I: (M,), J: (N,), P: ()}
+        arrays = [jax.random.normal(k, sizes[v.attr[1]] + (v.dim,), dtype) for k, v in zip(keys, plan.variables)]
+    from ..api import Geometry
+
+    return arrays, Geometry((), M, N, dtype)
+
+
+def _measure(plan, arch, idx, cfg, arrays, geom) -> float:
+    """Seconds of one launch of ``plan``'s kernel built with ``cfg`` over ``geom``."""
+    from . import cuda_ffi, tuning
+
+    kid = _kernel_id(plan, arch, idx, INNER, TF32, SQDIST, cfg)
+    cats = [v.attr[1] for v in plan.variables]
+    outs = out_types(plan, geom)
+    rows, threads, shared = launch_config(plan, geom, cfg)
+    fn = jax.jit(lambda *a: cuda_ffi.call(kid, a, cats, outs, (), geom.M, geom.N, rows_per_block=rows,
+                                          block_threads=threads, shared_bytes=shared))
+    return tuning.best_time(fn, arrays)
 
 
 def reduce(plan, arrays, geom):
@@ -580,7 +703,7 @@ def _multiprocessors() -> int:
 
 def _split_count(plan, geom) -> int:
     sms = _multiprocessors()
-    rows_per_block = launch_config(plan, geom)[0]
+    rows_per_block = launch_choice(plan).block_threads
     blocks = int(np.prod(geom.batch, dtype=np.int64)) * -(-geom.M // rows_per_block)
     if blocks >= BLOCKS_PER_SM * sms:
         return 1
@@ -591,9 +714,10 @@ def _call(plan, arrays, geom):
     """One launch of ``plan``'s kernel over ``geom``."""
     from . import cuda_ffi
 
-    rows, threads, shared = launch_config(plan, geom)
+    cfg = launch_choice(plan)
+    rows, threads, shared = launch_config(plan, geom, cfg)
     cats = [v.attr[1] for v in plan.variables]
-    outs = cuda_ffi.call(kernel_id(plan), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
+    outs = cuda_ffi.call(kernel_id(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
     if plan.red.kernel is KMIN:
         shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
