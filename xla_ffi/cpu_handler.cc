@@ -49,26 +49,6 @@ constexpr double kParallelThreshold = 65536.0;
 // Work units per thread aimed at (load balance vs per-unit overhead).
 constexpr int64_t kUnitsPerThread = 4;
 
-// A small vector of T stored inline up to N elements (avoids heap traffic on
-// the hot path of small calls).
-template <typename T, std::size_t N>
-class SmallVec {
- public:
-  explicit SmallVec(std::size_t n) : size_(n) {
-    if (n > N) heap_.resize(n);
-  }
-  T* data() { return size_ > N ? heap_.data() : inline_.data(); }
-  const T* data() const { return size_ > N ? heap_.data() : inline_.data(); }
-  T& operator[](std::size_t i) { return data()[i]; }
-  const T& operator[](std::size_t i) const { return data()[i]; }
-  std::size_t size() const { return size_; }
-
- private:
-  std::size_t size_;
-  std::array<T, N> inline_{};
-  std::vector<T> heap_;
-};
-
 // Everything a work unit needs, shared read-only by all threads of a call.
 struct CallPlan {
   KernelFn kernel = nullptr;
@@ -132,7 +112,6 @@ ffi::Error CpuImpl(ffi::RemainingArgs args, ffi::RemainingRets rets,
   }
   const int64_t nin = static_cast<int64_t>(args.size());
   const int64_t nout = static_cast<int64_t>(rets.size());
-  const int64_t nb = static_cast<int64_t>(batch.size());
   if (M < 0 || N < 0) {
     return Invalid("M and N must be >= 0, got M=" + std::to_string(M) +
                    ", N=" + std::to_string(N));
@@ -140,93 +119,32 @@ ffi::Error CpuImpl(ffi::RemainingArgs args, ffi::RemainingRets rets,
   if (row_block < 1) {
     return Invalid("row_block must be >= 1, got " + std::to_string(row_block));
   }
-  if (nout == 0) return Invalid("the call has no outputs");
-  if (static_cast<int64_t>(in_batch.size()) != nin * nb) {
-    return Invalid("in_batch has " + std::to_string(in_batch.size()) +
-                   " entries, expected nin * len(batch) = " +
-                   std::to_string(nin) + " * " + std::to_string(nb));
+  BatchLayout layout;
+  if (ffi::Error e = MakeBatchLayout("jax_lazy_cpu", args, rets, nout, M, batch, in_batch, layout);
+      e.failure()) {
+    return e;
   }
-  for (int64_t d = 0; d < nb; ++d) {
-    if (batch[d] < 0) return Invalid("negative batch dimension in " + ShapeString(batch));
-  }
+  const int64_t naxes = layout.naxes;
+  const int64_t B = layout.count;
 
-  // Results: (*extra, *batch, M, width). Their rank tells the extra axes.
-  auto ret0 = rets.get<ffi::AnyBuffer>(0);
-  if (!ret0.has_value()) return Invalid("output 0 is not a buffer");
-  const ffi::Span<const int64_t> out0_dims = (**ret0).dimensions();
-  const int64_t extra = static_cast<int64_t>(out0_dims.size()) - nb - 2;
-  if (extra < 0) {
-    return Invalid("output 0 has shape " + ShapeString(out0_dims) +
-                   ", expected (*batch, M, width) with batch = " +
-                   ShapeString(batch) + ", M = " + std::to_string(M));
-  }
-  const int64_t naxes = extra + nb;
-  SmallVec<int64_t, 8> dims(naxes);
-  for (int64_t d = 0; d < extra; ++d) dims[d] = out0_dims[d];
-  for (int64_t d = 0; d < nb; ++d) dims[extra + d] = batch[d];
-  const int64_t B = Product(dims.data(), dims.data() + naxes);
-
+  // The layout counts elements; the kernels get byte pointers.
   SmallVec<char*, 8> out_base(nout);
   SmallVec<int64_t, 8> out_slice(nout);
   for (int64_t k = 0; k < nout; ++k) {
-    auto ret = rets.get<ffi::AnyBuffer>(k);
-    if (!ret.has_value()) return Invalid("output " + std::to_string(k) + " is not a buffer");
-    ffi::AnyBuffer buf = **ret;
-    const ffi::Span<const int64_t> od = buf.dimensions();
-    bool ok = static_cast<int64_t>(od.size()) == naxes + 2 && od[naxes] == M;
-    for (int64_t d = 0; ok && d < naxes; ++d) ok = od[d] == dims[d];
-    if (!ok) {
-      return Invalid("output " + std::to_string(k) + " has shape " +
-                     ShapeString(od) + ", expected (*batch, M, width) with "
-                     "batch = " + ShapeString(ffi::Span<const int64_t>(dims.data(), naxes)) +
-                     ", M = " + std::to_string(M));
-    }
+    ffi::AnyBuffer buf = **rets.get<ffi::AnyBuffer>(k);
     const std::size_t width = ffi::ByteWidth(buf.element_type());
     if (width == 0) return Invalid("output " + std::to_string(k) + " has no byte width");
     out_base[k] = static_cast<char*>(buf.untyped_data());
-    out_slice[k] = static_cast<int64_t>(width) * M * od[naxes + 1];
+    out_slice[k] = static_cast<int64_t>(width) * layout.out_row[k];
   }
-
   SmallVec<const char*, 16> in_base(nin);
   SmallVec<int64_t, 32> in_stride(nin * naxes);
   for (int64_t k = 0; k < nin; ++k) {
-    auto arg = args.get<ffi::AnyBuffer>(k);
-    if (!arg.has_value()) return Invalid("input " + std::to_string(k) + " is not a buffer");
-    const ffi::AnyBuffer buf = *arg;
-    const ffi::Span<const int64_t> id = buf.dimensions();
-    const int64_t* ib = in_batch.begin() + k * nb;
-    bool ok = static_cast<int64_t>(id.size()) >= extra;
-    for (int64_t d = 0; ok && d < extra; ++d) ok = id[d] == dims[d];
-    if (!ok) {
-      return Invalid("input " + std::to_string(k) + " has shape " + ShapeString(id) +
-                     " but the outputs have " + std::to_string(extra) +
-                     " extra leading (vmapped) axes " +
-                     ShapeString(ffi::Span<const int64_t>(dims.data(), extra)));
-    }
-    for (int64_t d = 0; d < nb; ++d) {
-      if (ib[d] != 1 && ib[d] != batch[d]) {
-        return Invalid("input " + std::to_string(k) + ": in_batch " +
-                       ShapeString(ffi::Span<const int64_t>(ib, nb)) +
-                       " does not broadcast to batch " + ShapeString(batch));
-      }
-    }
+    const ffi::AnyBuffer buf = *args.get<ffi::AnyBuffer>(k);
     const std::size_t width = ffi::ByteWidth(buf.element_type());
     if (width == 0) return Invalid("input " + std::to_string(k) + " has no byte width");
-    const int64_t count = static_cast<int64_t>(buf.element_count());
-    const int64_t own_b = Product(dims.data(), dims.data() + extra) * Product(ib, ib + nb);
-    if (B == 0) continue;  // nothing will be read
-    if (own_b == 0 || count % own_b != 0) {
-      return Invalid("input " + std::to_string(k) + " of shape " + ShapeString(id) +
-                     " has " + std::to_string(count) + " elements, not a multiple of "
-                     "its batch size " + std::to_string(own_b));
-    }
-    // Byte stride of each batch axis in the input's own batch shape
-    // (*extra, *in_batch[k]); 0 on broadcast axes.
-    int64_t stride = static_cast<int64_t>(width) * (count / own_b);
-    for (int64_t d = naxes - 1; d >= 0; --d) {
-      const int64_t size = d < extra ? dims[d] : ib[d - extra];
-      in_stride[k * naxes + d] = size == 1 ? 0 : stride;
-      stride *= size;
+    for (int64_t d = 0; d < naxes; ++d) {
+      in_stride[k * naxes + d] = static_cast<int64_t>(width) * layout.in_step[k * naxes + d];
     }
     in_base[k] = static_cast<const char*>(buf.untyped_data());
   }
@@ -239,7 +157,7 @@ ffi::Error CpuImpl(ffi::RemainingArgs args, ffi::RemainingRets rets,
   plan.nin = nin;
   plan.nout = nout;
   plan.naxes = naxes;
-  plan.dims = dims.data();
+  plan.dims = layout.dims.data();
   plan.in_base = in_base.data();
   plan.in_stride = in_stride.data();
   plan.out_base = out_base.data();

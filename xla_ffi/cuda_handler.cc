@@ -67,13 +67,6 @@ ffi::Error Invalid(std::string message) {
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-// The batch axes [first, last) of `a`, for error messages.
-std::string BatchString(const jl_cuda_args& a, int64_t first, int64_t last) {
-  int64_t dims[JL_MAX_BATCH];
-  std::copy(a.bdims + first, a.bdims + last, dims);
-  return ShapeString(ffi::Span<const int64_t>(dims, last - first));
-}
-
 ffi::Error CheckLaunchAttrs(int64_t M, int64_t N, int64_t rows_per_block,
                             int64_t block_threads, int64_t shared_bytes) {
   if (M < 0 || N < 0) return Invalid("M and N must be >= 0, got M=" + Str(M) + ", N=" + Str(N));
@@ -91,103 +84,42 @@ ffi::Error CheckLaunchAttrs(int64_t M, int64_t N, int64_t rows_per_block,
   return ffi::Error::Success();
 }
 
-// Outputs 0..nout-1: fills a.out, a.out_bstride and the batch axes a.nb, a.bdims,
-// a.nbatch (the extra vmapped axes, inferred from output 0's rank, then `batch`).
-ffi::Error FillOutputs(ffi::RemainingRets rets, int64_t nout, int64_t M,
-                       ffi::Span<const int64_t> batch, jl_cuda_args& a) {
-  const int64_t nb = static_cast<int64_t>(batch.size());
+// Outputs 0..nout-1 and the inputs: checks them (ffi_common.h: MakeBatchLayout)
+// and fills a.in, a.out and the batch axes of `a` (the extra vmapped axes, then
+// `batch`; elements per step of each axis in each input's own batch shape, 0 on
+// broadcast axes).
+ffi::Error FillBuffers(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t nout, int64_t M,
+                       ffi::Span<const int64_t> batch, ffi::Span<const int64_t> in_batch,
+                       jl_cuda_args& a) {
+  const int64_t nin = static_cast<int64_t>(args.size());
   if (nout < 1 || nout > JL_MAX_OUTPUTS) {
     return Invalid("the call has " + Str(nout) + " outputs, expected 1 to " + Str(JL_MAX_OUTPUTS));
   }
-  for (int64_t d = 0; d < nb; ++d) {
-    if (batch[d] < 0) return Invalid("negative batch dimension in " + ShapeString(batch));
-  }
-  auto ret0 = rets.get<ffi::AnyBuffer>(0);
-  if (!ret0.has_value()) return Invalid("output 0 is not a buffer");
-  const ffi::Span<const int64_t> out0 = (**ret0).dimensions();
-  const int64_t extra = static_cast<int64_t>(out0.size()) - nb - 2;
-  if (extra < 0) {
-    return Invalid("output 0 has shape " + ShapeString(out0) + ", expected (*batch, M, width) " +
-                   "with batch = " + ShapeString(batch) + ", M = " + Str(M));
-  }
-  const int64_t naxes = extra + nb;
-  if (naxes > JL_MAX_BATCH) {
-    return Invalid(Str(naxes) + " batch axes (" + Str(extra) + " vmapped + " + Str(nb) +
-                   ") exceed JL_MAX_BATCH = " + Str(JL_MAX_BATCH));
-  }
-  a.nb = static_cast<int>(naxes);
-  for (int64_t d = 0; d < naxes; ++d) a.bdims[d] = d < extra ? out0[d] : batch[d - extra];
-  a.nbatch = Product(a.bdims, a.bdims + naxes);
-  for (int64_t k = 0; k < nout; ++k) {
-    auto ret = rets.get<ffi::AnyBuffer>(k);
-    if (!ret.has_value()) return Invalid("output " + Str(k) + " is not a buffer");
-    const ffi::AnyBuffer buf = **ret;
-    const ffi::Span<const int64_t> od = buf.dimensions();
-    bool ok = static_cast<int64_t>(od.size()) == naxes + 2 && od[naxes] == M;
-    for (int64_t d = 0; ok && d < naxes; ++d) ok = od[d] == a.bdims[d];
-    if (!ok) {
-      return Invalid("output " + Str(k) + " has shape " + ShapeString(od) +
-                     ", expected (*batch, M, width) with batch = " +
-                     BatchString(a, 0, naxes) + ", M = " + Str(M));
-    }
-    a.out[k] = buf.untyped_data();
-    a.out_bstride[k] = M * od[naxes + 1];
-  }
-  return ffi::Error::Success();
-}
-
-// Inputs: fills a.in, a.nin and a.in_bstride (elements per step of each batch axis
-// in the input's own batch shape (*extra, *in_batch[k]); 0 on broadcast axes).
-// Needs the batch axes from FillOutputs.
-ffi::Error FillInputs(ffi::RemainingArgs args, ffi::Span<const int64_t> batch,
-                      ffi::Span<const int64_t> in_batch, jl_cuda_args& a) {
-  const int64_t nin = static_cast<int64_t>(args.size());
-  const int64_t nb = static_cast<int64_t>(batch.size());
-  const int64_t naxes = a.nb;
-  const int64_t extra = naxes - nb;
   if (nin > JL_MAX_INPUTS) {
     return Invalid("the call has " + Str(nin) + " inputs, at most " + Str(JL_MAX_INPUTS) +
                    " are supported");
   }
-  if (static_cast<int64_t>(in_batch.size()) != nin * nb) {
-    return Invalid("in_batch has " + Str(in_batch.size()) + " entries, expected nin * " +
-                   "len(batch) = " + Str(nin) + " * " + Str(nb));
+  BatchLayout layout;
+  if (ffi::Error e = MakeBatchLayout("jax_lazy_cuda", args, rets, nout, M, batch, in_batch, layout);
+      e.failure()) {
+    return e;
+  }
+  const int64_t naxes = layout.naxes;
+  if (naxes > JL_MAX_BATCH) {
+    return Invalid(Str(naxes) + " batch axes (" + Str(layout.extra) + " vmapped + " +
+                   Str(naxes - layout.extra) + ") exceed JL_MAX_BATCH = " + Str(JL_MAX_BATCH));
+  }
+  a.nb = static_cast<int>(naxes);
+  for (int64_t d = 0; d < naxes; ++d) a.bdims[d] = layout.dims[d];
+  a.nbatch = layout.count;
+  for (int64_t k = 0; k < nout; ++k) {
+    a.out[k] = (**rets.get<ffi::AnyBuffer>(k)).untyped_data();
+    a.out_bstride[k] = layout.out_row[k];
   }
   a.nin = static_cast<int>(nin);
   for (int64_t k = 0; k < nin; ++k) {
-    auto arg = args.get<ffi::AnyBuffer>(k);
-    if (!arg.has_value()) return Invalid("input " + Str(k) + " is not a buffer");
-    const ffi::AnyBuffer buf = *arg;
-    const ffi::Span<const int64_t> id = buf.dimensions();
-    const int64_t* ib = in_batch.begin() + k * nb;
-    bool ok = static_cast<int64_t>(id.size()) >= extra;
-    for (int64_t d = 0; ok && d < extra; ++d) ok = id[d] == a.bdims[d];
-    if (!ok) {
-      return Invalid("input " + Str(k) + " has shape " + ShapeString(id) + " but the outputs " +
-                     "have " + Str(extra) + " extra leading (vmapped) axes " +
-                     BatchString(a, 0, extra));
-    }
-    for (int64_t d = 0; d < nb; ++d) {
-      if (ib[d] != 1 && ib[d] != batch[d]) {
-        return Invalid("input " + Str(k) + ": in_batch " +
-                       ShapeString(ffi::Span<const int64_t>(ib, nb)) +
-                       " does not broadcast to batch " + ShapeString(batch));
-      }
-    }
-    a.in[k] = buf.untyped_data();
-    if (a.nbatch == 0) continue;  // nothing will be read
-    const int64_t count = static_cast<int64_t>(buf.element_count());
-    const int64_t own_b = Product(a.bdims, a.bdims + extra) * Product(ib, ib + nb);
-    if (own_b == 0 || count % own_b != 0) {
-      return Invalid("input " + Str(k) + " of shape " + ShapeString(id) + " has " + Str(count) +
-                     " elements, not a multiple of its batch size " + Str(own_b));
-    }
-    int64_t stride = count / own_b;
-    for (int64_t d = naxes - 1; d >= 0; --d) {
-      const int64_t size = d < extra ? a.bdims[d] : ib[d - extra];
-      a.in_bstride[k][d] = size == 1 ? 0 : stride;
-      stride *= size;
-    }
+    a.in[k] = (*args.get<ffi::AnyBuffer>(k)).untyped_data();
+    for (int64_t d = 0; d < naxes; ++d) a.in_bstride[k][d] = layout.in_step[k * naxes + d];
   }
   return ffi::Error::Success();
 }
@@ -247,8 +179,7 @@ ffi::Error Pack(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t nout, 
   }
   a.M = M;
   a.N = N;
-  if (ffi::Error e = FillOutputs(rets, nout, M, batch, a); e.failure()) return e;
-  return FillInputs(args, batch, in_batch, a);
+  return FillBuffers(args, rets, nout, M, batch, in_batch, a);
 }
 
 ffi::Error CudaImpl(CUstream stream, ffi::RemainingArgs args, ffi::RemainingRets rets,
