@@ -60,11 +60,29 @@ def backend_params():
             reason = f"its kernels run in {platform} computations; JAX's default platform is {jax.default_backend()}"
         marks = [pytest.mark.skip(reason=f"backend {name!r} unavailable: {reason}")] if reason else []
         params.append(pytest.param(name, marks=marks, id=f"backend={name}"))
+        if name == "cuda" and reason and (not only or "cuda-host" in only):
+            params.append(_cuda_host_param())
     return params
+
+
+def _cuda_host_param():
+    """Without a GPU: the cuda backend's generated kernels run on the CPU through the host
+    shim (``cuda_host.py``, slow: a g++ build per kernel)."""
+    from jax_lazy import cache
+
+    marks = [pytest.mark.slow]
+    if cache.find_compiler() is None:
+        marks.append(pytest.mark.skip(reason=f"the cuda host shim needs a C++20 compiler: {cache.compiler_problem()}"))
+    return pytest.param("cuda-host", marks=marks, id="backend=cuda-host")
 
 
 @pytest.fixture(params=backend_params())
 def backend(request):
+    if request.param == "cuda-host":
+        import cuda_host
+
+        cuda_host.use_as_cuda_backend(request)
+        return "cuda"
     return request.param
 
 

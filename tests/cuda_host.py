@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 
 import jax
 import ml_dtypes
@@ -182,10 +183,15 @@ def launch(plan, arrays, out_types, batch, M, N, cfg=None):
 guard_hits = 0  # (i, j) entries that the last launch's sqdist guard recomputed (JAX_LAZY_CUDA_SQDIST=mma)
 
 
+_launch_lock = threading.Lock()  # a kernel library's shim state (barriers, grid) is global
+
+
 def patch_backend(monkeypatch, multiprocessors=4, choose=None):
     """Route ``cuda.reduce`` through :func:`launch` (``jax.pure_callback``), pretending a
     GPU of ``multiprocessors`` SMs (few: small problems get their j axis split).
-    ``choose(plan)``: the launch configuration (default: ``cuda.config``, no tuning)."""
+    ``choose(plan)``: the launch configuration (default: ``cuda.config``, no tuning).
+    Under ``jax.vmap`` the callback gets the vmapped axes in front of every operand
+    (``broadcast_all``, as the FFI call) and runs one launch per vmapped element."""
     kernels = {}
 
     def kernel_id(plan, arch=None, cfg=None):
@@ -194,8 +200,24 @@ def patch_backend(monkeypatch, multiprocessors=4, choose=None):
     def call(kid, arrays, cats, out_types, batch, M, N, rows_per_block, block_threads, shared_bytes=0):
         plan, cfg = next(pc for pc, k in kernels.items() if k == kid)
         assert (rows_per_block, block_threads, shared_bytes) == cuda.launch_config(plan, cfg=cfg)
-        run = lambda *xs: tuple(launch(plan, xs, out_types, tuple(batch), M, N, cfg))  # noqa: E731
-        return jax.pure_callback(run, tuple(out_types), *arrays)
+        ranks = [np.ndim(a) for a in arrays]
+        x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64  # of the tracing thread
+
+        def run(*xs):
+            # JAX checks the results against the x64 setting of the thread that runs the
+            # callback, which is not the tracing thread's (a thread-local `enable_x64`):
+            # give this thread the tracer's setting (a state object, safe to leave entered)
+            if (jax.dtypes.canonicalize_dtype(np.float64) == np.float64) != x64:
+                jax.enable_x64(x64).__enter__()
+            extra = xs[0].shape[: xs[0].ndim - ranks[0]]
+            with _launch_lock:
+                if not extra:
+                    return tuple(launch(plan, xs, out_types, tuple(batch), M, N, cfg))
+                parts = [launch(plan, [x[e] for x in xs], out_types, tuple(batch), M, N, cfg)
+                         for e in np.ndindex(*extra)]
+            return tuple(np.stack(o).reshape(extra + o[0].shape) for o in zip(*parts))
+
+        return jax.pure_callback(run, tuple(out_types), *arrays, vmap_method="broadcast_all")
 
     monkeypatch.setattr(cuda, "kernel_id", kernel_id)
     monkeypatch.setattr(cuda, "launch_choice", choose or cuda.config)
@@ -205,3 +227,16 @@ def patch_backend(monkeypatch, multiprocessors=4, choose=None):
 
 def out_types(plan, geom):
     return _out_types(plan, geom)
+
+
+def use_as_cuda_backend(request) -> None:
+    """Make ``backend="cuda"`` available and run it through the shim for one test (the
+    ``backend=cuda-host`` param of conftest's ``backend`` fixture)."""
+    from jax_lazy import backends
+
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    patch_backend(monkeypatch)
+    monkeypatch.setattr(cuda, "available", lambda: None)
+    backends.reset()
+    request.addfinalizer(backends.reset)  # runs before monkeypatch's undo: the real check comes back
+
