@@ -20,8 +20,9 @@ Setting up the GPU machine (Linux x86_64, NVIDIA driver installed; H100 / H200):
     .venv/bin/python -c "from jax_lazy.backends import cuda; print(cuda.available())"  # None
     .venv/bin/python bench/gpu.py --out docs/benchmarks_gpu.md
 
-Use ``jax[cuda12]`` (not cuda13): jax_lazy's NVRTC loader looks for the
-``nvidia-cuda-nvrtc-cu12`` wheel, else a system toolkit (``$JAX_LAZY_NVRTC`` overrides).
+``jax[cuda12]`` and ``jax[cuda13]`` both work: jax_lazy's NVRTC loader takes the
+``nvidia-cuda-nvrtc-cu12`` or ``nvidia-cuda-nvrtc`` (13) wheel, the one of JAX's CUDA major
+first, else a system toolkit (``$JAX_LAZY_NVRTC`` overrides).
 A full run takes roughly 10-30 minutes; ``--quick`` leaves out the rows marked big.
 
 What runs (each row one reduction over M = N points, x, y, b ~ N(0, 1), float32 unless

@@ -386,6 +386,58 @@ def test_nvrtc_facts():
     assert f"nvrtc {major}.{minor}" in nvrtc.identity()
 
 
+def _wheel_libs(package):
+    import glob
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return []
+    roots = spec.submodule_search_locations or [] if spec else []
+    return [p for r in roots for p in glob.glob(f"{r}/lib/libnvrtc.so*")]
+
+
+@pytest.mark.parametrize("major", [12, 13])
+def test_the_wheel_of_jax_cuda_major_comes_first(major, monkeypatch):
+    cu12, cu13 = _wheel_libs("nvidia.cuda_nvrtc"), _wheel_libs("nvidia.cu13")
+    if not (cu12 and cu13):
+        pytest.skip("needs both NVRTC wheels (the test extra)")
+    monkeypatch.delenv("JAX_LAZY_NVRTC", raising=False)
+    monkeypatch.setattr(nvrtc, "_jax_cuda_major", lambda: major)
+    found = nvrtc._candidates()
+    first, second = (cu12, cu13) if major == 12 else (cu13, cu12)
+    assert found.index(sorted(first)[0]) < found.index(sorted(second)[0])
+    assert not any("builtins" in p for p in found)
+
+
+def test_nvrtc_13_wheel_compiles(tmp_path):
+    """CUDA 13's wheel (jax[cuda13]) lays NVRTC out differently and needs its builtins
+    preloaded: a fresh process that uses it compiles a stage kernel and a KMin kernel."""
+    libs = [p for p in _wheel_libs("nvidia.cu13") if ".alt." not in p]
+    if not libs:
+        pytest.skip("the nvidia-cuda-nvrtc (13) wheel is not installed")
+    script = """
+import numpy as np
+from jax_lazy import Vi, Vj
+from jax_lazy.backends import cuda, nvrtc
+from test_cuda_compile import make_plan
+assert nvrtc.version()[0] == 13, nvrtc.version()
+x, y = np.ones((5, 64), np.float32), np.ones((7, 64), np.float32)
+for plan in (make_plan(((Vi(x) | Vj(y)).exp(),), "Sum"), make_plan((Vi(x).sqdist(Vj(y)),), "ArgKMin", 10)):
+    assert nvrtc.compile(cuda.kernel_source(plan, "sm_90"), "sm_90")[:4] == b"\x7fELF"
+    assert b".entry" in nvrtc.compile(cuda.kernel_source(plan, "compute_90"), "compute_90")
+print("ok")
+"""
+    env = {**os.environ, "JAX_LAZY_NVRTC": libs[0], "JAX_LAZY_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
 def test_supports():
     for dtype in ("float16", "bfloat16", "float32", "float64"):
         assert cuda.supports(dtype) is None

@@ -3,10 +3,13 @@
 The library is looked up, in this order:
 
 1. ``$JAX_LAZY_NVRTC``: the path of a ``libnvrtc.so*`` to use;
-2. the pip wheel ``nvidia-cuda-nvrtc-cu12`` (a dependency of ``jax[cuda12]``), which
-   installs ``site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12`` next to the
-   ``libnvrtc-builtins.so.12.*`` it loads (the ``nvidia`` package is a namespace
-   package: found through ``importlib``, never imported for its code);
+2. the pip wheels: ``nvidia-cuda-nvrtc-cu12`` (a dependency of ``jax[cuda12]``), which
+   installs ``site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12``, and
+   ``nvidia-cuda-nvrtc`` 13.x (of ``jax[cuda13]``): ``nvidia/cu13/lib/libnvrtc.so.13``,
+   each next to the ``libnvrtc-builtins`` it loads (``nvidia`` is a namespace package:
+   found through ``importlib``, never imported for its code). The CUDA major of JAX's
+   CUDA plugin (``jax-cuda12-plugin`` or ``jax-cuda13-plugin``) comes first: its driver
+   requirement is the one the machine already meets;
 3. a system CUDA toolkit: ``$CUDA_HOME`` / ``$CUDA_PATH`` ``/lib64``, ``/usr/local/cuda``,
    then the dynamic loader's search (``ctypes.util.find_library("nvrtc")``).
 
@@ -14,7 +17,7 @@ Nothing is loaded until :func:`status`, :func:`version` or :func:`compile` is ca
 NVRTC needs no GPU and no driver: it only compiles, so kernels can be built (and their
 compilation tested) on a machine without CUDA.
 
-Facts about the wheel's NVRTC (12.9): no builtin headers (``cuda_fp16.h``,
+Facts about the wheels' NVRTC (12.9, 13.0): no builtin headers (``cuda_fp16.h``,
 ``cuda_bf16.h``, ``<cstdint>`` cannot be included without an include path); the CUDA
 math library (``expf``, ``exp``, ``__float_as_uint`` ...) is declared implicitly; GCC's
 ``__builtin_inf`` / ``__builtin_nan`` do not exist. Compiling a jax_lazy kernel takes
@@ -47,12 +50,13 @@ def _candidates() -> list[str]:
     env = os.environ.get("JAX_LAZY_NVRTC")
     if env:
         out.append(env)
-    try:
-        spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
-    except (ImportError, ValueError):
-        spec = None
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        out += sorted(glob.glob(os.path.join(root, "lib", "libnvrtc.so*")), key=_plain_first)
+    for package in sorted(_WHEELS, key=lambda p: _WHEELS[p] != _jax_cuda_major()):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            out += sorted(glob.glob(os.path.join(root, "lib", "libnvrtc.so*")), key=_plain_first)
     for var in ("CUDA_HOME", "CUDA_PATH"):
         if os.environ.get(var):
             out += sorted(glob.glob(os.path.join(os.environ[var], "lib*", "libnvrtc.so*")), key=_plain_first)
@@ -61,6 +65,22 @@ def _candidates() -> list[str]:
     if found:
         out.append(found)
     return [p for p in out if "builtins" not in os.path.basename(p)]
+
+
+_WHEELS = {"nvidia.cuda_nvrtc": 12, "nvidia.cu13": 13}  # where each CUDA major's wheel puts lib/
+
+
+def _jax_cuda_major() -> int | None:
+    """The CUDA major version of JAX's installed CUDA plugin (12, 13), None without one."""
+    from importlib import metadata
+
+    for major in (13, 12):
+        try:
+            metadata.version(f"jax-cuda{major}-plugin")
+            return major
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def _plain_first(path: str) -> tuple:
@@ -76,6 +96,7 @@ def _load() -> None:
         tried, _lib, _path = [], None, None
         for path in _candidates():
             try:
+                _preload_builtins(path)
                 lib = ctypes.CDLL(path)
                 _declare(lib)
             except (OSError, AttributeError) as exc:
@@ -87,8 +108,26 @@ def _load() -> None:
             _problem = ("NVRTC (libnvrtc.so) was not found"
                         + (f" or could not be loaded ({'; '.join(tried)})" if tried else "")
                         + ". Install it with `pip install nvidia-cuda-nvrtc-cu12` (it comes with "
-                        "`jax[cuda12]`), or point $JAX_LAZY_NVRTC to a libnvrtc.so")
+                        "`jax[cuda12]`) or `pip install nvidia-cuda-nvrtc` (CUDA 13, with `jax[cuda13]`), "
+                        "or point $JAX_LAZY_NVRTC to a libnvrtc.so")
         _loaded = True
+
+
+_builtins: list = []  # preloaded libnvrtc-builtins, kept alive
+
+
+def _preload_builtins(path: str) -> None:
+    """Load the ``libnvrtc-builtins`` beside ``path`` (same build: plain or ``.alt``) first,
+    globally: NVRTC 13 opens it by name at its first compile and, loaded from a wheel, does
+    not find it next to itself (NVRTC 12's RUNPATH does); one already loaded is reused."""
+    alt = ".alt." in os.path.basename(path)
+    for found in sorted(glob.glob(os.path.join(os.path.dirname(path) or ".", "libnvrtc-builtins*.so*"))):
+        if (".alt." in os.path.basename(found)) == alt:
+            try:
+                _builtins.append(ctypes.CDLL(found, mode=ctypes.RTLD_GLOBAL))
+            except OSError:
+                pass  # NVRTC will say what it misses at its first compile
+            return
 
 
 def _declare(lib) -> None:
