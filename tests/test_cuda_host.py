@@ -273,8 +273,21 @@ def _inner_params():
     return out
 
 
+def _gpu_params():
+    reason = cuda.available()
+    marks = [pytest.mark.skip(reason=f"needs a GPU: {reason}")] if reason else []
+    return [pytest.param(*p.values, id=f"gpu-{p.id}", marks=marks) for p in _inner_params()]
+
+
+@pytest.mark.parametrize("D,name,path", _gpu_params())
+def test_inner_stage_on_the_gpu(D, name, path, monkeypatch, rng):
+    """The same cases through the real cuda backend (NVRTC, the FFI handler, the device's
+    tensor cores and maths library): every path of the stage on a GPU."""
+    test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng, gpu=True)
+
+
 @pytest.mark.parametrize("D,name,path", _inner_params())
-def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng, batch=()):
+def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng, batch=(), gpu=False):
     """Inner products of dim D computed by the stage (register tiles, or the emulated
     tensor cores of the host shim), against NumPy in float64 on the same (rounded) inputs."""
     dtype, inner, tf32, sqdist = PATHS[path]
@@ -292,7 +305,12 @@ def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng,
     assert len(cuda.config(plan).inners) == 1, "the stage computes the inner product"
     arrays = [np.asarray(b).astype(store) for b in bound]
     geom = api.geometry(plan, arrays)
-    got = cuda_host.launch(plan, arrays, cuda_host.out_types(plan, geom), batch, STAGE_M, STAGE_N)
+    if gpu:
+        with precision(np.float64 if dtype == "float64" else np.float32):
+            got = cuda.reduce(plan, [jnp.asarray(a) for a in arrays], api.geometry(plan, arrays))
+        got = [np.asarray(g) for g in got]
+    else:
+        got = cuda_host.launch(plan, arrays, cuda_host.out_types(plan, geom), batch, STAGE_M, STAGE_N)
     rtol = 1e-2 if tf32 else RTOLS[dtype]
     for pos, (g, wnt, t) in enumerate(zip(got, want, terms)):
         g = g.reshape(wnt.shape)

@@ -191,3 +191,19 @@ def test_cuda_launch_choice_off(monkeypatch):
     monkeypatch.setattr(cuda, "TUNE", False)
     plan = _plan()
     assert cuda.launch_choice(plan) == cuda.config(plan) and seen == []
+
+
+@pytest.mark.skipif(cuda.available() is not None, reason=f"needs a GPU: {cuda.available()}")
+def test_cuda_launch_choice_on_the_gpu(monkeypatch):
+    """Real measurements: every candidate runs, the fastest is remembered with its timings."""
+    monkeypatch.setattr(cuda, "TUNE", True)
+    cuda._choice.cache_clear()
+    plan = _plan()
+    chosen = cuda.launch_choice(plan)
+    cands = cuda.candidates(plan)
+    assert chosen in cands
+    material = {"source": cuda.kernel_source(plan, cuda.device_arch(), cfg=cands[0], idx=str(np.dtype(index_dtype()))),
+                "arch": cuda.device_arch(), "device": cuda._device_kind(), "nvrtc": nvrtc.identity()}
+    entry = json.loads(tuning.path(tuning.key(material, [cuda._label(c) for c in cands])).read_text())
+    assert all(s is not None and 0 < s < 1 for s in entry["seconds"]), entry
+    assert cands[entry["choice"]] == chosen and entry["seconds"][entry["choice"]] == min(entry["seconds"])

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# What a session with a lent GPU machine runs there (the `device` tool of this workplace),
+# in as few calls as possible: each call is at most 10 minutes and a session has 30
+# minutes of device time in all, machine start included.
+#
+# The machine has no network; its python3 has JAX (with the CUDA 13 plugin, which brings
+# the `nvidia-cuda-nvrtc` 13 wheel), scikit-build-core, nanobind, CMake, ninja, pytest,
+# hypothesis and filelock, but not platformdirs (nor pykeops). Before the first call,
+# here, in the repository root:
+#
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux2014_x86_64 -d .whl platformdirs
+#
+# then call the device with carry [".whl"] and one of (steps run in order, logs and
+# reports land in $OUT):
+#
+#   bash bench/gpu_session.sh install test          # fast suite, cuda params included (~5-8 min)
+#   bash bench/gpu_session.sh install paths         # reductions and stage tests with each
+#                                                   # JAX_LAZY_CUDA_INNER / SQDIST path
+#   bash bench/gpu_session.sh install bench-quick   # bench/gpu.py --quick (or `bench`: all rows)
+#
+# Every call re-installs: the machine is bare again once it has gone back (30 s idle).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY="${PYTHON:-python3}"
+OUT="${OUT:-/tmp/jax_lazy_out}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 JAX_LAZY_CACHE_DIR=/tmp/jax_lazy_cache
+# several pytest workers share the GPU: no preallocation of 75% of its memory each
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+install() {
+  if [ -d .whl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || return 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation \
+      -C build-dir=/tmp/jax_lazy_build -C cmake.define.JAX_LAZY_REQUIRE_XLA_FFI=ON -e . \
+      2>&1 | tail -20 || return 1
+  "$PY" - <<'PY' 2>&1 | tee "$OUT/install.txt"
+import jax, jax_lazy
+from jax_lazy.backends import cuda, nvrtc
+print("jax", jax.__version__, jax.devices())
+print("nvrtc", nvrtc.status() or (nvrtc.version(), nvrtc.library_path()))
+print("cuda backend:", cuda.available() or "available")
+jax_lazy.doctor()
+PY
+}
+
+run_tests() {
+  "$PY" -m pytest -m "not slow" -q -n 8 -p no:cacheprovider 2>&1 | tee "$OUT/test.log" | tail -40
+}
+
+# Each inner-product path of the stage on the GPU (test_inner_stage_on_the_gpu sets the
+# switches per case), the launch-configuration measurement, then the backend-parametrised
+# reductions with the stage off and on register tiles only.
+run_paths() {
+  "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_cuda_host.py -k on_the_gpu tests/test_tuning.py 2>&1 | tail -8
+  local inner
+  for inner in fma off; do
+    echo "== JAX_LAZY_CUDA_INNER=$inner"
+    JAX_LAZY_CUDA_INNER=$inner JAX_LAZY_TEST_BACKENDS=cuda \
+      "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_reductions.py tests/test_transforms.py 2>&1 | tail -5
+  done
+}
+
+for step in "$@"; do
+  echo "=== $step"
+  case "$step" in
+    install) install ;;
+    test) run_tests ;;
+    paths) run_paths 2>&1 | tee "$OUT/paths.log" ;;
+    bench-quick) "$PY" bench/gpu.py --quick --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
+    bench) "$PY" bench/gpu.py --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
+    *) echo "unknown step $step (install, test, paths, bench-quick, bench)"; exit 2 ;;
+  esac || { echo "step $step failed"; exit 1; }
+done
