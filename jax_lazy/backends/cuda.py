@@ -633,7 +633,7 @@ def _choice(plan, arch, device, idx, inner, tf32, sqdist) -> Config:
             state["inputs"] = _tuning_inputs(plan, cands)
         if isinstance(state["built"][c], Exception):
             raise state["built"][c]
-        return _measure(plan, arch, idx, cands[c], *state["inputs"])
+        return _measure(plan, cands[c], *state["inputs"])
 
     found = tuning.choose(material, [_label(c) for c in cands], measure, name=plan.describe())
     return cands[found]
@@ -669,17 +669,11 @@ def _tuning_inputs(plan, cands):
     return arrays, Geometry((), M, N, dtype)
 
 
-def _measure(plan, arch, idx, cfg, arrays, geom) -> float:
+def _measure(plan, cfg, arrays, geom) -> float:
     """Seconds of one launch of ``plan``'s kernel built with ``cfg`` over ``geom``."""
-    from . import cuda_ffi, tuning
+    from . import tuning
 
-    kid = _kernel_id(plan, arch, idx, INNER, TF32, SQDIST, cfg)
-    cats = [v.attr[1] for v in plan.variables]
-    outs = out_types(plan, geom)
-    rows, threads, shared = launch_config(plan, geom, cfg)
-    fn = jax.jit(lambda *a: cuda_ffi.call(kid, a, cats, outs, (), geom.M, geom.N, rows_per_block=rows,
-                                          block_threads=threads, shared_bytes=shared))
-    return tuning.best_time(fn, arrays)
+    return tuning.best_time(jax.jit(lambda *a: _call(plan, a, geom, cfg)), arrays)
 
 
 def reduce(plan, arrays, geom):
@@ -710,11 +704,12 @@ def _split_count(plan, geom) -> int:
     return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-BLOCKS_PER_SM * sms // max(blocks, 1))))
 
 
-def _call(plan, arrays, geom):
-    """One launch of ``plan``'s kernel over ``geom``."""
+def _call(plan, arrays, geom, cfg: Config | None = None):
+    """One launch of ``plan``'s kernel over ``geom``, built with ``cfg`` (default
+    :func:`launch_choice`)."""
     from . import cuda_ffi
 
-    cfg = launch_choice(plan)
+    cfg = cfg or launch_choice(plan)
     rows, threads, shared = launch_config(plan, geom, cfg)
     cats = [v.attr[1] for v in plan.variables]
     outs = cuda_ffi.call(kernel_id(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
