@@ -19,6 +19,15 @@
 #   bash bench/gpu_session.sh install paths         # reductions and stage tests with each
 #                                                   # JAX_LAZY_CUDA_INNER / SQDIST path
 #   bash bench/gpu_session.sh install bench-quick   # bench/gpu.py --quick (or `bench`: all rows)
+#   bash bench/gpu_session.sh install gpu cuda bench-small
+#                                                   # a 15-minute lease: the GPU-only tests
+#                                                   # (stage paths, tuning, handler), every
+#                                                   # cuda-parametrised test (slow ones too,
+#                                                   # no tuning), 4 bench rows without pykeops
+#
+# STEP_TIMEOUT (seconds, default 600) bounds each step's commands, STEP_TIMEOUT_<step>
+# (e.g. STEP_TIMEOUT_cuda=180) one step's; they are stopped with SIGINT, so that pytest
+# still prints the failures it has seen.
 #
 # Every call re-installs: the machine is bare again once it has gone back (30 s idle).
 set -uo pipefail
@@ -48,31 +57,54 @@ jax_lazy.doctor()
 PY
 }
 
+
 run_tests() {
-  "$PY" -m pytest -m "not slow" -q -n 8 -p no:cacheprovider 2>&1 | tee "$OUT/test.log" | tail -40
+  "${T[@]}" "$PY" -m pytest -m "not slow" -q -n 8 -p no:cacheprovider 2>&1 | tee "$OUT/test.log" | tail -40
 }
 
 # Each inner-product path of the stage on the GPU (test_inner_stage_on_the_gpu sets the
 # switches per case), the launch-configuration measurement, then the backend-parametrised
 # reductions with the stage off and on register tiles only.
 run_paths() {
-  "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_cuda_host.py -k on_the_gpu tests/test_tuning.py 2>&1 | tail -8
+  run_gpu_only 2>&1 | tail -8
   local inner
   for inner in fma off; do
     echo "== JAX_LAZY_CUDA_INNER=$inner"
     JAX_LAZY_CUDA_INNER=$inner JAX_LAZY_TEST_BACKENDS=cuda \
-      "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_reductions.py tests/test_transforms.py 2>&1 | tail -5
+      "${T[@]}" "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_reductions.py tests/test_transforms.py 2>&1 | tail -5
   done
 }
 
+# The tests that need a GPU: each inner-product path of the stage, the real
+# launch-configuration measurement, the cuda FFI handler.
+run_gpu_only() {
+  "${T[@]}" "$PY" -m pytest -q -n 8 -p no:cacheprovider -rfE tests/test_cuda_host.py::test_inner_stage_on_the_gpu \
+    tests/test_tuning.py tests/test_cuda_handler.py
+}
+
+# Every test parametrised by backend, on the cuda backend only, slow ones included; the
+# launch measurement off (it runs once per kernel, and run_gpu_only tests it).
+run_cuda_params() {
+  JAX_LAZY_TEST_BACKENDS=cuda JAX_LAZY_CUDA_TUNE=0 "${T[@]}" "$PY" -m pytest -q -n 12 -p no:cacheprovider -rfE \
+    -m "slow or not slow" tests/test_reductions.py tests/test_transforms.py tests/test_grad.py tests/test_ops.py
+}
+
 for step in "$@"; do
-  echo "=== $step"
+  echo "=== $step $(date +%T)"
+  limit="STEP_TIMEOUT_${step//-/_}"
+  T=(timeout -s INT -k 15 "${!limit:-${STEP_TIMEOUT:-600}}")
   case "$step" in
     install) install ;;
     test) run_tests ;;
     paths) run_paths 2>&1 | tee "$OUT/paths.log" ;;
+    gpu) run_gpu_only 2>&1 | tee "$OUT/gpu_only.log" | tail -40 ;;
+    cuda) run_cuda_params 2>&1 | tee "$OUT/cuda_params.log" | tail -60 ;;
+    bench-small) "${T[@]}" "$PY" bench/gpu.py --no-keops --budget 3 --repeats 3 \
+        --rows gauss3-1e5,grad3-1e5,gauss64-2e5,argkmin3-1e6 --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
     bench-quick) "$PY" bench/gpu.py --quick --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
     bench) "$PY" bench/gpu.py --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
-    *) echo "unknown step $step (install, test, paths, bench-quick, bench)"; exit 2 ;;
-  esac || { echo "step $step failed"; exit 1; }
+    *) echo "unknown step $step (install, test, paths, gpu, cuda, bench-quick, bench-small, bench)"; exit 2 ;;
+  esac || { echo "step $step failed"; [ "$step" != install ] || exit 1; failed=1; }
 done
+echo "=== end $(date +%T)"
+exit "${failed:-0}"
