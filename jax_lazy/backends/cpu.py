@@ -38,6 +38,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
@@ -344,13 +345,38 @@ def _stage(inners, R, slots, jblock) -> list[str]:
     return lines
 
 
-def _buffered(plan, em, roots, R, update) -> list[str]:
-    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb)."""
+STACK_BYTES = 64 * 1024  # scratch arrays of a kernel call up to this size live on the stack
+MAX_SCRATCH_BYTES = 1 << 30  # larger per-thread scratch (KMin with a huge K * D): BackendError
+
+
+def _scratch(plan, arrays) -> list[str]:
+    """Declarations of the per-call arrays ``(ctype, name, size)`` ("T" or "IDX"): on the
+    stack when they total at most :data:`STACK_BYTES`, else on the heap (``jl_array``):
+    a worker thread's stack is a few MiB (8 at most), less than KMin's R * D * K
+    (value, index) pairs or Min's buffers at large D. Past :data:`MAX_SCRATCH_BYTES`
+    per thread, BackendError (no kernel that might fail to allocate is built)."""
+    size = {"T": np.dtype(plan.dtype).itemsize, "IDX": np.dtype(index_dtype()).itemsize}
+    total = sum(n * size[ctype] for ctype, _, n in arrays)
+    if total > MAX_SCRATCH_BYTES:
+        raise BackendError(
+            f"the cpu kernel of this {plan.red.name} reduction needs {total / 2**30:.1f} GiB of scratch "
+            f"per thread ({', '.join(f'{name}[{n}]' for _, name, n in arrays)}), more than the "
+            f"{MAX_SCRATCH_BYTES // 2**30} GiB limit (cpu.MAX_SCRATCH_BYTES); use a smaller K or D",
+            plan.describe())
+    if total <= STACK_BYTES:
+        return [f"alignas(64) {ctype} {name}[{n}];" for ctype, name, n in arrays]
+    return [f"jl_array<{ctype}> {name}_({n}); {ctype}* __restrict {name} = {name}_.p;" for ctype, name, n in arrays]
+
+
+def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
+    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb);
+    ``state``: the reduction's own arrays ``(ctype, name, size)`` (see :func:`_scratch`)."""
     F = roots[0]
     dims = [f.dim for f in roots]
-    decl = [f"alignas(64) T fb[{R * dims[0] * LANES}];"]
+    arrays = [("T", "fb", R * dims[0] * LANES)]
     if len(roots) > 1:
-        decl.append(f"alignas(64) T wb[{R * dims[1] * LANES}];")
+        arrays.append(("T", "wb", R * dims[1] * LANES))
+    decl = _scratch(plan, arrays + list(state))
 
     def sink(r):
         out = [f"fb[{(r * dims[0] + e) * LANES} + w] = {c};" for e, c in enumerate(em.comps(F, r))]
@@ -447,8 +473,7 @@ def _min_kernel(plan, em, roots, R):
         "  }",
         "}",
     ]
-    decl, chunk = _buffered(plan, em, roots, R, update)
-    decl += [f"alignas(64) T mv[{size}];", f"alignas(64) IDX mk[{size}];"]
+    decl, chunk = _buffered(plan, em, roots, R, update, state=[("T", "mv", size), ("IDX", "mk", size)])
     return decl + _row_loop(plan, em, R, init + chunk + write)
 
 
@@ -480,8 +505,7 @@ def _kmin_kernel(plan, em, roots, R):
         "  }",
         "}",
     ]
-    decl, chunk = _buffered(plan, em, roots, R, update)
-    decl += [f"T kv[{size}];", f"IDX kk[{size}];"]
+    decl, chunk = _buffered(plan, em, roots, R, update, state=[("T", "kv", size), ("IDX", "kk", size)])
     return decl + _row_loop(plan, em, R, init + chunk + write)
 
 
