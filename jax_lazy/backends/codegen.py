@@ -150,7 +150,6 @@ class Emitter:
     external: frozenset = frozenset()
     loop_min_dim: int | None = None  # None: every node scalarised (see the module docstring)
     var_elem: callable = None  # (var, index expression, row) -> its component, for loops
-    loop_roots: bool = True  # whether the kernel template's sink takes looped roots
 
     def __post_init__(self):
         full = topo_order(*self.roots)
@@ -266,7 +265,7 @@ def _loop_sets(em) -> tuple[frozenset, frozenset, frozenset]:
             for a in n.args:
                 users[a].append(n)
     looped = {n for n in em.order if n.dim >= em.loop_min_dim and n not in em.external
-              and (n.op in CPP or n.op == "Pow") and (em.loop_roots or n not in em.roots)}
+              and (n.op in CPP or n.op == "Pow")}
     changed = True
     while changed:
         changed = False

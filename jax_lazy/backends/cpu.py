@@ -81,7 +81,7 @@ def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
     rts = common.roots(plan)
     return Emitter(rts, _var_name, external=frozenset(p.node for p in inner_products(plan, rts)),
-                   loop_min_dim=LOOP_MIN_DIM, var_elem=_var_elem, loop_roots=plan.red.kernel is not SUM)
+                   loop_min_dim=LOOP_MIN_DIM, var_elem=_var_elem)
 
 
 STAGE_ROWS = 4  # rows of one register tile of the inner-product stage
@@ -224,19 +224,34 @@ def _sum_kernel(plan, em, roots, R):
     (F,) = roots
     E = F.dim
     st = _Staging.make(plan, em, roots, R)
-    parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
-    sinks = [[f"part{r}_{e} += {c};" for e, c in enumerate(em.comps(F, r))] for r in range(R)]
-    inner = [
-        *st.stage(),
-        "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
-        f"#pragma omp simd reduction(+: {', '.join(parts)})",
-        "for (int w = 0; w < nw; ++w) {",
-        *_indent(st.lanes(sinks), 2),
-        "}",
-        *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] += part{r}_{e};' for e in range(E))} }}"
-          for r in range(R)],
-    ]
+    if F in em.looped:  # E partial sums per row in arrays, the lanes in turn (no simd reduction over E names)
+        decl = _scratch(plan, [("T", f"part{r}", E) for r in range(R)])
+        sinks = [_store(em, F, r, lambda e, r=r: f"part{r}[{e}]", op="+=") for r in range(R)]
+        inner = [
+            *st.stage(),
+            *[f"for (int c = 0; c < {E}; ++c) part{r}[c] = T(0);" for r in range(R)],
+            "for (int w = 0; w < nw; ++w) {",
+            *_indent(st.lanes(sinks), 2),
+            "}",
+            *[f"if (ib + {r} < i1) for (int c = 0; c < {E}; ++c) out0[(ib + {r}) * {E} + c] += part{r}[c];"
+              for r in range(R)],
+        ]
+    else:
+        decl = []
+        parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
+        sinks = [[f"part{r}_{e} += {c};" for e, c in enumerate(em.comps(F, r))] for r in range(R)]
+        inner = [
+            *st.stage(),
+            "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
+            f"#pragma omp simd reduction(+: {', '.join(parts)})",
+            "for (int w = 0; w < nw; ++w) {",
+            *_indent(st.lanes(sinks), 2),
+            "}",
+            *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] += part{r}_{e};' for e in range(E))} }}"
+              for r in range(R)],
+        ]
     return [
+        *decl,
         *st.buffers(),
         f"for (int64_t q = i0 * {E}; q < i1 * {E}; ++q) out0[q] = T(0);",
         f"for (int64_t jb = 0; jb < N; jb += {st.jblock}) {{",
@@ -415,13 +430,13 @@ def _lane_slot(buf, base):
     return lambda e: f"{buf}[{(base + e) * LANES} + w]" if isinstance(e, int) else f"{buf}[({base} + {e}) * {LANES} + w]"
 
 
-def _store(em, f, r, at) -> list[str]:
-    """Statements storing each component e of root ``f`` (row ``r``) at ``at(e)``: one per
+def _store(em, f, r, at, op="=") -> list[str]:
+    """Statements ``at(e) op F_e`` for each component e of root ``f`` (row ``r``): one per
     component, or a loop over them when ``f`` is looped."""
     if f in em.looped:
         body, expr = em.loop(f, r)
-        return [f"for (int c = 0; c < {f.dim}; ++c) {{ {' '.join(body)} {at('c')} = {expr}; }}"]
-    return [f"{at(e)} = {c};" for e, c in enumerate(em.comps(f, r))]
+        return [f"for (int c = 0; c < {f.dim}; ++c) {{ {' '.join(body)} {at('c')} {op} {expr}; }}"]
+    return [f"{at(e)} {op} {c};" for e, c in enumerate(em.comps(f, r))]
 
 
 def _lse_kernel(plan, em, roots, R):
