@@ -104,3 +104,36 @@ def test_large_dim_values(backend, name, x64):
             np.testing.assert_array_equal(np.asarray(got), want)
         else:
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------- large K on every backend
+
+
+def test_kmin_at_the_cuda_state_limit(backend, x64):
+    """K = N = 1024 in float64 (16 KiB of K-lists per thread: cuda's KMIN_STATE_BYTES) on
+    every backend, against a stable NumPy argsort."""
+    from jax_lazy import Vi, Vj
+
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((3, 1)), rng.standard_normal((1024, 1))
+    vals, idx = (Vi(x) - Vj(y)).abs().Kmin_argKmin(1024, axis=1, backend=backend)
+    d = np.abs(x - y.T)  # (M, N)
+    order = np.argsort(d, axis=1, kind="stable")
+    np.testing.assert_array_equal(np.asarray(idx), order)
+    np.testing.assert_array_equal(np.asarray(vals), np.take_along_axis(d, order, axis=1))
+
+
+def test_cuda_kmin_past_the_state_limit_is_refused():
+    """One pair more than KMIN_STATE_BYTES of K-lists per thread: a BackendError that says
+    what to do, raised while generating the source (no GPU needed)."""
+    from jax_lazy import Vi, Vj, api
+    from jax_lazy.backends import cuda
+    from jax_lazy.errors import BackendError
+    from jax_lazy.reductions import REDUCTIONS
+
+    z = np.zeros((3, 1), np.float32)
+    nodes, (vars_, *_rest) = (Vi(z) - Vj(z))._join()
+    plan = lambda K: api.Plan(tuple(nodes), REDUCTIONS["ArgKMin"], K, tuple(vars_), "float32", "cuda")  # noqa: E731
+    assert "jl_kmin_update<1, 2048>" in cuda.kernel_source(plan(2048))
+    with pytest.raises(BackendError, match="KMIN_STATE_BYTES.*backend='cpu'"):
+        cuda.kernel_source(plan(2049))
