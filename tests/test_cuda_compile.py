@@ -197,6 +197,13 @@ def test_too_many_variables_is_refused():
         cuda.kernel_source(make_plan((F,), "Sum"))
 
 
+def test_kmin_at_the_local_memory_limit_compiles():
+    """K-lists of exactly cuda.KMIN_STATE_BYTES per thread (one more pair: BackendError,
+    tests/test_large_sizes.py) go through NVRTC and ptxas."""
+    pair = 4 + np.dtype(np.int32).itemsize
+    compile_all([make_plan(((Vi(x3) - Vj(x3)).sum(-1),), "ArgKMin", k=cuda.KMIN_STATE_BYTES // pair)])
+
+
 # ---------------------------------------------------------------- snapshots
 
 x32 = np.zeros((4, 32), np.float32)

@@ -38,10 +38,11 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
-from .codegen import Emitter
+from .codegen import LOOP_MIN_DIM, Emitter, elem_vars
 from .common import inner_products, out_types
 
 
@@ -79,7 +80,8 @@ def supports(dtype: str) -> str | None:
 def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
     rts = common.roots(plan)
-    return Emitter(rts, _var_name, external=frozenset(p.node for p in inner_products(plan, rts)))
+    return Emitter(rts, _var_name, external=frozenset(p.node for p in inner_products(plan, rts)),
+                   loop_min_dim=LOOP_MIN_DIM, var_elem=_var_elem)
 
 
 STAGE_ROWS = 4  # rows of one register tile of the inner-product stage
@@ -97,6 +99,13 @@ def _var_name(v, c, row):
     return {I: f"x{k}_r{row}_{c}", J: f"y{k}_{c}", P: f"p{k}_{c}"}[cat]
 
 
+def _var_elem(v, idx, row):
+    """Component ``idx`` (a C++ expression) of a variable, read in a loop (j-variables are
+    transposed: ``(D, N)``; ``j`` is the column)."""
+    k, cat = v.attr
+    return {I: f"in{k}[row{row} * {v.dim} + {idx}]", J: f"in{k}[{idx} * N + j]", P: f"in{k}[{idx}]"}[cat]
+
+
 def _prologue(plan, em, outputs) -> list[str]:
     lines = []
     for v in plan.variables:
@@ -104,7 +113,7 @@ def _prologue(plan, em, outputs) -> list[str]:
     for k, ctype in enumerate(outputs):
         lines.append(f"{ctype}* __restrict out{k} = ({ctype}*)out_[{k}];")
     for v in plan.variables:
-        if v.attr[1] == P:
+        if v.attr[1] == P and v not in em.loop_vars:
             lines += [f"const T p{v.attr[0]}_{c} = in{v.attr[0]}[{c}];" for c in range(v.dim)]
     return lines + em.statements("p")
 
@@ -114,7 +123,7 @@ def _row_setup(plan, em, R) -> list[str]:
     for r in range(R):
         lines.append(f"const int64_t row{r} = jl_min64(ib + {r}, i1 - 1);")
         for v in plan.variables:
-            if v.attr[1] == I and v in em.ids:  # not when only the inner-product stage reads it
+            if v.attr[1] == I and v in em.ids and v not in em.loop_vars:  # read by loops or the stage only: not loaded
                 k = v.attr[0]
                 lines += [f"const T x{k}_r{r}_{c} = in{k}[row{r} * {v.dim} + {c}];" for c in range(v.dim)]
         lines += em.statements("i", r)
@@ -125,7 +134,7 @@ def _lane_body(plan, em, R, sink) -> list[str]:
     """Loads of column ``j``, then the formula for each row; ``sink(r)`` consumes it."""
     lines = []
     for v in plan.variables:
-        if v.attr[1] == J:
+        if v.attr[1] == J and v not in em.loop_vars:
             k = v.attr[0]
             lines += [f"const T y{k}_{c} = in{k}[{c} * N + j];" for c in range(v.dim)]
     return lines + em.statements("j") + _rows_interleaved(em, R, [sink(r) for r in range(R)])
@@ -202,7 +211,8 @@ class _Staging:
         for k, p in enumerate(self.inners):
             loads.update({self.em.comps(p.node, r)[0]: f"sbuf[{(k * self.R + r) * self.jblock} + w]"
                           for r in range(self.R)})
-        return _with_loads(_rows_interleaved(self.em, self.R, sinks), loads)
+        column = ["const int64_t j = jb + w;"] if any(v.attr[1] == J for v in elem_vars(self.em)) else []
+        return column + _with_loads(_rows_interleaved(self.em, self.R, sinks), loads)
 
 
 def _sum_kernel(plan, em, roots, R):
@@ -214,19 +224,34 @@ def _sum_kernel(plan, em, roots, R):
     (F,) = roots
     E = F.dim
     st = _Staging.make(plan, em, roots, R)
-    parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
-    sinks = [[f"part{r}_{e} += {c};" for e, c in enumerate(em.comps(F, r))] for r in range(R)]
-    inner = [
-        *st.stage(),
-        "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
-        f"#pragma omp simd reduction(+: {', '.join(parts)})",
-        "for (int w = 0; w < nw; ++w) {",
-        *_indent(st.lanes(sinks), 2),
-        "}",
-        *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] += part{r}_{e};' for e in range(E))} }}"
-          for r in range(R)],
-    ]
+    if F in em.looped:  # E partial sums per row in arrays, the lanes in turn (no simd reduction over E names)
+        decl = _scratch(plan, [("T", f"part{r}", E) for r in range(R)])
+        sinks = [_store(em, F, r, lambda e, r=r: f"part{r}[{e}]", op="+=") for r in range(R)]
+        inner = [
+            *st.stage(),
+            *[f"for (int c = 0; c < {E}; ++c) part{r}[c] = T(0);" for r in range(R)],
+            "for (int w = 0; w < nw; ++w) {",
+            *_indent(st.lanes(sinks), 2),
+            "}",
+            *[f"if (ib + {r} < i1) for (int c = 0; c < {E}; ++c) out0[(ib + {r}) * {E} + c] += part{r}[c];"
+              for r in range(R)],
+        ]
+    else:
+        decl = []
+        parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
+        sinks = [[f"part{r}_{e} += {c};" for e, c in enumerate(em.comps(F, r))] for r in range(R)]
+        inner = [
+            *st.stage(),
+            "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
+            f"#pragma omp simd reduction(+: {', '.join(parts)})",
+            "for (int w = 0; w < nw; ++w) {",
+            *_indent(st.lanes(sinks), 2),
+            "}",
+            *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] += part{r}_{e};' for e in range(E))} }}"
+              for r in range(R)],
+        ]
     return [
+        *decl,
         *st.buffers(),
         f"for (int64_t q = i0 * {E}; q < i1 * {E}; ++q) out0[q] = T(0);",
         f"for (int64_t jb = 0; jb < N; jb += {st.jblock}) {{",
@@ -251,8 +276,10 @@ def _jstage_block(nslots: int, dtype: str) -> int:
 def _slots(em, roots) -> list[str]:
     """Names of the j-level scalars that the (row, lane) part reads: components of the
     j-level arguments of (i, j)-level nodes, and of j-level roots."""
-    nodes = [a for n in em.order if em.levels[n] == "ij" for a in n.args if em.levels[a] == "j"]
-    nodes += [f for f in roots if em.levels[f] == "j"]
+    nodes = [a for n in em.order if em.levels[n] == "ij" and n not in em.looped for a in em.reads(n)
+             if em.levels[a] == "j"]
+    for f in roots:  # a looped root: the sink's loop reads its frontier
+        nodes += [a for a in em.frontier(f) if em.levels[a] == "j"] if f in em.looped else [f] * (em.levels[f] == "j")
     return list(dict.fromkeys(c for n in dict.fromkeys(nodes) for c in em.comps(n, None)))
 
 
@@ -264,8 +291,8 @@ def _jstage(plan, em, slots, jblock) -> list[str]:
     D = 1000 that keeps the kernel small and its compile short)."""
     where = {name: k for k, name in enumerate(slots)}
     copied = [v for v in plan.variables if v.attr[1] == J and em.comps(v, None)[0] in where]
-    computed = [n for n in em.order if em.levels[n] == "j" and n.op != "Var"]
-    loaded = [v for v in plan.variables if v.attr[1] == J and any(v in n.args for n in computed)]
+    computed = [n for n in em.order if em.levels[n] == "j" and n.op != "Var" and n not in em.looped]
+    loaded = [v for v in plan.variables if v.attr[1] == J and any(v in em.reads(n) for n in computed)]
     copies = {c for v in copied for c in em.comps(v, None)}
     stores = [(where[name], name) for name in slots if name not in copies]
     lines = []
@@ -344,19 +371,41 @@ def _stage(inners, R, slots, jblock) -> list[str]:
     return lines
 
 
-def _buffered(plan, em, roots, R, update) -> list[str]:
-    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb)."""
+STACK_BYTES = 64 * 1024  # scratch arrays of a kernel call up to this size live on the stack
+MAX_SCRATCH_BYTES = 1 << 30  # larger per-thread scratch (KMin with a huge K * D): BackendError
+
+
+def _scratch(plan, arrays) -> list[str]:
+    """Declarations of the per-call arrays ``(ctype, name, size)`` ("T" or "IDX"): on the
+    stack when they total at most :data:`STACK_BYTES`, else on the heap (``jl_array``):
+    a worker thread's stack is a few MiB (8 at most), less than KMin's R * D * K
+    (value, index) pairs or Min's buffers at large D. Past :data:`MAX_SCRATCH_BYTES`
+    per thread, BackendError (no kernel that might fail to allocate is built)."""
+    size = {"T": np.dtype(plan.dtype).itemsize, "IDX": np.dtype(index_dtype()).itemsize}
+    total = sum(n * size[ctype] for ctype, _, n in arrays)
+    if total > MAX_SCRATCH_BYTES:
+        raise BackendError(
+            f"the cpu kernel of this {plan.red.name} reduction needs {total / 2**30:.1f} GiB of scratch "
+            f"per thread ({', '.join(f'{name}[{n}]' for _, name, n in arrays)}), more than the "
+            f"{MAX_SCRATCH_BYTES // 2**30} GiB limit (cpu.MAX_SCRATCH_BYTES); use a smaller K or D",
+            plan.describe())
+    if total <= STACK_BYTES:
+        return [f"alignas(64) {ctype} {name}[{n}];" for ctype, name, n in arrays]
+    return [f"jl_array<{ctype}> {name}_({n}); {ctype}* __restrict {name} = {name}_.p;" for ctype, name, n in arrays]
+
+
+def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
+    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb);
+    ``state``: the reduction's own arrays ``(ctype, name, size)`` (see :func:`_scratch`)."""
     F = roots[0]
     dims = [f.dim for f in roots]
-    decl = [f"alignas(64) T fb[{R * dims[0] * LANES}];"]
+    arrays = [("T", "fb", R * dims[0] * LANES)]
     if len(roots) > 1:
-        decl.append(f"alignas(64) T wb[{R * dims[1] * LANES}];")
+        arrays.append(("T", "wb", R * dims[1] * LANES))
+    decl = _scratch(plan, arrays + list(state))
 
     def sink(r):
-        out = [f"fb[{(r * dims[0] + e) * LANES} + w] = {c};" for e, c in enumerate(em.comps(F, r))]
-        if len(roots) > 1:
-            out += [f"wb[{(r * dims[1] + e) * LANES} + w] = {c};" for e, c in enumerate(em.comps(roots[1], r))]
-        return out
+        return [s for f, buf in zip(roots, ("fb", "wb")) for s in _store(em, f, r, _lane_slot(buf, r * f.dim))]
 
     st = _Staging.make(plan, em, roots, R, jblock=LANES)
     if st.inners:  # j-stage and inner products per chunk, then the rest of the formula
@@ -374,6 +423,20 @@ def _buffered(plan, em, roots, R, update) -> list[str]:
         "}",
     ]
     return decl, chunk
+
+
+def _lane_slot(buf, base):
+    """Where component e (an int, or a C++ index expression) of lane w goes in ``buf``."""
+    return lambda e: f"{buf}[{(base + e) * LANES} + w]" if isinstance(e, int) else f"{buf}[({base} + {e}) * {LANES} + w]"
+
+
+def _store(em, f, r, at, op="=") -> list[str]:
+    """Statements ``at(e) op F_e`` for each component e of root ``f`` (row ``r``): one per
+    component, or a loop over them when ``f`` is looped."""
+    if f in em.looped:
+        body, expr = em.loop(f, r)
+        return [f"for (int c = 0; c < {f.dim}; ++c) {{ {' '.join(body)} {at('c')} {op} {expr}; }}"]
+    return [f"{at(e)} {op} {c};" for e, c in enumerate(em.comps(f, r))]
 
 
 def _lse_kernel(plan, em, roots, R):
@@ -447,8 +510,7 @@ def _min_kernel(plan, em, roots, R):
         "  }",
         "}",
     ]
-    decl, chunk = _buffered(plan, em, roots, R, update)
-    decl += [f"alignas(64) T mv[{size}];", f"alignas(64) IDX mk[{size}];"]
+    decl, chunk = _buffered(plan, em, roots, R, update, state=[("T", "mv", size), ("IDX", "mk", size)])
     return decl + _row_loop(plan, em, R, init + chunk + write)
 
 
@@ -480,8 +542,7 @@ def _kmin_kernel(plan, em, roots, R):
         "  }",
         "}",
     ]
-    decl, chunk = _buffered(plan, em, roots, R, update)
-    decl += [f"T kv[{size}];", f"IDX kk[{size}];"]
+    decl, chunk = _buffered(plan, em, roots, R, update, state=[("T", "kv", size), ("IDX", "kk", size)])
     return decl + _row_loop(plan, em, R, init + chunk + write)
 
 

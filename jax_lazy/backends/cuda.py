@@ -36,6 +36,8 @@ Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
   KMin family   a sorted list of K (value, index) per component, insertion only when a
                 value beats the K-th (after equal values: smaller indices first); NaN
                 never enters, unfilled slots keep index -1 (as the cpu kernels).
+                The lists live in local memory: at most ``KMIN_STATE_BYTES`` (16 KiB)
+                per thread, BackendError beyond (K > 2048 at D = 1 in float32).
 
 - **Outputs** (per batch element, row-major, exactly :func:`common.out_types`): Sum (M, E),
   LSE (M, Dw), softmax (M, Dw) and (M, 1), Min (M, D) values and indices, KMin (M, K*D)
@@ -518,9 +520,22 @@ def _min(plan, em, roots):
     )
 
 
+KMIN_STATE_BYTES = 16 * 1024  # most bytes of K-lists per thread (local memory), see _kmin
+
+
 def _kmin(plan, em, roots):
+    """Each thread keeps D sorted lists of K (value, index) in local memory, and the driver
+    reserves a thread's local memory for every thread the GPU can hold (~270,000 on an
+    H100: 16 KiB each is 4.3 GB; the limit per thread is 512 KiB). Past
+    :data:`KMIN_STATE_BYTES` (e.g. K > 2048 at D = 1 in float32): BackendError."""
     (F,) = roots
     D, K, sign = F.dim, plan.k, "-" if plan.red.negate else ""
+    state = D * K * (_TYPES[plan.dtype][2] + np.dtype(index_dtype()).itemsize)
+    if state > KMIN_STATE_BYTES:
+        raise BackendError(
+            f"the cuda kernel of {plan.red.name} keeps K * D = {K} * {D} (value, index) pairs per thread: "
+            f"{state} bytes of local memory, more than cuda.KMIN_STATE_BYTES = {KMIN_STATE_BYTES}; "
+            "use a smaller K (or D), or backend='cpu' or 'jnp'", plan.describe())
     return _Family(
         outputs=["S", "IDX"],
         init=[f"T kv[{D * K}]; IDX kk[{D * K}];  // component e: entries [e*K, e*K + K), sorted",

@@ -6,8 +6,8 @@ extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
   T* __restrict out0 = (T*)out_[0];
   IDX* __restrict out1 = (IDX*)out_[1];
   alignas(64) T fb[512];
-  T kv[40];
-  IDX kk[40];
+  alignas(64) T kv[40];
+  alignas(64) IDX kk[40];
   for (int64_t ib = i0; ib < i1; ib += 8) {
     const int64_t row0 = jl_min64(ib + 0, i1 - 1);
     const T x0_r0_0 = in0[row0 * 3 + 0];

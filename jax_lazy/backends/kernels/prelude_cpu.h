@@ -297,11 +297,14 @@ JL_INLINE jl_vec jl_vzero() { return jl_vec{}; }
 JL_INLINE jl_vec jl_vload(const T* p) { jl_vec v; std::memcpy(&v, p, sizeof v); return v; }
 JL_INLINE void jl_vstore(T* p, jl_vec v) { std::memcpy(p, &v, sizeof v); }
 
-// A 64-byte aligned scratch buffer of n values of T, freed at scope exit.
-struct jl_buffer {
-  T* p;
-  explicit jl_buffer(size_t n) : p((T*)std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)) {}
-  ~jl_buffer() { std::free(p); }
-  jl_buffer(const jl_buffer&) = delete;
-  jl_buffer& operator=(const jl_buffer&) = delete;
+// A 64-byte aligned scratch array of n values of U on the heap, freed at scope exit (the
+// kernels' large state lives here: a worker thread's stack is a few MiB at most).
+template <class U>
+struct jl_array {
+  U* p;
+  explicit jl_array(size_t n) : p((U*)std::aligned_alloc(64, (n * sizeof(U) + 63) / 64 * 64)) {}
+  ~jl_array() { std::free(p); }
+  jl_array(const jl_array&) = delete;
+  jl_array& operator=(const jl_array&) = delete;
 };
+typedef jl_array<T> jl_buffer;

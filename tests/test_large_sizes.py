@@ -1,0 +1,141 @@
+"""Large K and large D: the kernels neither crash nor take a compile time that grows with D.
+
+- KMin's state (R rows x D components x K sorted (value, index) pairs) and the buffers
+  of the chunked reductions used to be arrays on the thread stack: at D = 64, K = N =
+  4096 (float64) they passed the 8 MiB stack and the process died of a segfault. Such
+  runs go to a subprocess here, so that a crash fails the test instead of pytest.
+- A node of dim D used to become D C++ statements; past ``codegen.LOOP_MIN_DIM`` vector
+  ops are loops over the components instead, so the source (and the compile time) of
+  ``(x_i - y_j).min()`` no longer grows with D.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_kmin_large_state_cpu_subprocess():
+    """K = N = 4096 lists of D = 64 components in float64 (8 MiB of state for the 2 rows of
+    a block, more than a thread's stack): the cpu kernel keeps it on the heap; values
+    and indices match a stable NumPy argsort of the float64 differences."""
+    code = """
+        import jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        from jax_lazy import Vi, Vj
+        rng = np.random.default_rng(0)
+        M, N, D, K = 2, 4096, 64, 4096
+        x, y = rng.standard_normal((M, D)), rng.standard_normal((N, D))
+        vals, idx = (Vi(x) - Vj(y)).Kmin_argKmin(K, axis=1, backend="cpu")
+        diff = x[:, None, :] - y[None, :, :]                       # (M, N, D), float64
+        order = np.argsort(diff, axis=1, kind="stable")[:, :K]     # (M, K, D)
+        np.testing.assert_array_equal(np.asarray(idx), order)
+        np.testing.assert_array_equal(np.asarray(vals), np.take_along_axis(diff, order, axis=1))
+        print("ok")
+    """
+    run = _run(code)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), (run.returncode, run.stderr[-3000:])
+
+
+# ---------------------------------------------------------------- large D: loops, not D statements
+
+
+def _diff(x, y):
+    return x[:, None, :] - y[None, :, :]  # (M, N, D)
+
+
+LARGE_D = {  # name -> (lazy formula, reduction, its NumPy float64 value)
+    "min_argmin": (lambda X, Y: X - Y, "Min_ArgMin",
+                   lambda x, y: (_diff(x, y).min(1), _diff(x, y).argmin(1))),
+    "abs_sum": (lambda X, Y: (X - Y).abs(), "Sum", lambda x, y: np.abs(_diff(x, y)).sum(1)),
+    "laplace": (lambda X, Y: (-(X - Y).abs().sum(-1) / 100.0).exp(), "Sum",
+                lambda x, y: np.exp(-np.abs(_diff(x, y)).sum(-1, keepdims=True) / 100.0).sum(1)),
+    "sq_relu_max": (lambda X, Y: ((X * 0.5 - Y) ** 2).relu().sum(-1), "Max",
+                    lambda x, y: ((0.5 * x[:, None] - y[None]) ** 2).sum(-1, keepdims=True).max(1)),
+}
+
+
+def _cpu_source(name, D):
+    from jax_lazy import Vi, Vj, api
+    from jax_lazy.backends import cpu
+    from jax_lazy.reductions import REDUCTIONS
+
+    build, red, _ = LARGE_D[name]
+    z = np.zeros((3, D), np.float32)
+    nodes, (vars_, *_rest) = build(Vi(z), Vj(z))._join()
+    plan = api.Plan(tuple(nodes), REDUCTIONS[red], None, tuple(vars_), "float32", "cpu")
+    source = cpu.kernel_source(plan)
+    return source[source.index('extern "C"'):]  # the generated part
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_D))
+def test_cpu_source_does_not_grow_with_dim(name):
+    """The generated kernel at D = 20000 is less than twice its size at D = LOOP_MIN_DIM (it
+    used to hold a few statements per component: 100 times larger, minutes of g++)."""
+    from jax_lazy.backends.codegen import LOOP_MIN_DIM
+
+    small, large = _cpu_source(name, LOOP_MIN_DIM), _cpu_source(name, 20000)
+    assert len(large) < 2 * len(small), (name, len(small), len(large))
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_D))
+def test_large_dim_values(backend, name, x64):
+    """D = 2000 against NumPy float64 (the cpu kernel loops over the components)."""
+    if backend == "cuda" and jax.default_backend() != "gpu":
+        pytest.skip("the cuda kernels scalarise every component: D = 2000 takes minutes through the host shim")
+    from jax_lazy import Vi, Vj
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((5, 2000)), rng.standard_normal((70, 2000))
+    build, red, oracle = LARGE_D[name]
+    lazy = build(Vi(x), Vj(y))
+    method = {"Min_ArgMin": lazy.min_argmin, "Sum": lazy.sum, "Max": lazy.max}[red]
+    out = method(axis=1, backend=backend)
+    for got, want in zip(out if isinstance(out, tuple) else (out,), oracle(x, y) if red == "Min_ArgMin" else (oracle(x, y),)):
+        if np.issubdtype(np.asarray(got).dtype, np.integer):
+            np.testing.assert_array_equal(np.asarray(got), want)
+        else:
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------- large K on every backend
+
+
+def test_kmin_at_the_cuda_state_limit(backend, x64):
+    """K = N = 1024 in float64 (16 KiB of K-lists per thread: cuda's KMIN_STATE_BYTES) on
+    every backend, against a stable NumPy argsort."""
+    from jax_lazy import Vi, Vj
+
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((3, 1)), rng.standard_normal((1024, 1))
+    vals, idx = (Vi(x) - Vj(y)).abs().Kmin_argKmin(1024, axis=1, backend=backend)
+    d = np.abs(x - y.T)  # (M, N)
+    order = np.argsort(d, axis=1, kind="stable")
+    np.testing.assert_array_equal(np.asarray(idx), order)
+    np.testing.assert_array_equal(np.asarray(vals), np.take_along_axis(d, order, axis=1))
+
+
+def test_cuda_kmin_past_the_state_limit_is_refused():
+    """One pair more than KMIN_STATE_BYTES of K-lists per thread: a BackendError that says
+    what to do, raised while generating the source (no GPU needed)."""
+    from jax_lazy import Vi, Vj, api
+    from jax_lazy.backends import cuda
+    from jax_lazy.errors import BackendError
+    from jax_lazy.reductions import REDUCTIONS
+
+    z = np.zeros((3, 1), np.float32)
+    nodes, (vars_, *_rest) = (Vi(z) - Vj(z))._join()
+    plan = lambda K: api.Plan(tuple(nodes), REDUCTIONS["ArgKMin"], K, tuple(vars_), "float32", "cuda")  # noqa: E731
+    assert "jl_kmin_update<1, 2048>" in cuda.kernel_source(plan(2048))
+    with pytest.raises(BackendError, match="KMIN_STATE_BYTES.*backend='cpu'"):
+        cuda.kernel_source(plan(2049))
