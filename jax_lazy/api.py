@@ -43,8 +43,8 @@ class Plan:
     backend: str
 
     def describe(self) -> str:
-        text = ", ".join(to_string(f) for f in self.formulas)
-        return f"{self.red.name}_Reduction({text}{'' if self.k is None else f', K={self.k}'})"
+        """The reduction in KeOps notation, shared sub-formulas as bindings (linear size)."""
+        return describe(self.formulas, self.red.name, self.k)
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,16 @@ class Geometry:
     dtype: object
 
 
-def describe(formulas, red_name: str, k, axis: int) -> str:
-    """A reduction as users wrote it, for error messages."""
-    body = ", ".join(to_string(f) for f in formulas)
-    return f"{red_name}_Reduction({body}{'' if k is None else f', K={k}'}, axis={axis})"
+def describe(formulas, red_name: str, k, axis: Optional[int] = None) -> str:
+    """A reduction as users wrote it, e.g. ``a = ...; Sum_Reduction(Exp(a) * a, axis=1)``."""
+    tail = ("" if k is None else f", K={k}") + ("" if axis is None else f", axis={axis}")
+    return to_string(*formulas, wrap=lambda texts: f"{red_name}_Reduction({', '.join(texts)}{tail})")
 
 
-def geometry(plan: Plan, arrays, text: Optional[str] = None) -> Geometry:
+def geometry(plan: Plan, arrays, text=None) -> Geometry:
     """Batch shape and sizes of ``arrays`` bound to ``plan``'s variables; raises ShapeError
-    (whose message shows ``text``, by default the plan)."""
-    text = text or plan.describe()
+    (whose message shows ``text()``, by default the plan; built only on error)."""
+    text = text or plan.describe
     sizes = {I: set(), J: set()}
     batches = []
     for v, a in zip(plan.variables, arrays):
@@ -115,7 +115,8 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
       A tuple of the user-visible outputs, each ``(*batch, M or N, ...)``.
     """
     red = REDUCTIONS[red_name]
-    text = describe(formulas, red_name, k, axis)  # errors show the user's formula, not the transposed one
+    # Errors show the user's formula, not the transposed one; printed only if one is raised.
+    text = functools.partial(describe, formulas, red_name, k, axis)
     if axis == 0:
         formulas = tuple(swap_ij(f) for f in formulas)
         variables = tuple(_swap_var(v) for v in variables)

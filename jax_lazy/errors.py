@@ -13,7 +13,11 @@ class JaxLazyError(Exception):
     """Base class of every jax_lazy error."""
 
     def __init__(self, message: str, formula=None):
+        """``formula``: its text, or a function returning it, called only here, when the
+        error is raised (printing a large formula costs time: no caller pays it up front)."""
         self.message = message  # without the formula
+        if callable(formula):
+            formula = formula()
         if formula is not None:
             message = f"{message}\n  formula: {formula}"
         super().__init__(message)

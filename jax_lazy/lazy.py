@@ -170,7 +170,10 @@ class LazyArray:
                     vars_.append(Var(k, v.dim, v.attr[1]))
                     arrays.append(a)
                 mapping[v] = vars_[k]
-            nodes.append(substitute(o.formula, mapping) if mapping else o.formula)
+            # An identity renumbering (the usual case when one formula extends another)
+            # skips the rewrite: building an n-op formula step by step stays O(n), not O(n^2).
+            renumbered = any(k is not v for k, v in mapping.items())
+            nodes.append(substitute(o.formula, mapping) if renumbered else o.formula)
             for mine, theirs, name in ((ni, o.ni, "M (the i axis)"), (nj, o.nj, "N (the j axis)")):
                 if mine is not None and theirs is not None and mine != theirs:
                     raise ShapeError(f"sizes {mine} and {theirs} of {name} disagree",

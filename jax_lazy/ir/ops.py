@@ -170,10 +170,10 @@ defop("Exp",    1, _same, lambda a, x: jnp.exp(x),         lambda n, g: (Mult(g,
 defop("Log",    1, _same, lambda a, x: jnp.log(x),         lambda n, g: (Divide(g, n.args[0]),))
 defop("Sin",    1, _same, lambda a, x: jnp.sin(x),         lambda n, g: (Mult(g, Cos(n.args[0])),), zero_if=(0,))
 defop("Cos",    1, _same, lambda a, x: jnp.cos(x),         lambda n, g: (Minus(Mult(g, Sin(n.args[0]))),))
-defop("Abs",    1, _same, lambda a, x: jnp.abs(x),         lambda n, g: (Mult(g, Sign(n.args[0])),), zero_if=(0,))
+defop("Abs",    1, _same, lambda a, x: jnp.abs(x),         lambda n, g: (IfElse(n.args[0], g, Minus(g)),), zero_if=(0,))
 defop("Sign",   1, _same, lambda a, x: jnp.sign(x),        None, zero_if=(0,))
 defop("Step",   1, _same, lambda a, x: _as(x, x >= 0),     None)  # 1 where x >= 0
-defop("ReLU",   1, _same, lambda a, x: jnp.maximum(x, 0),  lambda n, g: (Mult(g, Step(n.args[0])),), zero_if=(0,))
+defop("ReLU",   1, _same, lambda a, x: jnp.maximum(x, 0),  lambda n, g: (_select(LessThan(IntCst(0), n.args[0]), g),), zero_if=(0,))
 
 # Element-wise binary and ternary ops (dim-1 operands broadcast).
 defop("Add",      2, _bcast, lambda a, x, y: x + y, lambda n, g: (g, g), infix="+", linear=True)
@@ -184,16 +184,14 @@ defop("Divide",   2, _bcast, lambda a, x, y: x / y,
       lambda n, g: (Divide(g, n.args[1]), Minus(Divide(Mult(g, n), n.args[1]))), infix="/", zero_if=(0,))
 defop("Powf",     2, _bcast, lambda a, x, y: jnp.power(x, y),  # x ** y = exp(y log x), x > 0
       lambda n, g: (Mult(g, Mult(n.args[1], Powf(n.args[0], Subtract(n.args[1], IntCst(1))))),
-                    Mult(g, Mult(n, Log(n.args[0])))))
+                    Mult(g, Mult(n, Log(_replace_zero(n.args[0]))))))  # d/dy = 0 at x = 0
 defop("LessThan",    2, _bcast, lambda a, x, y: _as(x, x < y),  None)
 defop("LessOrEqual", 2, _bcast, lambda a, x, y: _as(x, x <= y), None)
 defop("Equal",       2, _bcast, lambda a, x, y: _as(x, x == y), None)
 defop("NotEqual",    2, _bcast, lambda a, x, y: _as(x, x != y), None)
-defop("Clamp",  3, _bcast, lambda a, x, lo, hi: jnp.minimum(jnp.maximum(x, lo), hi),  # d/dx = 1 inside [lo, hi]
-      lambda n, g: (Mult(g, Mult(LessOrEqual(n.args[1], n.args[0]), LessOrEqual(n.args[0], n.args[2]))),
-                    Mult(g, LessThan(n.args[0], n.args[1])), Mult(g, LessThan(n.args[2], n.args[0]))))
+defop("Clamp",  3, _bcast, lambda a, x, lo, hi: jnp.minimum(jnp.maximum(x, lo), hi), lambda n, g: _clamp_vjp(n, g))
 defop("IfElse", 3, _bcast, lambda a, x, p, q: jnp.where(x >= 0, p, q),  # p where x >= 0, else q
-      lambda n, g: (None, Mult(g, Step(n.args[0])), Mult(g, Subtract(IntCst(1), Step(n.args[0])))))
+      lambda n, g: (None, IfElse(n.args[0], g, Zero(g.dim)), IfElse(n.args[0], Zero(g.dim), g)))
 
 # Vector ops (act on the whole last axis).
 defop("Sum",      1, _to(1),        lambda a, x: jnp.sum(x, -1, keepdims=True),
@@ -214,6 +212,40 @@ defop("VecMatMult", 2, _vecmat_dim, _vecmat,  # v (n) times A (n*m, row-major)
 defop("TensorProd", 2, lambda d, a: d[0] * d[1], _tensorprod,  # out[i*db + j] = a[i] b[j]
       lambda n, g: (MatVecMult(g, n.args[1]), VecMatMult(n.args[0], g)), zero_if=(0, 1))
 # fmt: on
+
+
+# ---------------------------------------------------------------- VJP helpers
+# At kinks and ties the derivatives are those of `jax.grad` on the same jax.numpy
+# expression (users compare with it): relu'(0) = 0 (jax.nn.relu), abs'(±0) = 1,
+# jnp.clip at a bound splits the cotangent evenly between x and the bound (lax.max/min
+# give each of two equal operands half), jnp.power's d/dy is 0 at x = 0. Selects are
+# IfElse, not products with 0/1 masks, so that an infinite cotangent on the dead side
+# gives 0, not NaN, as lax.select does.
+
+
+def _select(cond01: Node, g: Node) -> Node:
+    """``g`` where the 0/1 formula ``cond01`` is 1, else 0."""
+    return IfElse(Subtract(cond01, IntCst(1)), g, Zero(g.dim))
+
+
+def _replace_zero(x: Node) -> Node:
+    """``x``, with 1 where ``x == 0`` (exactly: x + 0 elsewhere)."""
+    return Add(x, Equal(x, IntCst(0)))
+
+
+def _even_split(a: Node, z: Node, b: Node) -> Node:
+    """d max(a, b) / da where z = max(a, b) (or min): 1 if a alone equals z, 1/2 if both do."""
+    return Divide(Equal(a, z), Add(IntCst(1), Equal(b, z)))
+
+
+def _clamp_vjp(n: Node, g: Node) -> tuple:
+    """Clamp(x, lo, hi) = min(max(x, lo), hi), as jnp.clip: m = max(x, lo) (itself a
+    Clamp to [lo, inf], the same value on every backend), then min(m, hi)."""
+    x, lo, hi = n.args
+    m = Clamp(x, lo, Cst(float("inf")))
+    through_m = Mult(g, _even_split(m, n, hi))
+    return (Mult(through_m, _even_split(x, m, lo)), Mult(through_m, _even_split(lo, m, x)),
+            Mult(g, _even_split(hi, n, m)))
 
 
 def _cat_args(x, y):

@@ -1,11 +1,21 @@
 """KeOps-style printing of formulas, e.g. ``Exp(Minus(Sum(Square(Var(0,3,0) - Var(1,3,1)))))``.
 
-The printed string is also the canonical text of a formula (it is what a kernel key hashes
-for the persistent cache), so it must be deterministic and injective: every attribute of
-every node appears in it.
+Formulas are DAGs: a sub-formula used twice is one node. Printed as a tree, a formula
+whose every step uses the previous one twice (an iterated map ``f <- f + sin(f * y)``, a
+Runge-Kutta step) would double in length at each step. So a non-leaf node used more than
+once is printed once, as a binding, and referred to by its name::
+
+    a = Var(0,1,0) + (Cst(0.02) * Sin(Var(0,1,0) * Var(1,1,1))); a + (Cst(0.02) * Sin(a * Var(1,1,1)))
+
+The text is linear in the number of distinct nodes; a formula without shared sub-formulas
+prints as a plain tree. Names are ``a`` ... ``z``, ``aa``, ``ab`` ... in binding order
+(children before parents), which follows the nodes' argument order, so the text is
+deterministic, and injective: every attribute of every node appears in it.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Optional
 
 from .node import Node, topo_order
 
@@ -20,21 +30,60 @@ def _leaf(n: Node) -> str:
     return f"Zero({n.dim})"
 
 
-def to_string(root: Node) -> str:
-    """The canonical text of ``root``: infix for + - * /, ``Name(args, attrs)`` otherwise;
-    a nested infix operand is parenthesised."""
+def _name(k: int) -> str:
+    """``a`` ... ``z``, ``aa`` ... ``zz``, ``aaa`` ...: the k-th binding name."""
+    out = ""
+    k += 1
+    while k:
+        k, r = divmod(k - 1, 26)
+        out = chr(ord("a") + r) + out
+    return out
+
+
+def render(roots) -> tuple[list[str], list[str]]:
+    """``(bindings, texts)``: the ``"name = expr"`` bindings of the shared non-leaf nodes of
+    ``roots`` (children first), and the text of each root, which may use those names.
+
+    A node is shared when it is the argument of more than one node (or of one node twice,
+    or a root and an argument). Cost: linear in the number of distinct nodes and edges.
+    """
     from .ops import OPS
 
-    text: dict[int, str] = {}
-    for n in topo_order(root):
+    order = topo_order(*roots)
+    uses: dict[int, int] = {}
+    for n in order:
+        for a in n.args:
+            uses[id(a)] = uses.get(id(a), 0) + 1
+    for r in roots:
+        uses[id(r)] = uses.get(id(r), 0) + 1
+    ref: dict[int, str] = {}  # how a parent refers to the node: its name or its inline text
+    inline: dict[int, bool] = {}  # whether ref is an inline expression (maybe needing parentheses)
+    bindings: list[str] = []
+    for n in order:
         if not n.args:
-            text[id(n)] = _leaf(n)
+            ref[id(n)], inline[id(n)] = _leaf(n), False
             continue
         spec = OPS[n.op]
-        parts = [text[id(a)] for a in n.args]
+        parts = [ref[id(a)] for a in n.args]
         if spec.infix:
-            parts = [f"({p})" if a.args and OPS[a.op].infix else p for a, p in zip(n.args, parts)]
-            text[id(n)] = f" {spec.infix} ".join(parts)
+            parts = [f"({p})" if inline[id(a)] and OPS[a.op].infix else p for a, p in zip(n.args, parts)]
+            text = f" {spec.infix} ".join(parts)
         else:
-            text[id(n)] = f"{n.op}({','.join(parts + [str(v) for v in n.attr])})"
-    return text[id(root)]
+            text = f"{n.op}({','.join(parts + [str(v) for v in n.attr])})"
+        if uses[id(n)] > 1:
+            name = _name(len(bindings))
+            bindings.append(f"{name} = {text}")
+            ref[id(n)], inline[id(n)] = name, False
+        else:
+            ref[id(n)], inline[id(n)] = text, True
+    return bindings, [ref[id(r)] for r in roots]
+
+
+def to_string(*roots: Node, wrap: Optional[Callable[[list[str]], str]] = None) -> str:
+    """The canonical text of ``roots``: infix for + - * /, ``Name(args, attrs)`` otherwise,
+    a nested infix operand parenthesised; shared sub-formulas as bindings ``name = ...; ``
+    in front (see the module docstring). ``wrap`` builds the final expression from the
+    roots' texts (default: joined by ", "), e.g. ``Sum_Reduction(F, W)``."""
+    bindings, texts = render(roots)
+    body = wrap(texts) if wrap is not None else ", ".join(texts)
+    return "; ".join(bindings + [body])
