@@ -576,19 +576,21 @@ def device_arch(device=None) -> str:
     return f"compute_{max(older)}"
 
 
-def kernel_id(plan, arch: str | None = None, cfg: Config | None = None) -> int:
+def kernel_key(plan, arch: str | None = None, cfg: Config | None = None) -> str:
     """Build (or fetch) ``plan``'s kernel with launch configuration ``cfg`` (default
     :func:`config`) for ``arch`` (default :func:`device_arch`) and register it with the
-    CUDA FFI handler; the same id for the same kernel."""
-    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST,
+    CUDA FFI handler; returns its key (the cache key, which the custom call carries)."""
+    return _kernel_key(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST,
                       cfg or config(plan))
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel_id(plan, arch, idx, inner, tf32, sqdist, cfg):
+def _kernel_key(plan, arch, idx, inner, tf32, sqdist, cfg):
+    from .. import cache
     from . import cuda_ffi
 
-    return cuda_ffi.load_kernel(_build(plan, arch, idx, inner, tf32, sqdist, cfg))
+    image, key = cache.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch)
+    return cuda_ffi.load_kernel(image, key)
 
 
 # ---------------------------------------------------------------- launch configuration by measurement
@@ -712,7 +714,7 @@ def _call(plan, arrays, geom, cfg: Config | None = None):
     cfg = cfg or launch_choice(plan)
     rows, threads, shared = launch_config(plan, geom, cfg)
     cats = [v.attr[1] for v in plan.variables]
-    outs = cuda_ffi.call(kernel_id(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
+    outs = cuda_ffi.call(kernel_key(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
     if plan.red.kernel is KMIN:
         shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
