@@ -521,9 +521,14 @@ def _compile_cuda(name, source, arch, options, key, paths, ext) -> bytes:
 
 def clear_cache() -> None:
     """Delete every cache entry (sources, libraries, manifests, locks, leftovers) under
-    :func:`cache_dir` and forget this process's in-memory entries. Libraries already
-    loaded stay loaded (their kernel ids remain valid). Do not call it while another
-    process compiles into the same directory. Other files in the directory are kept."""
+    :func:`cache_dir` and forget this process's in-memory entries, the memoised plans
+    included (:func:`jax_lazy.memo.clear`: their jitted functions and XLA executables
+    are freed and the heap handed back to the OS). Libraries already loaded stay loaded
+    (their kernel keys remain valid). Do not call it while another process compiles
+    into the same directory. Other files in the directory are kept."""
+    from . import memo
+
+    memo.clear()
     directory = cache_dir()
     with _lock:
         for slot in [s for s in _entries if s[0] == str(directory)]:

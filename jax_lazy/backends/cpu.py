@@ -30,7 +30,6 @@ do not lose accuracy for close points.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from .. import memo
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
@@ -495,7 +495,7 @@ def kernel_key(plan) -> tuple[str, int]:
     return _kernel_key(plan, str(np.dtype(index_dtype())))
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _kernel_key(plan, index_type: str) -> tuple[str, int]:
     from .. import cache
 

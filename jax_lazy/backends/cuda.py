@@ -89,7 +89,6 @@ of the others <= (2 D + 18) 2^-24 16, see ``jl_store_sqdist`` in ``prelude_cuda.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from dataclasses import dataclass, replace
@@ -99,6 +98,7 @@ import jax
 import numpy as np
 
 from ..errors import BackendError
+from .. import memo
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
@@ -202,7 +202,7 @@ def _emitter(plan) -> Emitter:
     return _scheme(plan, INNER)[0]
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _scheme(plan, inner: str) -> tuple[Emitter, tuple[Config, ...]]:
     roots = common.roots(plan)
     size = _TYPES[plan.dtype][2]
@@ -548,7 +548,7 @@ def build(plan, arch: str = "sm_90", cfg: Config | None = None) -> bytes:
     return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32, SQDIST, cfg or config(plan))
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
     from .. import cache
 
@@ -584,7 +584,7 @@ def kernel_key(plan, arch: str | None = None, cfg: Config | None = None) -> str:
                       cfg or config(plan))
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _kernel_key(plan, arch, idx, inner, tf32, sqdist, cfg):
     from .. import cache
     from . import cuda_ffi
@@ -616,7 +616,7 @@ def _label(cfg: Config) -> str:
     return f"{cfg.block_threads} threads, {cfg.tile}-column tiles" + (", staged" if cfg.staged else "")
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _choice(plan, arch, device, idx, inner, tf32, sqdist) -> Config:
     from concurrent.futures import ThreadPoolExecutor
 
