@@ -82,17 +82,17 @@ def oracle():
 
 
 def kernel_key(mlir: str) -> str:
-    """The kernel key carried by the exported custom call."""
+    """The kernel key that the exported custom call carries (its content hash)."""
     (key,) = set(re.findall(r'kernel_key = "([0-9a-f]{64})"', mlir))
     return key
 
 
 @pytest.fixture
 def exported(tmp_path):
-    """(path of the serialized module, the kernel key it names, the cache dir)."""
+    """(path of the serialized module, its MLIR text, the cache dir)."""
     kcache = tmp_path / "kcache"
     mlir = run(EXPORT, tmp_path / "gauss.bin", cache_dir=kcache)
-    return tmp_path / "gauss.bin", kernel_key(mlir), kcache
+    return tmp_path / "gauss.bin", mlir, kcache
 
 
 @pytest.mark.parametrize("first", ["other-first", "fresh"])
@@ -105,14 +105,16 @@ def test_exported_module_runs_its_own_kernel_in_another_process(exported, first)
 
 
 def test_exported_module_without_its_kernel_is_refused(exported, tmp_path):
-    path, key, _ = exported
+    path, mlir, _ = exported
+    key = kernel_key(mlir)
     out = run(IMPORT, path, "other-first", cache_dir=tmp_path / "empty")
     assert "ERROR" in out and key in out and "not in the kernel cache" in out, out
 
 
 def test_forged_cache_entry_is_refused(exported, tmp_path):
     """Another kernel's library under the exported key, with a manifest that matches it."""
-    path, key, kcache = exported
+    path, mlir, kcache = exported
+    key = kernel_key(mlir)
     run(PRELUDE + "np.asarray(other(x, y))", cache_dir=tmp_path / "other")
     (other_so,) = (tmp_path / "other").glob("*/*.so")
     so = kcache / key[:2] / f"{key}.so"
