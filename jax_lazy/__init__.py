@@ -10,6 +10,9 @@ from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyEr
 from .doctor import doctor
 from .cache import clear_cache
 from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
+from .backends import register_targets as _register_targets
+
+_register_targets()  # so that modules made by jax.export in another process find their kernels
 
 __version__ = "0.1.0"
 

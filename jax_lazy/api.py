@@ -10,7 +10,6 @@ backward pass is made of *other reductions* of symbolic derivatives (see
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from . import backends
+from . import backends, memo
 from .autodiff import vjp
 from .errors import BackendError, FormulaError, ShapeError
 from .ir import I, J, P, Node, Var, substitute, to_string, variables
@@ -137,7 +136,7 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
     return tuple(outs[p] for p in red.public)
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.PLANS)
 def _reduction_fn(plan: Plan):
     """The ``custom_vjp`` function ``f(*arrays) -> finalized outputs`` of ``plan``.
 

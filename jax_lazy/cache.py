@@ -63,8 +63,8 @@ build_times: dict[str, float] = {}
 
 # (cache dir, key) -> path of a valid library, for this process.
 _entries: dict[tuple[str, str], Path] = {}
-# (cache dir, key) -> kernel id registered by this process.
-_kernel_ids: dict[tuple[str, str], int] = {}
+# (cache dir, key) -> the key, for the kernels that this process registered.
+_kernel_ids: dict[tuple[str, str], str] = {}
 _lock = threading.RLock()
 _key_locks: dict[tuple[str, str], threading.RLock] = {}
 
@@ -278,6 +278,7 @@ def _resolve(name: str, source: str, flags, *, bad: tuple | None = None):
     flags = default_flags() if flags is None else [str(f) for f in flags]
     directory = cache_dir()
     key = _key(source, compiler, flags)
+    source += key_stamp(key, "cpu")
     slot = (str(directory), key)
     paths = _paths(directory, key)
     if bad is None:
@@ -378,12 +379,13 @@ def build(name: str, source: str, flags=None) -> Path:
     return _resolve(name, source, flags)[1]["so"]
 
 
-def build_and_load(name: str, source: str, flags=None) -> int:
+def build_and_load(name: str, source: str, flags=None) -> str:
     """:func:`build`, then load the library and register its kernel with the FFI handler.
 
-    Returns the kernel id (the same id for the same kernel within a process). A cached
+    Returns the kernel key (the cache key, which the custom call carries). A cached
     library that cannot be loaded (truncated, corrupted, symbol missing) is deleted and
-    rebuilt once; if that fails too, BackendError.
+    rebuilt once; if that fails too, BackendError. A library that reports another key
+    than its entry's (a forged entry) raises BackendError.
     """
     from .backends import ffi
 
@@ -397,17 +399,17 @@ def build_and_load(name: str, source: str, flags=None) -> int:
             return kernel_id
         bad = _stat_id(paths["so"])
         try:
-            kernel_id = ffi.load_kernel(paths["so"])
+            kernel_id = ffi.load_kernel(paths["so"], slot[1])
         except (OSError, AttributeError) as exc:
             warnings.warn(f"jax_lazy: cached kernel library {paths['so']} cannot be loaded ({exc}); "
                           f"rebuilding it", RuntimeWarning, stacklevel=2)
             _, paths = _resolve(name, source, flags, bad=bad or ())
-            kernel_id = _load_fresh(ffi, paths["so"], name)
+            kernel_id = _load_fresh(ffi, paths["so"], name, slot[1])
         _kernel_ids[slot] = kernel_id
     return kernel_id
 
 
-def _load_fresh(ffi, so: Path, name: str) -> int:
+def _load_fresh(ffi, so: Path, name: str, key: str) -> str:
     """Load a rebuilt library through a new file name: the dynamic loader would hand back
     an already loaded library of the same name instead of opening the new file."""
     alias = so.with_name(f".{so.stem}.{os.getpid()}.{time.monotonic_ns()}.so")
@@ -416,7 +418,7 @@ def _load_fresh(ffi, so: Path, name: str) -> int:
     except OSError:
         shutil.copyfile(so, alias)
     try:
-        return ffi.load_kernel(alias)
+        return ffi.load_kernel(alias, key)
     except (OSError, AttributeError) as exc:
         raise BackendError(f"kernel {name}: the freshly built library {so} cannot be loaded: {exc}") from exc
     finally:
@@ -430,14 +432,20 @@ _images: dict[tuple[str, str], bytes] = {}
 
 
 def build_cubin(name: str, source: str, arch: str, options=None) -> bytes:
-    """The cubin (``arch`` = ``sm_XX``) or PTX (``compute_XX``) that NVRTC makes of the
+    """:func:`build_cubin_keyed`'s image."""
+    return build_cubin_keyed(name, source, arch, options)[0]
+
+
+def build_cubin_keyed(name: str, source: str, arch: str, options=None) -> tuple[bytes, str]:
+    """(image, key): the cubin (``arch`` = ``sm_XX``) or PTX (``compute_XX``) that NVRTC makes of the
     CUDA ``source``, from the cache if there.
 
     The key is the sha256 of (source, NVRTC version and library, options, arch, jax_lazy
     version). Entries sit beside the libraries: ``<key>.cu`` (source), ``<key>.cubin`` or
     ``<key>.ptx``, ``<key>.json`` (manifest with the image's size and sha256, written
     last) and ``<key>.lock``; the same locking, atomic writes and rebuild of corrupted
-    entries as :func:`build`. ``JAX_LAZY_DUMP`` prints the paths.
+    entries as :func:`build`. ``JAX_LAZY_DUMP`` prints the paths. The image carries its
+    key (:func:`key_stamp`), which the handler checks when it loads the module.
 
     Raises:
       BackendError: NVRTC unavailable, or an architecture it cannot compile for.
@@ -450,17 +458,18 @@ def build_cubin(name: str, source: str, arch: str, options=None) -> bytes:
     material = {"source": source, "compiler": nvrtc.identity(), "flags": options, "arch": arch,
                 "version": __version__}
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    source += key_stamp(key, "cuda")
     directory = cache_dir()
     slot = (str(directory), key)
     image = _images.get(slot)
     if image is not None:
-        return image
+        return image, key
     ext = "cubin" if arch.startswith("sm_") else "ptx"
     shard = directory / key[:2]
     paths = {e: shard / f"{key}.{e}" for e in (ext, "json", "cu", "lock")}
     with _key_lock(slot):
         if slot in _images:
-            return _images[slot]
+            return _images[slot], key
         shard.mkdir(parents=True, exist_ok=True)
         with filelock.FileLock(str(paths["lock"])):
             image, how = _valid_image(paths[ext], paths["json"], key), "cached"
@@ -471,7 +480,7 @@ def build_cubin(name: str, source: str, arch: str, options=None) -> bytes:
             print(f"jax_lazy: CUDA kernel {name} for {arch} ({how})\n  source: {paths['cu']}\n"
                   f"  binary: {paths[ext]}", file=sys.stderr, flush=True)
         _images[slot] = image
-    return image
+    return image, key
 
 
 def _valid_image(path: Path, manifest_path: Path, key: str) -> bytes | None:
@@ -512,9 +521,14 @@ def _compile_cuda(name, source, arch, options, key, paths, ext) -> bytes:
 
 def clear_cache() -> None:
     """Delete every cache entry (sources, libraries, manifests, locks, leftovers) under
-    :func:`cache_dir` and forget this process's in-memory entries. Libraries already
-    loaded stay loaded (their kernel ids remain valid). Do not call it while another
-    process compiles into the same directory. Other files in the directory are kept."""
+    :func:`cache_dir` and forget this process's in-memory entries, the memoised plans
+    included (:func:`jax_lazy.memo.clear`: their jitted functions and XLA executables
+    are freed and the heap handed back to the OS). Libraries already loaded stay loaded
+    (their kernel keys remain valid). Do not call it while another process compiles
+    into the same directory. Other files in the directory are kept."""
+    from . import memo
+
+    memo.clear()
     directory = cache_dir()
     with _lock:
         for slot in [s for s in _entries if s[0] == str(directory)]:
@@ -536,3 +550,49 @@ def clear_cache() -> None:
                 shard.rmdir()
             except OSError:
                 pass  # not empty: foreign files
+
+
+# --------------------------------------------------------------------------- kernels by key
+
+def key_stamp(key: str, kind: str) -> str:
+    """The source lines that make a kernel carry its own key (appended to the source
+    after the key is computed from it): ``jax_lazy_kernel_key()`` in a library, a
+    ``__device__`` string in a CUDA image. The loaders check it against the key a kernel
+    is loaded under, so a library filed under another kernel's key is never run."""
+    if kind == "cpu":
+        return f'\nextern "C" const char* jax_lazy_kernel_key() {{ return "{key}"; }}\n'
+    return f'\nextern "C" __device__ const char jax_lazy_kernel_key[{len(key) + 1}] = "{key}";\n'
+
+
+def load_by_key(kind: str, key: str) -> None:
+    """Load and register kernel ``key`` from :func:`cache_dir`, with nothing but its key:
+    a library (``kind`` "cpu") or a CUDA image ("cuda"). This is how a module exported by
+    ``jax.export`` finds its kernels in another process (the FFI handlers call it through
+    :func:`jax_lazy.backends.ffi.resolve_kernel`).
+
+    Raises:
+      BackendError: no valid entry for ``key`` in the cache directory, or one that
+        reports another key (forged).
+    """
+    from .backends import cuda_ffi, ffi
+
+    directory = cache_dir()
+    slot = (str(directory), key)
+    if not re.fullmatch(r"[0-9a-f]{64}", key):
+        raise BackendError(f"{key!r} is not a kernel key (64 hex digits)")
+    paths = _paths(directory, key)
+    with _key_lock(slot):
+        if kind == "cpu":
+            if _valid(paths, key):
+                _kernel_ids[slot] = ffi.load_kernel(paths["so"], key)
+                return
+        else:
+            for ext in ("cubin", "ptx"):
+                image = _valid_image(paths["so"].with_suffix(f".{ext}"), paths["json"], key)
+                if image is not None:
+                    cuda_ffi.load_kernel(image, key)
+                    return
+    raise BackendError(f"kernel {key} is not in the kernel cache {directory}. A module exported with "
+                       f"jax.export runs where its kernels are cached: run the exporting code once with "
+                       f"this JAX_LAZY_CACHE_DIR, or copy the exporter's cache entries "
+                       f"({key[:2]}/{key}.*) into it")

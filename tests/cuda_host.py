@@ -194,8 +194,8 @@ def patch_backend(monkeypatch, multiprocessors=4, choose=None):
     (``broadcast_all``, as the FFI call) and runs one launch per vmapped element."""
     kernels = {}
 
-    def kernel_id(plan, arch=None, cfg=None):
-        return kernels.setdefault((plan, cfg or cuda.config(plan)), len(kernels) + 1)
+    def kernel_key(plan, arch=None, cfg=None):
+        return kernels.setdefault((plan, cfg or cuda.config(plan)), f"{len(kernels) + 1:064x}")
 
     def call(kid, arrays, cats, out_types, batch, M, N, rows_per_block, block_threads, shared_bytes=0):
         plan, cfg = next(pc for pc, k in kernels.items() if k == kid)
@@ -219,7 +219,7 @@ def patch_backend(monkeypatch, multiprocessors=4, choose=None):
 
         return jax.pure_callback(run, tuple(out_types), *arrays, vmap_method="broadcast_all")
 
-    monkeypatch.setattr(cuda, "kernel_id", kernel_id)
+    monkeypatch.setattr(cuda, "kernel_key", kernel_key)
     monkeypatch.setattr(cuda, "launch_choice", choose or cuda.config)
     monkeypatch.setattr(cuda, "_multiprocessors", lambda: multiprocessors)
     monkeypatch.setattr(cuda_ffi, "call", call)

@@ -43,7 +43,7 @@ def _staged(monkeypatch, formula, args) -> int:
     plans = []
     orig = cpu.kernel_source
     monkeypatch.setattr(cpu, "kernel_source", lambda plan: plans.append(plan) or orig(plan))
-    cpu._kernel_id.cache_clear()
+    cpu._kernel_key.cache_clear()
     formula(*args)
     return max(len(common.inner_products(p, common.roots(p))) for p in plans)
 

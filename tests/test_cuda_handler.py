@@ -75,21 +75,23 @@ def test_driver_status_gives_a_reason():
         assert native.cuda_device_count() >= 1 and native.cuda_driver_version() > 0
 
 
-def test_registry_ids():
+def test_registry_keys():
     before = native.registered_cuda_kernels()
-    ids = [cuda_ffi.load_kernel(b"// not loaded before a launch\n") for _ in range(3)]
-    ids.append(native.register_cuda_kernel(b"\x7fELF...", "other_entry"))
-    assert len(set(ids)) == 4 and min(ids) >= 1
+    keys = [f"{k:064x}" for k in range(3)]
+    assert [cuda_ffi.load_kernel(b"// not loaded before a launch\n", k) for k in keys] == keys
+    native.register_cuda_kernel(b"\x7fELF...", "e" * 64, "other_entry")
+    assert cuda_ffi.load_kernel(b"again", keys[0]) == keys[0]  # a key keeps its first image
     assert native.registered_cuda_kernels() == before + 4
-    assert cuda_ffi.unload_kernel(ids[0]) is True
-    assert cuda_ffi.unload_kernel(ids[0]) is False
-    assert cuda_ffi.load_kernel(b"x") not in ids  # ids are never reused
-    for kid in ids[1:]:
-        assert native.unregister_cuda_kernel(kid)
+    assert cuda_ffi.unload_kernel(keys[0]) is True
+    assert cuda_ffi.unload_kernel(keys[0]) is False
+    for key in keys[1:] + ["e" * 64]:
+        assert native.unregister_cuda_kernel(key)
     with pytest.raises(ValueError, match="empty image"):
-        cuda_ffi.load_kernel(b"")
+        cuda_ffi.load_kernel(b"", "a" * 64)
+    with pytest.raises(ValueError, match="empty kernel key"):
+        cuda_ffi.load_kernel(b"x", "")
     with pytest.raises(ValueError, match="empty entry name"):
-        cuda_ffi.load_kernel(b"x", name="")
+        cuda_ffi.load_kernel(b"x", "a" * 64, name="")
 
 
 def test_abi_mirror_matches_compiled_struct():
@@ -109,12 +111,12 @@ def test_lowered_for_cuda_platform():
            jax.ShapeDtypeStruct((2, 4, 5, 2), jnp.int32)]
 
     def f(x, y, p):
-        return cuda_ffi.call(7, (x, y, p), (I, J, P), out, (2, 4), 5, 7,
+        return cuda_ffi.call("7" * 64, (x, y, p), (I, J, P), out, (2, 4), 5, 7,
                              rows_per_block=4, block_threads=32, shared_bytes=50000)
 
     text = jax.jit(f).trace(x, y, p).lower(lowering_platforms=("cuda",)).as_text()
     (line,) = [ln for ln in text.splitlines() if "stablehlo.custom_call @jax_lazy_cuda" in ln]
-    for attr in ("kernel_id = 7 : i64", "M = 5 : i64", "N = 7 : i64",
+    for attr in (f'kernel_key = "{"7" * 64}"', "M = 5 : i64", "N = 7 : i64",
                  "batch = dense<[2, 4]> : tensor<2xi64>",
                  "in_batch = dense<[2, 1, 1, 4, 1, 1]> : tensor<6xi64>",
                  "rows_per_block = 4 : i64", "block_threads = 32 : i64",
@@ -258,7 +260,7 @@ def test_python_side_checks():
 def raw_dry_run(arrays, out_shapes, **overrides):
     """The dry-run target called directly: the handler's checks without Python's."""
     cuda_ffi._register(cuda_ffi.DRY_RUN_TARGET)
-    attrs = dict(kernel_id=np.int64(1), M=np.int64(5), N=np.int64(7), batch=np.zeros(0, np.int64),
+    attrs = dict(kernel_key="1" * 64, M=np.int64(5), N=np.int64(7), batch=np.zeros(0, np.int64),
                  in_batch=np.zeros(0, np.int64), rows_per_block=np.int64(1),
                  block_threads=np.int64(32), shared_bytes=np.int64(0))
     attrs.update({k: np.asarray(v, np.int64) if isinstance(v, list) else np.int64(v)
@@ -306,10 +308,14 @@ def test_handler_checks(on_cpu, what, shapes, out_shapes, overrides, message):
 # Byte offsets in jl_cuda_args (LP64, JL_MAX_INPUTS 32, JL_MAX_OUTPUTS 2, JL_MAX_BATCH 6):
 # in 0, out 256, M 272, N 280, nbatch 288, nb 296, nin 300, bdims 304, in_bstride 352,
 # out_bstride 1888; 1904 in all (test_copy_ptx_offsets checks them against the mirror).
+COPY_KEY = "c0" * 32  # the key the copy kernel carries (its jax_lazy_kernel_key, below)
+
 COPY_PTX = """\
 .version 7.0
 .target sm_52
 .address_size 64
+
+.visible .global .align 1 .b8 jax_lazy_kernel_key[65] = {@KEY@, 0};
 
 .visible .entry jax_lazy_kernel(.param .align 8 .b8 a[1904])
 {
@@ -394,7 +400,7 @@ def test_copy_ptx_offsets():
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas not installed")
 def test_copy_ptx_assembles(tmp_path):
     src = tmp_path / "copy.ptx"
-    src.write_text(COPY_PTX)
+    src.write_bytes(copy_ptx(COPY_KEY))
     run = subprocess.run(["ptxas", "-arch=sm_90", str(src), "-o", str(tmp_path / "copy.cubin")],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -410,7 +416,12 @@ def gpu():
 
 @pytest.fixture(scope="module")
 def copy_kernel(gpu):
-    return cuda_ffi.load_kernel(COPY_PTX.encode())
+    return cuda_ffi.load_kernel(copy_ptx(COPY_KEY), COPY_KEY)
+
+
+def copy_ptx(key: str) -> bytes:
+    """The copy kernel's PTX, carrying ``key`` as its jax_lazy_kernel_key."""
+    return COPY_PTX.replace("@KEY@", ", ".join(str(b) for b in key.encode())).encode()
 
 
 def copy(kid, x, cat, width, batch, M, **launch):
@@ -456,11 +467,15 @@ def test_gpu_shared_memory_opt_in(copy_kernel):
 
 def test_gpu_errors(gpu):
     x = jnp.asarray(f32(5, 4, 2))
-    with pytest.raises(jax.errors.JaxRuntimeError, match="no CUDA kernel registered with id"):
-        np.asarray(copy(10**9, x, I, 2, (), 4))
-    bad = cuda_ffi.load_kernel(b".version 7.0\n.target sm_52\nthis is not PTX\n")
+    with pytest.raises(jax.errors.JaxRuntimeError, match="d" * 64 + " is not loaded.*not in the kernel cache"):
+        np.asarray(copy("d" * 64, x, I, 2, (), 4))
+    bad = cuda_ffi.load_kernel(b".version 7.0\n.target sm_52\nthis is not PTX\n", "b" * 64)
     with pytest.raises(jax.errors.JaxRuntimeError, match="cuModuleLoadData failed"):
         np.asarray(copy(bad, x, I, 2, (), 4))
-    wrong_entry = cuda_ffi.load_kernel(COPY_PTX.encode(), name="not_there")
+    wrong_entry = cuda_ffi.load_kernel(copy_ptx("c1" * 32), "c1" * 32, name="not_there")
     with pytest.raises(jax.errors.JaxRuntimeError, match="cuModuleGetFunction failed"):
         np.asarray(copy(wrong_entry, x, I, 2, (), 4))
+    # A kernel filed under another key (a forged cache entry) is refused, never launched.
+    forged = cuda_ffi.load_kernel(copy_ptx("c2" * 32), "c3" * 32)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="reports kernel key " + "c2" * 32):
+        np.asarray(copy(forged, x, I, 2, (), 4))

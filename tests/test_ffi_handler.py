@@ -267,8 +267,8 @@ def test_vmap_two_outputs(kernels):
 
 # ------------------------------------------------------------------ errors
 
-def test_unknown_kernel_id_raises():
-    bad = 987654321
+def test_unknown_kernel_key_raises():
+    bad = "9" * 64  # neither registered nor in the kernel cache
     x = np.ones((4, 1), np.float32)
 
     @jax.jit
@@ -286,7 +286,7 @@ def test_handler_rejects_inconsistent_attributes(kernels):
     x = np.ones((4, 1), np.float32)
     out = [jax.ShapeDtypeStruct((4, 1), np.float32)]
     call = jax.ffi.ffi_call(ffi.TARGET, out)
-    attrs = dict(kernel_id=np.int64(kid), M=np.int64(4), N=np.int64(4), row_block=np.int64(8))
+    attrs = dict(kernel_key=kid, M=np.int64(4), N=np.int64(4), row_block=np.int64(8))
     with pytest.raises(Exception, match="in_batch"):
         np.asarray(call(x, x, x, batch=np.zeros(1, np.int64) + 1, in_batch=np.ones(2, np.int64), **attrs)[0])
     with pytest.raises(Exception, match="output 0"):  # output rank does not match batch
@@ -317,16 +317,25 @@ def test_call_validates_shapes(kernels):
         ffi.call(kid, (x, x, x), (I, J, J), [jax.ShapeDtypeStruct((5, 1), np.float32)], (), 4, 4)
 
 
-def test_registry_bindings():
+def test_registry_bindings(kernels):
+    """Registration checks the library's own key (jax_lazy_kernel_key) against the key."""
+    import ctypes
+
     from jax_lazy import _native
 
+    key = kernels["chunks"]
+    lib = ffi._libraries[key]
+    kernel, own = (ctypes.cast(getattr(lib, s), ctypes.c_void_p).value for s in (ffi.SYMBOL, ffi.KEY_SYMBOL))
     before = _native.registered_kernels()
-    _native.register_kernel(2**62, 0x1000)  # never called
-    assert _native.registered_kernels() == before + 1
-    with pytest.raises(ValueError, match="already registered"):
-        _native.register_kernel(2**62, 0x1000)
-    with pytest.raises(ValueError):
-        _native.register_kernel(2**62 + 1, 0)
-    assert _native.unregister_kernel(2**62) is True
-    assert _native.unregister_kernel(2**62) is False
+    _native.register_kernel(key, kernel, own)  # already there: keeps its entry
     assert _native.registered_kernels() == before
+    with pytest.raises(ValueError, match=f"reports kernel key {key}, not {'a' * 64}"):
+        _native.register_kernel("a" * 64, kernel, own)
+    with pytest.raises(ValueError, match="null"):
+        _native.register_kernel("a" * 64, 0, own)
+    with pytest.raises(ValueError, match="empty"):
+        _native.register_kernel("", kernel, own)
+    assert _native.registered_kernels() == before
+    assert _native.unregister_kernel(key) is True
+    assert _native.unregister_kernel(key) is False
+    _native.register_kernel(key, kernel, own)  # the other tests of this module still use it

@@ -3,7 +3,8 @@
 //
 // Operands: any number of buffers (RemainingArgs); results: any number of
 // buffers (RemainingRets). Attributes:
-//   kernel_id  int64     id of the kernel in the registry (registry.h)
+//   kernel_key string    the kernel's key (registry.h); a key this process has not
+//                        registered is looked up in the kernel cache (resolver.h)
 //   M, N       int64     rows (i) and columns (j) of the symbolic matrix
 //   batch      int64[nb] output batch shape (may be empty)
 //   in_batch   int64[nin * nb] batch shape of each input, left-padded with 1s;
@@ -19,8 +20,8 @@
 //
 // Work units are (batch element, chunk of rows); small calls (M*N*B < 2^16)
 // run in the calling thread, larger ones on the persistent pool
-// (thread_pool.h). Inconsistent attributes/buffers give kInvalidArgument, an
-// unknown kernel id kNotFound: never a crash.
+// (thread_pool.h). Inconsistent attributes/buffers give kInvalidArgument, a
+// kernel that is neither registered nor in the cache kNotFound: never a crash.
 
 #if !JAX_LAZY_HAVE_XLA_FFI
 #error "cpu_handler.cc needs the XLA FFI headers (jaxlib's include dir); see CMakeLists.txt"
@@ -32,10 +33,12 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ffi_common.h"
 #include "registry.h"
+#include "resolver.h"
 #include "thread_pool.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -98,17 +101,25 @@ ffi::Error Invalid(std::string message) {
                     "jax_lazy_cpu: " + std::move(message));
 }
 
+// The kernel registered under `key`, loading it from the kernel cache if needed
+// (a module exported by another process); nullptr and `why` when there is none.
+KernelFn FindKernel(std::string_view key, std::string& why) {
+  if (KernelFn kernel = LookupKernel(key)) return kernel;
+  why = ResolveKernel("cpu", key);
+  KernelFn kernel = LookupKernel(key);
+  if (kernel == nullptr && why.empty()) why = "the resolver registered nothing";
+  return kernel;
+}
+
 ffi::Error CpuImpl(ffi::RemainingArgs args, ffi::RemainingRets rets,
-                   int64_t kernel_id, int64_t M, int64_t N,
+                   std::string_view kernel_key, int64_t M, int64_t N,
                    ffi::Span<const int64_t> batch,
                    ffi::Span<const int64_t> in_batch, int64_t row_block) {
-  const KernelFn kernel = LookupKernel(kernel_id);
+  std::string why;
+  const KernelFn kernel = FindKernel(kernel_key, why);
   if (kernel == nullptr) {
     return ffi::Error(ffi::ErrorCode::kNotFound,
-                      "jax_lazy_cpu: no kernel registered with id " +
-                          std::to_string(kernel_id) +
-                          " (ids come from jax_lazy.backends.ffi.load_kernel "
-                          "in this process)");
+                      "jax_lazy_cpu: kernel " + std::string(kernel_key) + " is not loaded: " + why);
   }
   const int64_t nin = static_cast<int64_t>(args.size());
   const int64_t nout = static_cast<int64_t>(rets.size());
@@ -197,7 +208,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxLazyCpuHandler, jax_lazy::CpuImpl,
                               ffi::Ffi::Bind()
                                   .RemainingArgs()
                                   .RemainingRets()
-                                  .Attr<int64_t>("kernel_id")
+                                  .Attr<std::string_view>("kernel_key")
                                   .Attr<int64_t>("M")
                                   .Attr<int64_t>("N")
                                   .Attr<ffi::Span<const int64_t>>("batch")

@@ -46,6 +46,8 @@ bool ResolveAll(void* lib, CudaDriverApi* api, std::string* status) {
          Resolve(lib, "cuModuleLoadData", &api->cuModuleLoadData, status) &&
          Resolve(lib, "cuModuleGetFunction", &api->cuModuleGetFunction, status) &&
          Resolve(lib, "cuModuleUnload", &api->cuModuleUnload, status) &&
+         Resolve(lib, "cuModuleGetGlobal_v2", &api->cuModuleGetGlobal, status) &&
+         Resolve(lib, "cuMemcpyDtoH_v2", &api->cuMemcpyDtoH, status) &&
          Resolve(lib, "cuFuncSetAttribute", &api->cuFuncSetAttribute, status) &&
          Resolve(lib, "cuLaunchKernel", &api->cuLaunchKernel, status);
 }

@@ -6,12 +6,13 @@
 // are resolved on first use. Nothing is loaded until CudaDriver() or
 // CudaDriverStatus() is first called; the outcome is then fixed for the process.
 //
-// Entry points are resolved by their exported names. None of those used here has
-// a versioned (_v2) export: cuda.h only renames the 3.2-era memory/context calls
-// and the primary-context calls, none of which we need.
+// Entry points are resolved by their exported names; cuda.h renames the 3.2-era
+// memory and context calls to _v2 exports, and those are the ones resolved (marked
+// below).
 #ifndef JAX_LAZY_XLA_FFI_CUDA_DRIVER_H_
 #define JAX_LAZY_XLA_FFI_CUDA_DRIVER_H_
 
+#include <cstddef>
 #include <string>
 
 // The driver's opaque handles. Same spelling as cuda.h, so that a translation unit
@@ -20,6 +21,7 @@ typedef struct CUctx_st* CUcontext;
 typedef struct CUmod_st* CUmodule;
 typedef struct CUfunc_st* CUfunction;
 typedef struct CUstream_st* CUstream;
+typedef unsigned long long CUdeviceptr;
 
 namespace jax_lazy {
 
@@ -51,6 +53,9 @@ struct CudaDriverApi {
   CuResult (*cuModuleLoadData)(CUmodule* module, const void* image);
   CuResult (*cuModuleGetFunction)(CUfunction* fn, CUmodule module, const char* name);
   CuResult (*cuModuleUnload)(CUmodule module);
+  CuResult (*cuModuleGetGlobal)(CUdeviceptr* ptr, size_t* bytes, CUmodule module,
+                                const char* name);            // exported as cuModuleGetGlobal_v2
+  CuResult (*cuMemcpyDtoH)(void* dst, CUdeviceptr src, size_t bytes);  // cuMemcpyDtoH_v2
   CuResult (*cuFuncSetAttribute)(CUfunction fn, int attribute, int value);
   CuResult (*cuLaunchKernel)(CUfunction fn, unsigned grid_x, unsigned grid_y,
                              unsigned grid_z, unsigned block_x, unsigned block_y,

@@ -3,7 +3,9 @@
 //
 // Operands: up to JL_MAX_INPUTS buffers (RemainingArgs); results: 1 to
 // JL_MAX_OUTPUTS buffers (RemainingRets). Attributes, all int64:
-//   kernel_id       id in the CUDA kernel registry (cuda_registry.h)
+//   kernel_key      string: the kernel's key in the CUDA kernel registry
+//                   (cuda_registry.h); a key this process has not registered is
+//                   looked up in the kernel cache (resolver.h)
 //   M, N            rows (i) and columns (j) of the symbolic matrix, >= 0
 //   batch           int64[nb] output batch shape (may be empty)
 //   in_batch        int64[nin * nb] batch shape of each input, left-padded with 1s;
@@ -24,7 +26,7 @@
 // batch launches nothing.
 //
 // Errors (never a crash): kInvalidArgument for attributes or buffers that do not
-// fit together, kNotFound for an unknown kernel id, kFailedPrecondition when the
+// fit together, kNotFound for a kernel neither registered nor cached, kFailedPrecondition when the
 // driver is unusable, kInternal for module load / launch failures (with the
 // driver's error name and text).
 
@@ -39,11 +41,13 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "cuda_abi.h"
 #include "cuda_driver.h"
 #include "cuda_registry.h"
 #include "ffi_common.h"
+#include "resolver.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -142,10 +146,18 @@ class PushedContext {
   bool pushed_ = false;
 };
 
-ffi::Error Launch(const CudaDriverApi& d, CUstream stream, CUcontext ctx, int64_t kernel_id,
+ffi::Error Launch(const CudaDriverApi& d, CUstream stream, CUcontext ctx, std::string_view kernel_key,
                   int64_t rows_per_block, int64_t block_threads, int64_t shared_bytes,
                   jl_cuda_args& a) {
-  CudaLookup fn = CudaFunctionFor(d, kernel_id, ctx, shared_bytes);
+  CudaLookup fn = CudaFunctionFor(d, kernel_key, ctx, shared_bytes);
+  if (fn.code == CudaLookupCode::kNotFound) {  // e.g. a module exported by another process
+    const std::string why = ResolveKernel("cuda", kernel_key);
+    fn = CudaFunctionFor(d, kernel_key, ctx, shared_bytes);
+    if (fn.code == CudaLookupCode::kNotFound) {
+      return Fail(ffi::ErrorCode::kNotFound, "kernel " + std::string(kernel_key) +
+                                                 " is not loaded: " + (why.empty() ? fn.error : why));
+    }
+  }
   switch (fn.code) {
     case CudaLookupCode::kOk: break;
     case CudaLookupCode::kNotFound: return Fail(ffi::ErrorCode::kNotFound, fn.error);
@@ -163,7 +175,7 @@ ffi::Error Launch(const CudaDriverApi& d, CUstream stream, CUcontext ctx, int64_
     return Fail(ffi::ErrorCode::kInternal,
                 "cuLaunchKernel(grid=(" + Str(grid_x) + ", " + Str(grid_y) + "), block=" +
                     Str(block_threads) + ", shared=" + Str(shared_bytes) + ") failed for " +
-                    "kernel " + Str(kernel_id) + ": " + CudaErrorText(rc));
+                    "kernel " + std::string(kernel_key) + ": " + CudaErrorText(rc));
   }
   return ffi::Error::Success();
 }
@@ -183,7 +195,7 @@ ffi::Error Pack(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t nout, 
 }
 
 ffi::Error CudaImpl(CUstream stream, ffi::RemainingArgs args, ffi::RemainingRets rets,
-                    int64_t kernel_id, int64_t M, int64_t N, ffi::Span<const int64_t> batch,
+                    std::string_view kernel_key, int64_t M, int64_t N, ffi::Span<const int64_t> batch,
                     ffi::Span<const int64_t> in_batch, int64_t rows_per_block,
                     int64_t block_threads, int64_t shared_bytes) {
   jl_cuda_args a{};
@@ -202,7 +214,7 @@ ffi::Error CudaImpl(CUstream stream, ffi::RemainingArgs args, ffi::RemainingRets
   CUcontext ctx = nullptr;
   CuResult rc = d->cuCtxGetCurrent(&ctx);
   if (rc == kCudaSuccess && ctx != nullptr) {
-    return Launch(*d, stream, ctx, kernel_id, rows_per_block, block_threads, shared_bytes, a);
+    return Launch(*d, stream, ctx, kernel_key, rows_per_block, block_threads, shared_bytes, a);
   }
   if (rc == kCudaSuccess) rc = d->cuStreamGetCtx(stream, &ctx);
   if (rc != kCudaSuccess || ctx == nullptr) {
@@ -214,15 +226,15 @@ ffi::Error CudaImpl(CUstream stream, ffi::RemainingArgs args, ffi::RemainingRets
   if (!pushed.ok()) {
     return Fail(ffi::ErrorCode::kFailedPrecondition, "cannot make the stream's context current");
   }
-  return Launch(*d, stream, ctx, kernel_id, rows_per_block, block_threads, shared_bytes, a);
+  return Launch(*d, stream, ctx, kernel_key, rows_per_block, block_threads, shared_bytes, a);
 }
 
 // The dry run: same operands and attributes plus one last result, uint8
 // [*extra, sizeof(jl_cuda_args)] (extra: vmapped axes, if any), into every
 // sizeof(jl_cuda_args) slot of which the packed struct is copied instead of
 // launching. Needs no stream or GPU; host memory only (jax_lazy.backends.cuda_ffi
-// registers it for the CPU platform). kernel_id is not looked up.
-ffi::Error DryRunImpl(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t /*kernel_id*/,
+// registers it for the CPU platform). kernel_key is not looked up.
+ffi::Error DryRunImpl(ffi::RemainingArgs args, ffi::RemainingRets rets, std::string_view /*kernel_key*/,
                       int64_t M, int64_t N, ffi::Span<const int64_t> batch,
                       ffi::Span<const int64_t> in_batch, int64_t rows_per_block,
                       int64_t block_threads, int64_t shared_bytes) {
@@ -258,7 +270,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxLazyCudaHandler, jax_lazy::CudaImpl,
                                   .Ctx<ffi::PlatformStream<CUstream>>()
                                   .RemainingArgs()
                                   .RemainingRets()
-                                  .Attr<int64_t>("kernel_id")
+                                  .Attr<std::string_view>("kernel_key")
                                   .Attr<int64_t>("M")
                                   .Attr<int64_t>("N")
                                   .Attr<ffi::Span<const int64_t>>("batch")
@@ -271,7 +283,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxLazyCudaDryRunHandler, jax_lazy::DryRunImpl,
                               ffi::Ffi::Bind()
                                   .RemainingArgs()
                                   .RemainingRets()
-                                  .Attr<int64_t>("kernel_id")
+                                  .Attr<std::string_view>("kernel_key")
                                   .Attr<int64_t>("M")
                                   .Attr<int64_t>("N")
                                   .Attr<ffi::Span<const int64_t>>("batch")

@@ -17,6 +17,7 @@ struct Loaded {
 };
 
 struct Kernel {
+  std::string key;
   std::string image;  // std::string keeps a NUL after the bytes, as PTX text needs
   std::string name;
   std::shared_mutex mu;  // guards `loaded`
@@ -25,8 +26,7 @@ struct Kernel {
 
 struct Registry {
   std::shared_mutex mu;
-  std::unordered_map<int64_t, std::shared_ptr<Kernel>> kernels;
-  int64_t next_id = 1;
+  std::unordered_map<std::string, std::shared_ptr<Kernel>> kernels;
 };
 
 // Deliberately leaked: XLA threads may still run handlers while static destructors
@@ -36,38 +36,71 @@ Registry& GetRegistry() {
   return *registry;
 }
 
-std::shared_ptr<Kernel> Find(int64_t id) {
+std::shared_ptr<Kernel> Find(std::string_view key) {
   Registry& r = GetRegistry();
+  const std::string k(key);
   std::shared_lock<std::shared_mutex> lock(r.mu);
-  auto it = r.kernels.find(id);
+  auto it = r.kernels.find(k);
   return it == r.kernels.end() ? nullptr : it->second;
 }
 
-std::string Describe(int64_t id, const Kernel& k) {
-  return "CUDA kernel " + std::to_string(id) + " (entry '" + k.name + "')";
+std::string Describe(const Kernel& k) {
+  return "CUDA kernel " + k.key + " (entry '" + k.name + "')";
 }
 
-// Loads k's module into the current context. Caller holds k.mu exclusively.
-CudaLookup Load(const CudaDriverApi& d, int64_t id, const Kernel& k, Loaded* out) {
+// The __device__ string `jax_lazy_kernel_key` of a loaded module ("" with `error`
+// set when it cannot be read). A synchronous copy, once per module and context.
+std::string ModuleKey(const CudaDriverApi& d, CUmodule module, std::string& error) {
+  CUdeviceptr ptr = 0;
+  size_t bytes = 0;
+  CuResult rc = d.cuModuleGetGlobal(&ptr, &bytes, module, "jax_lazy_kernel_key");
+  if (rc != kCudaSuccess) {
+    error = "the image has no jax_lazy_kernel_key (" + CudaErrorText(rc) + ")";
+    return "";
+  }
+  std::string text(bytes, '\0');
+  rc = d.cuMemcpyDtoH(text.data(), ptr, bytes);
+  if (rc != kCudaSuccess) {
+    error = "reading its jax_lazy_kernel_key failed: " + CudaErrorText(rc);
+    return "";
+  }
+  return std::string(text.c_str());  // up to the NUL
+}
+
+// Loads k's module into the current context and checks that the image carries k's
+// key. Caller holds k.mu exclusively.
+CudaLookup Load(const CudaDriverApi& d, const Kernel& k, Loaded* out) {
   CudaLookup r;
   CUmodule module = nullptr;
   CuResult rc = d.cuModuleLoadData(&module, k.image.data());
   if (rc != kCudaSuccess) {
     r.code = CudaLookupCode::kLoadFailed;
-    r.error = "cuModuleLoadData failed for " + Describe(id, k) + ": " + CudaErrorText(rc);
+    r.error = "cuModuleLoadData failed for " + Describe(k) + ": " + CudaErrorText(rc);
+    return r;
+  }
+  std::string error;
+  const std::string own = ModuleKey(d, module, error);
+  if (own != k.key) {
+    d.cuModuleUnload(module);
+    r.code = CudaLookupCode::kLoadFailed;
+    r.error = Describe(k) + " refused: " +
+              (error.empty() ? "the image reports kernel key " + own +
+                                   ": it is not the kernel it is filed as (a forged or stale "
+                                   "cache entry)"
+                             : error);
     return r;
   }
   rc = d.cuModuleGetFunction(&out->function, module, k.name.c_str());
   if (rc != kCudaSuccess) {
     d.cuModuleUnload(module);
     r.code = CudaLookupCode::kLoadFailed;
-    r.error = "cuModuleGetFunction failed for " + Describe(id, k) + ": " + CudaErrorText(rc);
+    r.error = "cuModuleGetFunction failed for " + Describe(k) + ": " + CudaErrorText(rc);
   }
   return r;
 }
 
 // Lets `l.function` use `bytes` of dynamic shared memory. Caller holds k.mu exclusively.
-CudaLookup Grant(const CudaDriverApi& d, int64_t id, const Kernel& k, Loaded* l,
+CudaLookup Grant(const CudaDriverApi& d, const Kernel& k, Loaded* l,
                  int64_t bytes) {
   CudaLookup r;
   r.code = CudaLookupCode::kShared;
@@ -76,7 +109,7 @@ CudaLookup Grant(const CudaDriverApi& d, int64_t id, const Kernel& k, Loaded* l,
   if (d.cuCtxGetDevice(&device) == kCudaSuccess &&
       d.cuDeviceGetAttribute(&optin, kDevAttrMaxSharedPerBlockOptin, device) == kCudaSuccess &&
       bytes > optin) {
-    r.error = Describe(id, k) + " asks for " + std::to_string(bytes) +
+    r.error = Describe(k) + " asks for " + std::to_string(bytes) +
               " bytes of dynamic shared memory; device " + std::to_string(device) +
               " allows at most " + std::to_string(optin) + " per block";
     return r;
@@ -85,7 +118,7 @@ CudaLookup Grant(const CudaDriverApi& d, int64_t id, const Kernel& k, Loaded* l,
       d.cuFuncSetAttribute(l->function, kFuncAttrMaxDynamicSharedBytes, static_cast<int>(bytes));
   if (rc != kCudaSuccess) {
     r.error = "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, " + std::to_string(bytes) +
-              ") failed for " + Describe(id, k) + ": " + CudaErrorText(rc);
+              ") failed for " + Describe(k) + ": " + CudaErrorText(rc);
     return r;
   }
   l->shared_granted = bytes;
@@ -95,21 +128,20 @@ CudaLookup Grant(const CudaDriverApi& d, int64_t id, const Kernel& k, Loaded* l,
 
 }  // namespace
 
-int64_t RegisterCudaKernel(std::string image, std::string name) {
+void RegisterCudaKernel(std::string image, std::string key, std::string name) {
   auto kernel = std::make_shared<Kernel>();
+  kernel->key = key;
   kernel->image = std::move(image);
   kernel->name = std::move(name);
   Registry& r = GetRegistry();
   std::unique_lock<std::shared_mutex> lock(r.mu);
-  const int64_t id = r.next_id++;
-  r.kernels.emplace(id, std::move(kernel));
-  return id;
+  r.kernels.emplace(std::move(key), std::move(kernel));
 }
 
-bool UnregisterCudaKernel(int64_t id) {
+bool UnregisterCudaKernel(std::string_view key) {
   Registry& r = GetRegistry();
   std::unique_lock<std::shared_mutex> lock(r.mu);
-  return r.kernels.erase(id) > 0;
+  return r.kernels.erase(std::string(key)) > 0;
 }
 
 std::size_t RegisteredCudaKernelCount() {
@@ -118,19 +150,18 @@ std::size_t RegisteredCudaKernelCount() {
   return r.kernels.size();
 }
 
-CudaLookup CudaFunctionFor(const CudaDriverApi& driver, int64_t id, CUcontext ctx,
+CudaLookup CudaFunctionFor(const CudaDriverApi& driver, std::string_view key, CUcontext ctx,
                            int64_t shared_bytes) {
   CudaLookup result;
-  const std::shared_ptr<Kernel> kernel = Find(id);
+  const std::shared_ptr<Kernel> kernel = Find(key);
   if (kernel == nullptr) {
     result.code = CudaLookupCode::kNotFound;
-    result.error = "no CUDA kernel registered with id " + std::to_string(id) +
-                   " (ids come from jax_lazy.backends.cuda_ffi.load_kernel in this process)";
+    result.error = "no CUDA kernel registered with key " + std::string(key);
     return result;
   }
   if (shared_bytes > INT_MAX) {
     result.code = CudaLookupCode::kShared;
-    result.error = Describe(id, *kernel) + ": shared_bytes " + std::to_string(shared_bytes) +
+    result.error = Describe(*kernel) + ": shared_bytes " + std::to_string(shared_bytes) +
                    " is out of range";
     return result;
   }
@@ -146,12 +177,12 @@ CudaLookup CudaFunctionFor(const CudaDriverApi& driver, int64_t id, CUcontext ct
   auto it = kernel->loaded.find(ctx);
   if (it == kernel->loaded.end()) {
     Loaded fresh;
-    CudaLookup loaded = Load(driver, id, *kernel, &fresh);
+    CudaLookup loaded = Load(driver, *kernel, &fresh);
     if (loaded.code != CudaLookupCode::kOk) return loaded;
     it = kernel->loaded.emplace(ctx, fresh).first;
   }
   if (shared_bytes > it->second.shared_granted) {
-    CudaLookup granted = Grant(driver, id, *kernel, &it->second, shared_bytes);
+    CudaLookup granted = Grant(driver, *kernel, &it->second, shared_bytes);
     if (granted.code != CudaLookupCode::kOk) return granted;
   }
   result.function = it->second.function;

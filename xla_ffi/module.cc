@@ -24,6 +24,7 @@
 #include "cuda_driver.h"
 #include "cuda_registry.h"
 #include "registry.h"
+#include "resolver.h"
 #include "thread_pool.h"
 
 #if JAX_LAZY_HAVE_XLA_FFI
@@ -79,21 +80,19 @@ nb::dict Health() {
   return info;
 }
 
-void RegisterKernel(int64_t id, std::uintptr_t address) {
-  if (address == 0) throw nb::value_error("register_kernel: null kernel address");
-  auto fn = reinterpret_cast<jax_lazy::KernelFn>(address);
-  if (!jax_lazy::RegisterKernel(id, fn)) {
-    throw nb::value_error(
-        ("register_kernel: kernel id " + std::to_string(id) + " is already registered")
-            .c_str());
-  }
+void RegisterKernel(std::string_view key, std::uintptr_t address, std::uintptr_t key_address) {
+  const std::string error = jax_lazy::RegisterKernel(
+      key, reinterpret_cast<jax_lazy::KernelFn>(address),
+      reinterpret_cast<jax_lazy::KernelKeyFn>(key_address));
+  if (!error.empty()) throw nb::value_error(("register_kernel: " + error).c_str());
 }
 
-int64_t RegisterCudaKernel(nb::bytes image, std::string_view name) {
+void RegisterCudaKernel(nb::bytes image, std::string_view key, std::string_view name) {
   if (image.size() == 0) throw nb::value_error("register_cuda_kernel: empty image");
+  if (key.empty()) throw nb::value_error("register_cuda_kernel: empty kernel key");
   if (name.empty()) throw nb::value_error("register_cuda_kernel: empty entry name");
-  return jax_lazy::RegisterCudaKernel(std::string(image.c_str(), image.size()),
-                                      std::string(name));
+  jax_lazy::RegisterCudaKernel(std::string(image.c_str(), image.size()), std::string(key),
+                               std::string(name));
 }
 
 }  // namespace
@@ -110,12 +109,20 @@ NB_MODULE(_native, m) {
   m.def("health", &Health,
         "Build information: compiler, C++ standard, XLA FFI header use, ...");
 
-  m.def("register_kernel", &RegisterKernel, nb::arg("id"), nb::arg("address"),
-        "Register the kernel entry point at ``address`` (the address of a loaded "
-        "library's ``jax_lazy_kernel``) under ``id``. Raises ValueError if the id "
-        "is taken or the address is 0. The library must stay loaded for ever.");
-  m.def("unregister_kernel", &jax_lazy::UnregisterKernel, nb::arg("id"),
-        "Forget kernel ``id``; returns whether it was registered.");
+  m.def("register_kernel", &RegisterKernel, nb::arg("key"), nb::arg("address"),
+        nb::arg("key_address"),
+        "Register the kernel entry point at ``address`` (a loaded library's "
+        "``jax_lazy_kernel``) under ``key``, after checking that the library's "
+        "``jax_lazy_kernel_key`` (at ``key_address``) returns ``key``. A key already "
+        "registered keeps its first entry. Raises ValueError on a null address, an "
+        "empty key or a library that reports another key. The library must stay "
+        "loaded for ever.");
+  m.def("unregister_kernel", &jax_lazy::UnregisterKernel, nb::arg("key"),
+        "Forget kernel ``key``; returns whether it was registered.");
+  m.def("set_kernel_resolver", &jax_lazy::SetKernelResolver, nb::arg("fn"),
+        "Set ``fn(kind, key) -> str``, which the handlers call (under the GIL) for a "
+        "kernel key they do not have registered (kind 'cpu' or 'cuda'): it should "
+        "register the kernel and return '', or return why it cannot.");
   m.def(
       "registered_kernels",
       []() { return static_cast<int64_t>(jax_lazy::RegisteredKernelCount()); },
@@ -128,15 +135,16 @@ NB_MODULE(_native, m) {
         nb::call_guard<nb::gil_scoped_release>(),
         "Resize the CPU handler's thread pool; n <= 0 restores the default "
         "($JAX_LAZY_NUM_THREADS or the hardware concurrency).");
-  m.def("register_cuda_kernel", &RegisterCudaKernel, nb::arg("image"),
+  m.def("register_cuda_kernel", &RegisterCudaKernel, nb::arg("image"), nb::arg("key"),
         nb::arg("name") = "jax_lazy_kernel",
         "Register a CUDA kernel image (cubin, fatbin or PTX text, as for "
-        "cuModuleLoadData) whose entry point is ``name``; returns a fresh id (>= 1) "
-        "for the 'jax_lazy_cuda' handler. Needs no GPU: the image is loaded into a "
-        "CUDA context on its first launch there. Raises ValueError if the image or "
-        "name is empty.");
-  m.def("unregister_cuda_kernel", &jax_lazy::UnregisterCudaKernel, nb::arg("id"),
-        "Forget CUDA kernel ``id``; returns whether it was registered. Modules "
+        "cuModuleLoadData) whose entry point is ``name`` under ``key``, for the "
+        "'jax_lazy_cuda' handler; a key already registered keeps its first image. "
+        "Needs no GPU: the image is loaded into a CUDA context on its first launch "
+        "there, and refused then unless its __device__ string ``jax_lazy_kernel_key`` "
+        "is ``key``. Raises ValueError if the image, key or name is empty.");
+  m.def("unregister_cuda_kernel", &jax_lazy::UnregisterCudaKernel, nb::arg("key"),
+        "Forget CUDA kernel ``key``; returns whether it was registered. Modules "
         "already loaded stay loaded (a launch may still be queued).");
   m.def(
       "registered_cuda_kernels",

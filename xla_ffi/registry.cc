@@ -10,7 +10,7 @@ namespace {
 
 struct Registry {
   std::shared_mutex mu;
-  std::unordered_map<int64_t, KernelFn> kernels;
+  std::unordered_map<std::string, KernelFn> kernels;
 };
 
 // Deliberately leaked: XLA threads may still run handlers while static
@@ -22,23 +22,32 @@ Registry& GetRegistry() {
 
 }  // namespace
 
-bool RegisterKernel(int64_t id, KernelFn fn) {
-  if (fn == nullptr) return false;
+std::string RegisterKernel(std::string_view key, KernelFn fn, KernelKeyFn key_fn) {
+  if (key.empty()) return "empty kernel key";
+  if (fn == nullptr || key_fn == nullptr) return "null kernel or key function address";
+  const char* own = key_fn();
+  if (own == nullptr || key != own) {
+    return "the library reports kernel key " + std::string(own ? own : "(null)") +
+           ", not " + std::string(key) +
+           ": it is not the kernel it is filed as (a forged or stale cache entry)";
+  }
   Registry& r = GetRegistry();
   std::unique_lock<std::shared_mutex> lock(r.mu);
-  return r.kernels.emplace(id, fn).second;
+  r.kernels.emplace(std::string(key), fn);
+  return "";
 }
 
-bool UnregisterKernel(int64_t id) {
+bool UnregisterKernel(std::string_view key) {
   Registry& r = GetRegistry();
   std::unique_lock<std::shared_mutex> lock(r.mu);
-  return r.kernels.erase(id) > 0;
+  return r.kernels.erase(std::string(key)) > 0;
 }
 
-KernelFn LookupKernel(int64_t id) {
+KernelFn LookupKernel(std::string_view key) {
   Registry& r = GetRegistry();
+  const std::string k(key);  // C++17 maps have no heterogeneous lookup
   std::shared_lock<std::shared_mutex> lock(r.mu);
-  auto it = r.kernels.find(id);
+  auto it = r.kernels.find(k);
   return it == r.kernels.end() ? nullptr : it->second;
 }
 

@@ -69,3 +69,20 @@ def resolve(name: str, dtype: str) -> str:
     if reason is not None:
         raise BackendError(f"backend {name!r} cannot run: {reason}")
     return name
+
+
+def register_targets() -> None:
+    """Register the FFI targets ``jax_lazy_cpu`` and ``jax_lazy_cuda`` and the kernel
+    resolver, when the native module has them (else do nothing: the backends say why
+    when used). ``import jax_lazy`` calls it: XLA compiles a custom call only if its
+    target is registered, and a module made by ``jax.export`` in another process calls
+    them before any jax_lazy reduction runs here."""
+    from . import cuda_ffi, ffi
+
+    if ffi.available() is not None:
+        return
+    try:
+        ffi.ensure_registered()
+        cuda_ffi.register()
+    except Exception:  # noqa: BLE001 - never break the import: the same calls run (and raise) on first use
+        pass

@@ -30,7 +30,6 @@ do not lose accuracy for close points.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from .. import memo
 from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
@@ -549,14 +549,15 @@ def _kmin_kernel(plan, em, roots, R):
 # ---------------------------------------------------------------- running
 
 
-def kernel_id(plan) -> tuple[int, int]:
-    """Build (or fetch from the cache) ``plan``'s kernel: (registry id, rows per block).
-    The source also depends on the index type (int32, or int64 under x64)."""
-    return _kernel_id(plan, str(np.dtype(index_dtype())))
+def kernel_key(plan) -> tuple[str, int]:
+    """Build (or fetch from the cache) and load ``plan``'s kernel: (its key, which the
+    custom call carries, rows per block). The source also depends on the index type
+    (int32, or int64 under x64)."""
+    return _kernel_key(plan, str(np.dtype(index_dtype())))
 
 
-@functools.lru_cache(maxsize=None)
-def _kernel_id(plan, index_type: str) -> tuple[int, int]:
+@memo.lru(memo.KERNELS)
+def _kernel_key(plan, index_type: str) -> tuple[str, int]:
     from .. import cache
 
     source = kernel_source(plan)
@@ -582,7 +583,7 @@ def _split_count(plan, geom) -> int:
 
     threads = load_native().num_threads()
     rows = int(np.prod(geom.batch, dtype=np.int64)) * geom.M
-    blocks = -(-rows // kernel_id(plan)[1])  # the kernel is needed anyway: R comes with it
+    blocks = -(-rows // kernel_key(plan)[1])  # the kernel is needed anyway: R comes with it
     if threads < 2 or blocks >= 4 * threads:
         return 1
     return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-4 * threads // max(blocks, 1))))
@@ -592,11 +593,11 @@ def _call(plan, arrays, geom):
     """One launch of ``plan``'s kernel over ``geom``."""
     from . import ffi
 
-    kid, R = kernel_id(plan)
+    key, R = kernel_key(plan)
     # j-variables go transposed, (*b, D, N): the lanes of the simd loop load contiguously.
     ins = [jnp.swapaxes(a, -1, -2) if v.attr[1] == J and v.dim > 1 else a for v, a in zip(plan.variables, arrays)]
     cats = [v.attr[1] for v in plan.variables]
-    outs = ffi.call(kid, ins, cats, out_types(plan, geom), geom.batch, geom.M, geom.N, row_block=R)
+    outs = ffi.call(key, ins, cats, out_types(plan, geom), geom.batch, geom.M, geom.N, row_block=R)
     if plan.red.kernel is KMIN:
         shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
         outs = [o.reshape(shape) for o in outs]

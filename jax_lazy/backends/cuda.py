@@ -91,7 +91,6 @@ of the others <= (2 D + 18) 2^-24 16, see ``jl_store_sqdist`` in ``prelude_cuda.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from dataclasses import dataclass, replace
@@ -101,6 +100,7 @@ import jax
 import numpy as np
 
 from ..errors import BackendError
+from .. import memo
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
@@ -204,7 +204,7 @@ def _emitter(plan) -> Emitter:
     return _scheme(plan, INNER)[0]
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _scheme(plan, inner: str) -> tuple[Emitter, tuple[Config, ...]]:
     roots = common.roots(plan)
     size = _TYPES[plan.dtype][2]
@@ -563,7 +563,7 @@ def build(plan, arch: str = "sm_90", cfg: Config | None = None) -> bytes:
     return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32, SQDIST, cfg or config(plan))
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
     from .. import cache
 
@@ -591,19 +591,21 @@ def device_arch(device=None) -> str:
     return f"compute_{max(older)}"
 
 
-def kernel_id(plan, arch: str | None = None, cfg: Config | None = None) -> int:
+def kernel_key(plan, arch: str | None = None, cfg: Config | None = None) -> str:
     """Build (or fetch) ``plan``'s kernel with launch configuration ``cfg`` (default
     :func:`config`) for ``arch`` (default :func:`device_arch`) and register it with the
-    CUDA FFI handler; the same id for the same kernel."""
-    return _kernel_id(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST,
+    CUDA FFI handler; returns its key (the cache key, which the custom call carries)."""
+    return _kernel_key(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST,
                       cfg or config(plan))
 
 
-@functools.lru_cache(maxsize=None)
-def _kernel_id(plan, arch, idx, inner, tf32, sqdist, cfg):
+@memo.lru(memo.KERNELS)
+def _kernel_key(plan, arch, idx, inner, tf32, sqdist, cfg):
+    from .. import cache
     from . import cuda_ffi
 
-    return cuda_ffi.load_kernel(_build(plan, arch, idx, inner, tf32, sqdist, cfg))
+    image, key = cache.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch)
+    return cuda_ffi.load_kernel(image, key)
 
 
 # ---------------------------------------------------------------- launch configuration by measurement
@@ -629,7 +631,7 @@ def _label(cfg: Config) -> str:
     return f"{cfg.block_threads} threads, {cfg.tile}-column tiles" + (", staged" if cfg.staged else "")
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _choice(plan, arch, device, idx, inner, tf32, sqdist) -> Config:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -727,7 +729,7 @@ def _call(plan, arrays, geom, cfg: Config | None = None):
     cfg = cfg or launch_choice(plan)
     rows, threads, shared = launch_config(plan, geom, cfg)
     cats = [v.attr[1] for v in plan.variables]
-    outs = cuda_ffi.call(kernel_id(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
+    outs = cuda_ffi.call(kernel_key(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
     if plan.red.kernel is KMIN:
         shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)

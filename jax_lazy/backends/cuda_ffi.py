@@ -1,7 +1,8 @@
 """Calling generated CUDA kernels through the XLA FFI handler ``jax_lazy_cuda``.
 
-The compiled module ``jax_lazy._native`` holds a registry ``kernel id -> (image, entry
-name)`` and the handler, which loads an image into the CUDA context it runs in (on first
+The compiled module ``jax_lazy._native`` holds a registry ``kernel key -> (image, entry
+name)`` (the key: the kernel cache key, which the image carries as the ``__device__``
+string ``jax_lazy_kernel_key``, checked when the module is loaded) and the handler, which loads an image into the CUDA context it runs in (on first
 use there) and launches it on XLA's stream, asynchronously. The CUDA driver is opened
 with ``dlopen("libcuda.so.1")`` on first need, so none of this needs CUDA to build or
 import. The handler/kernel ABI is ``kernels/cuda_abi.h``: the kernel's only parameter is
@@ -13,8 +14,8 @@ per-axis element strides, 0 on broadcast axes); the launch is::
 
 Typical use::
 
-    kid = load_kernel(cubin_or_ptx)                 # once per image
-    (out,) = call(kid, (x, y, b), (0, 1, 1),        # i-, j-, j-variable
+    key = load_kernel(cubin_or_ptx, key)            # once per image
+    (out,) = call(key, (x, y, b), (0, 1, 1),        # i-, j-, j-variable
                   [jax.ShapeDtypeStruct(batch + (M, 1), x.dtype)], batch, M, N,
                   rows_per_block=64, block_threads=64, shared_bytes=0)
 
@@ -85,6 +86,11 @@ def args_dtype() -> np.dtype:
                     align=True)
 
 
+def register() -> None:
+    """Register the ``jax_lazy_cuda`` target (and the kernel resolver) with XLA, once."""
+    _register(TARGET)
+
+
 def _register(target: str) -> None:
     """Register ``target`` with XLA once. On a jaxlib without CUDA, registering for the
     CUDA platform only queues the handler (used if a CUDA plugin ever loads)."""
@@ -95,34 +101,40 @@ def _register(target: str) -> None:
             return
         native = _native()
         if target == TARGET:
+            from .ffi import ensure_registered
+
+            ensure_registered()  # the kernel resolver
             jax.ffi.register_ffi_target(TARGET, native.cuda_handler(), platform="CUDA")
         else:
             jax.ffi.register_ffi_target(DRY_RUN_TARGET, native.cuda_dry_run_handler(), platform="cpu")
         _registered.add(target)
 
 
-def load_kernel(image: bytes, name: str = ENTRY) -> int:
+def load_kernel(image: bytes, key: str, name: str = ENTRY) -> str:
     """Register a kernel image: a cubin, a fatbin or PTX text (as for
-    ``cuModuleLoadData``) with ``extern "C"`` entry point ``name``.
+    ``cuModuleLoadData``) with ``extern "C"`` entry point ``name``, under ``key``.
 
-    Needs no GPU: the image is loaded into a CUDA context on its first launch there.
+    Needs no GPU: the image is loaded into a CUDA context on its first launch there, and
+    refused then (an error of the launch, naming both keys) unless its ``__device__``
+    string ``jax_lazy_kernel_key`` equals ``key``.
 
     Returns:
-      A fresh kernel id (int >= 1) for :func:`call`.
+      ``key``, for :func:`call`; a key already registered keeps its first image.
 
     Raises:
-      ValueError: empty image or name.
+      ValueError: empty image, key or name.
       BackendError: the native module or its CUDA handler is unavailable.
     """
-    return _native().register_cuda_kernel(bytes(image), name)
+    _native().register_cuda_kernel(bytes(image), str(key), name)
+    return key
 
 
-def unload_kernel(kernel_id: int) -> bool:
-    """Forget ``kernel_id``; returns whether it was registered. Loaded modules stay."""
-    return _native().unregister_cuda_kernel(int(kernel_id))
+def unload_kernel(kernel_key: str) -> bool:
+    """Forget ``kernel_key``; returns whether it was registered. Loaded modules stay."""
+    return _native().unregister_cuda_kernel(str(kernel_key))
 
 
-def _attrs(kernel_id, arrays, cats, out_types, batch, M, N, rows_per_block, block_threads,
+def _attrs(kernel_key, arrays, cats, out_types, batch, M, N, rows_per_block, block_threads,
            shared_bytes) -> tuple[list, dict]:
     """Checked ``out_types`` and the handler's attributes."""
     c = abi_constants()
@@ -138,17 +150,17 @@ def _attrs(kernel_id, arrays, cats, out_types, batch, M, N, rows_per_block, bloc
                          f"block_threads={block_threads} (1..1024), shared_bytes={shared_bytes} (>= 0)")
     in_batch = input_batches(arrays, cats, batch, M, N)
     out_types = check_out_types(out_types, batch, M)
-    attrs = dict(kernel_id=np.int64(kernel_id), M=np.int64(M), N=np.int64(N),
+    attrs = dict(kernel_key=str(kernel_key), M=np.int64(M), N=np.int64(N),
                  batch=np.asarray(batch, np.int64), in_batch=np.asarray(in_batch, np.int64),
                  rows_per_block=np.int64(rows_per_block), block_threads=np.int64(block_threads),
                  shared_bytes=np.int64(shared_bytes))
     return out_types, attrs
 
 
-def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Sequence,
+def call(kernel_key: str, arrays: Sequence, cats: Sequence[int], out_types: Sequence,
          batch: Sequence[int], M: int, N: int, rows_per_block: int, block_threads: int,
          shared_bytes: int = 0) -> tuple:
-    """Run registered kernel ``kernel_id`` through the ``jax_lazy_cuda`` custom call.
+    """Run kernel ``kernel_key`` through the ``jax_lazy_cuda`` custom call.
 
     Same arrays, categories, output types and batch conventions as
     :func:`jax_lazy.backends.ffi.call`; works under ``jax.jit`` and ``jax.vmap``
@@ -156,7 +168,8 @@ def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Seque
     kernel as batch axes, at most ``JL_MAX_BATCH`` in all).
 
     Args:
-      kernel_id: an id from :func:`load_kernel`.
+      kernel_key: the key of a kernel registered by :func:`load_kernel`, or in the
+        kernel cache.
       arrays, cats, out_types, batch, M, N: as for ``ffi.call``; at most
         ``JL_MAX_INPUTS`` arrays and ``JL_MAX_OUTPUTS`` outputs.
       rows_per_block: output rows per thread block (grid.x = ceil(M / rows_per_block)).
@@ -169,10 +182,11 @@ def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Seque
     Raises:
       ShapeError, ValueError: inconsistent shapes or launch parameters (checked here).
       BackendError: the native handler is unavailable.
-      jax.errors.JaxRuntimeError (at execution): unknown kernel id, no usable driver,
+      jax.errors.JaxRuntimeError (at execution): a kernel neither registered nor cached,
+        an image that reports another key, no usable driver,
         module load or launch failure (the driver's error text is in the message).
     """
-    out_types, attrs = _attrs(kernel_id, arrays, cats, out_types, batch, M, N, rows_per_block,
+    out_types, attrs = _attrs(kernel_key, arrays, cats, out_types, batch, M, N, rows_per_block,
                               block_threads, shared_bytes)
     _register(TARGET)
     fn = jax.ffi.ffi_call(TARGET, out_types, vmap_method="broadcast_all")
@@ -191,7 +205,7 @@ def dry_run(arrays: Sequence, cats: Sequence[int], out_types: Sequence, batch: S
 
     Raises what :func:`call` raises, the handler's checks included.
     """
-    out_types, attrs = _attrs(0, arrays, cats, out_types, batch, M, N, rows_per_block,
+    out_types, attrs = _attrs("", arrays, cats, out_types, batch, M, N, rows_per_block,
                               block_threads, shared_bytes)
     _register(DRY_RUN_TARGET)
     dump = jax.ShapeDtypeStruct((args_dtype().itemsize,), np.uint8)

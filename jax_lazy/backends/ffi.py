@@ -1,10 +1,17 @@
 """Calling generated CPU kernels through the XLA FFI handler ``jax_lazy_cpu``.
 
-The compiled module ``jax_lazy._native`` holds a registry ``kernel id -> function
+The compiled module ``jax_lazy._native`` holds a registry ``kernel key -> function
 pointer`` and one XLA FFI handler. A generated kernel is a shared library exporting::
 
     extern "C" void jax_lazy_kernel(const void* const* in, void* const* out,
                                     int64_t M, int64_t N, int64_t i0, int64_t i1);
+    extern "C" const char* jax_lazy_kernel_key();   // its own key
+
+The key is the kernel cache key (:mod:`jax_lazy.cache`, which bakes it into the
+source); the custom call carries it, so a module exported with ``jax.export`` names the
+same kernel in any process. A key the process has not loaded is looked up in the kernel
+cache by the handler (through :func:`resolve_kernel`, set at ``import jax_lazy``); a
+library that reports another key than the one it is loaded under is refused.
 
 where ``in[k]`` is input k's contiguous slice for one batch element (i-variables
 ``M*dim_k`` elements, j-variables ``N*dim_k``, parameters ``dim_k``) and ``out[k]`` output
@@ -15,15 +22,14 @@ units and runs them on a persistent thread pool (``JAX_LAZY_NUM_THREADS``, see
 
 Typical use::
 
-    kid = load_kernel(path_to_so)                   # once per library
-    (out,) = call(kid, (x, y, b), (0, 1, 1),        # i-, j-, j-variable
+    key = load_kernel(path_to_so, key)              # once per library
+    (out,) = call(key, (x, y, b), (0, 1, 1),        # i-, j-, j-variable
                   [jax.ShapeDtypeStruct(batch + (M, 1), x.dtype)], batch, M, N)
 """
 
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
 import threading
 from collections.abc import Sequence
@@ -36,13 +42,13 @@ from ..errors import BackendError, ShapeError
 
 TARGET = "jax_lazy_cpu"
 SYMBOL = "jax_lazy_kernel"
+KEY_SYMBOL = "jax_lazy_kernel_key"
 CAT_I, CAT_J, CAT_P = 0, 1, 2
 
 _lock = threading.Lock()
 _registered = False
-_ids = itertools.count(1)
-# Loaded libraries, kept alive for ever: the registry holds raw function pointers.
-_libraries: list[ctypes.CDLL] = []
+# Loaded libraries by key, kept alive for ever: the registry holds raw function pointers.
+_libraries: dict[str, ctypes.CDLL] = {}
 
 
 def native_with(handler: str, what: str):
@@ -72,10 +78,12 @@ def available() -> str | None:
 
 
 def ensure_registered() -> None:
-    """Register the FFI target ``jax_lazy_cpu`` with XLA (CPU platform), once.
+    """Register the FFI target ``jax_lazy_cpu`` with XLA (CPU platform) and the kernel
+    resolver (:func:`resolve_kernel`) with the native module, once.
 
-    Idempotent and thread-safe. Raises BackendError when the native module or its
-    handler is missing.
+    Idempotent and thread-safe; ``import jax_lazy`` calls it, so that a module exported
+    by another process compiles and finds its kernels. Raises BackendError when the
+    native module or its handler is missing.
     """
     global _registered
     if _registered:
@@ -83,33 +91,56 @@ def ensure_registered() -> None:
     with _lock:
         if _registered:
             return
+        native = _native()
+        native.set_kernel_resolver(resolve_kernel)
         # The capsule is passed as is (jax.ffi.pycapsule wraps ctypes function pointers).
-        jax.ffi.register_ffi_target(TARGET, _native().cpu_handler(), platform="cpu")
+        jax.ffi.register_ffi_target(TARGET, native.cpu_handler(), platform="cpu")
         _registered = True
 
 
-def load_kernel(path) -> int:
-    """Load the shared library at ``path`` and register its ``jax_lazy_kernel``.
+def resolve_kernel(kind: str, key: str) -> str:
+    """Load kernel ``key`` ("cpu" library or "cuda" image) from the kernel cache and
+    register it; the handlers call this for a key the process has not registered (a
+    module exported by another process). Returns "" on success, else why not (the
+    handler puts it in its error)."""
+    from .. import cache
+
+    try:
+        cache.load_by_key(kind, key)
+    except Exception as e:  # noqa: BLE001 - the message goes back to the handler's error
+        return f"{type(e).__name__}: {e}"
+    return ""
+
+
+def load_kernel(path, key: str) -> str:
+    """Load the shared library at ``path`` and register its ``jax_lazy_kernel`` under
+    ``key``, which must be the key the library reports (``jax_lazy_kernel_key()``).
 
     Returns:
-      A fresh kernel id (int > 0) for :func:`call`. The library is never unloaded.
+      ``key``, for :func:`call`. The library is never unloaded; loading a key again
+      returns at once.
 
     Raises:
       OSError: the library cannot be loaded (missing, truncated, corrupted...).
-      AttributeError: it does not export ``jax_lazy_kernel``.
-      BackendError: the native module is unavailable.
+      AttributeError: it does not export ``jax_lazy_kernel`` or ``jax_lazy_kernel_key``.
+      BackendError: the library reports another key (a forged or stale cache entry: it
+        is not registered), or the native module is unavailable.
     """
     native = _native()
+    if key in _libraries:
+        return key
     # RTLD_NOW (ctypes' default on POSIX) reports unresolved symbols here, not at call time.
     lib = ctypes.CDLL(os.fspath(path))
-    address = ctypes.cast(getattr(lib, SYMBOL), ctypes.c_void_p).value
-    if not address:
-        raise AttributeError(f"{path}: symbol {SYMBOL} has a null address")
+    addresses = [ctypes.cast(getattr(lib, s), ctypes.c_void_p).value for s in (SYMBOL, KEY_SYMBOL)]
+    if not all(addresses):
+        raise AttributeError(f"{path}: symbol {SYMBOL} or {KEY_SYMBOL} has a null address")
+    try:
+        native.register_kernel(key, *addresses)
+    except ValueError as e:
+        raise BackendError(f"kernel library {path} refused: {e}") from None
     with _lock:
-        _libraries.append(lib)
-        kernel_id = next(_ids)
-    native.register_kernel(kernel_id, address)
-    return kernel_id
+        _libraries.setdefault(key, lib)
+    return key
 
 
 def num_threads() -> int:
@@ -173,15 +204,15 @@ def check_out_types(out_types: Sequence, batch: tuple, M: int) -> list:
     return out_types
 
 
-def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Sequence,
+def call(kernel_key: str, arrays: Sequence, cats: Sequence[int], out_types: Sequence,
          batch: Sequence[int], M: int, N: int, row_block: int = 8) -> tuple:
-    """Run registered kernel ``kernel_id`` through the ``jax_lazy_cpu`` custom call.
+    """Run kernel ``kernel_key`` through the ``jax_lazy_cpu`` custom call.
 
     Works under ``jax.jit`` and ``jax.vmap`` (``vmap_method="broadcast_all"``: the handler
     treats the extra leading axes as batch axes).
 
     Args:
-      kernel_id: an id from :func:`load_kernel`.
+      kernel_key: the key of a kernel loaded by :func:`load_kernel`, or in the kernel cache.
       arrays: the kernel's inputs, in kernel order, each of the dtype the kernel expects:
         i-variables ``(*b, M, D)``, j-variables ``(*b, N, D)``, parameters ``(*b, D)``,
         where ``b`` broadcasts to ``batch`` (missing leading axes count as 1). Only the
@@ -201,8 +232,9 @@ def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Seque
     Raises:
       ShapeError: inconsistent shapes (checked here, before the call).
       BackendError: the native handler is unavailable.
-      jax.errors.JaxRuntimeError (at execution): unknown kernel id (the message names
-        it) or buffers inconsistent with the attributes.
+      jax.errors.JaxRuntimeError (at execution): a kernel neither loaded nor in the
+        kernel cache, or a refused one (the message names the key and says why), or
+        buffers inconsistent with the attributes.
     """
     ensure_registered()
     batch = tuple(int(s) for s in batch)
@@ -211,7 +243,7 @@ def call(kernel_id: int, arrays: Sequence, cats: Sequence[int], out_types: Seque
     in_batch = input_batches(arrays, cats, batch, M, N)
     out_types = check_out_types(out_types, batch, M)
     fn = jax.ffi.ffi_call(TARGET, out_types, vmap_method="broadcast_all")
-    outs = fn(*arrays, kernel_id=np.int64(kernel_id), M=np.int64(M), N=np.int64(N),
+    outs = fn(*arrays, kernel_key=str(kernel_key), M=np.int64(M), N=np.int64(N),
               batch=np.asarray(batch, np.int64), in_batch=np.asarray(in_batch, np.int64),
               row_block=np.int64(row_block))
     return tuple(outs)

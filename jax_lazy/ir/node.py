@@ -10,19 +10,22 @@ A :class:`Node` is an immutable record ``(op, args, dim, attr)``:
 
 Nodes are interned: building the same ``(op, args, attr)`` twice returns the same object,
 so equality is identity, hashing is O(1), sub-formulas are shared (a DAG, not a tree)
-and a node can key a cache directly. The table keeps nodes alive for the life of the
-process; formulas are small, and a process builds few distinct ones.
+and a node can key a cache directly. The table holds its nodes weakly: a formula lives
+as long as something uses it (a LazyTensor, a memoised plan, a parent node), so a
+process that builds formulas without end (a new Python float each call) does not keep
+them all.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 
 # Variable categories, as in KeOps: 0 = indexed by i, 1 = indexed by j, 2 = parameter.
 I, J, P = 0, 1, 2
 CAT_NAMES = {I: "i", J: "j", P: "param"}
 
-_table: dict = {}
+_table: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _lock = threading.Lock()
 
 
