@@ -10,6 +10,7 @@ backward pass is made of *other reductions* of symbolic derivatives (see
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass

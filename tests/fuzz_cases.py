@@ -139,6 +139,7 @@ BATCH = {  # operand category -> batch shape
     "bcast_p": ((), (2, 1), (1, 3)),
 }
 
+EMPTY = False  # empty axes join the draws once their rule lands (issue 9 item 11)
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0])
 
 
@@ -213,11 +214,25 @@ def _first(idx, ax):
     return np.moveaxis(idx, ax, -2)
 
 
+def _empty(case: Case, F, W, ax):
+    """Nothing to reduce: the identities (sum 0, logsumexp -inf, softmax-weighted sum 0,
+    min +inf, max -inf) and index -1."""
+    E = W.shape[-1] if case.reduction in ("logsumexp_w", "sumsoftmaxweight") else F.shape[-1]
+    shape = tuple(np.delete(np.array(F.shape[:-1]), F.ndim - 1 + ax)) + (E,)
+    value = {"sum": 0.0, "logsumexp": -np.inf, "logsumexp_w": -np.inf, "sumsoftmaxweight": 0.0}.get(
+        case.reduction, -np.inf if "max" in case.reduction else np.inf)
+    val, idx = np.full(shape, value), np.full(shape, -1, np.int64)
+    kinds = REDUCTIONS[case.reduction][2]
+    return tuple(val if k == "v" else idx for k in kinds)
+
+
 def oracle(case: Case, F, W):
     """The reduction's outputs: a tuple of arrays, values float64, indices int64, laid
     out as the library's (K-lists: (..., K, E), squeezed to (..., K) when E = 1)."""
     ax = (-3, -2)[case.axis]
     name = case.reduction
+    if F.shape[ax] == 0:
+        return _empty(case, F, W, ax)
     if name == "sum":
         return (F.sum(axis=ax),)
     if name in ("logsumexp", "logsumexp_w"):
@@ -283,10 +298,15 @@ def random_case(seed: int, domains=("normal", "normal", "int", "special")) -> Ca
             tree = ("bin", str(rng.choice(["add", "mul"])), tree, ("leaf", k))
     reduction = str(rng.choice(sorted(REDUCTIONS)))
     M, N, axis = int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(0, 2))
+    if EMPTY and rng.random() < 0.08:  # an empty axis: nothing to reduce, or no output rows
+        M, N = (0, N) if rng.random() < 0.5 else (M, 0)
     reduced = (M, N)[axis]
+    if reduced == 0 and REDUCTIONS[reduction][3]:  # K-lists need 1 <= K <= the reduced size
+        M, N = max(M, 1), max(N, 1)
+        reduced = (M, N)[axis]
     K = int(rng.choice([1, reduced, rng.integers(1, reduced + 1)]))
     domain = str(rng.choice(domains))
-    grad = domain == "normal" and REDUCTIONS[reduction][4] and rng.random() < 0.5
+    grad = domain == "normal" and REDUCTIONS[reduction][4] and M * N > 0 and rng.random() < 0.5
     return Case(tree=tree, dims=tuple(int(d) for d in rng.integers(1, 4, 3)), reduction=reduction, axis=axis,
                 K=K, M=M, N=N, batch=str(rng.choice(sorted(BATCH))),
                 dtype=str(rng.choice(["float32", "float64"])), domain=domain, seed=int(rng.integers(2**31)),
