@@ -22,6 +22,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from . import backends
+from .backends import common
 from .autodiff import vjp
 from .errors import BackendError, FormulaError, ShapeError
 from .ir import I, J, P, Node, Var, substitute, to_string, variables
@@ -149,7 +150,7 @@ def _reduction_fn(plan: Plan):
         print(f"[jax_lazy] plan {plan.backend}/{plan.dtype}: {plan.describe()}", file=sys.stderr)
 
     # jit: eager calls reuse one compiled executable per shape instead of re-tracing.
-    impl = jax.jit(lambda *arrays: backend.reduce(plan, arrays, geometry(plan, arrays)))
+    impl = jax.jit(lambda *arrays: _run(backend, plan, arrays))
 
     @jax.custom_batching.custom_vmap
     def run(*arrays):
@@ -188,6 +189,20 @@ def _reduction_fn(plan: Plan):
     return f
 
 
+def _run(backend, plan: Plan, arrays):
+    """``backend.reduce``, except when an axis is empty: then every backend returns the
+    same identities (:func:`backends.common.empty_outputs`) without building a kernel."""
+    geom = geometry(plan, arrays)
+    if _empty(geom):
+        return common.empty_outputs(plan, geom)
+    return backend.reduce(plan, arrays, geom)
+
+
+def _empty(geom: Geometry) -> bool:
+    """Whether an axis is empty: nothing to reduce (N = 0) or no output (M = 0, batch)."""
+    return geom.M == 0 or geom.N == 0 or 0 in geom.batch
+
+
 # ---------------------------------------------------------------- backward passes
 
 
@@ -209,6 +224,8 @@ def _backward(plan: Plan, arrays, outs, cts, wanted) -> dict:
     live = [p for p in range(len(outs)) if not red.is_index(p) and not _is_zero_ct(cts[p])]
     if not wanted or not live:
         return {}
+    if any(o.size == 0 for o in outs) or geometry(plan, arrays).N == 0:  # constant outputs
+        return {v: jnp.zeros_like(arrays[v.attr[0]]) for v in wanted}
 
     def ct(p):  # the cotangent of output p, zeros when symbolic
         return outs[p] * 0 if _is_zero_ct(cts[p]) else cts[p]
