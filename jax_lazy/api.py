@@ -42,6 +42,7 @@ class Plan:
     variables: tuple
     dtype: str
     backend: str
+    auto: bool = False  # backend chosen by "auto": the gradients' reductions choose theirs too
 
     def describe(self) -> str:
         text = ", ".join(to_string(f) for f in self.formulas)
@@ -127,12 +128,16 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
         chosen = backends.resolve(backend, dtype)
     except BackendError as e:
         raise BackendError(str(e), text) from None
-    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, chosen)
+    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, chosen, auto=backend == "auto")
     if red.scalar and formulas[0].dim != 1:
         raise FormulaError(f"{red.name} needs a scalar formula, got dim {formulas[0].dim}", text)
     geom = geometry(plan, arrays, text)
     if red.uses_k and not 1 <= k <= geom.N:
         raise ShapeError(f"K = {k} must be between 1 and the reduced size {geom.N}", text)
+    try:
+        plan = plan if _empty(geom) else backends.with_kernels(plan, plan.auto)
+    except BackendError as e:
+        raise BackendError(e.message, text) from None
     outs = _reduction_fn(plan)(*arrays)
     return tuple(outs[p] for p in red.public)
 
@@ -260,7 +265,7 @@ def _backward(plan: Plan, arrays, outs, cts, wanted) -> dict:
         body = ct_formulas[group[0]]
         for v in group[1:]:
             body = Concat(body, ct_formulas[v])
-        (total,) = reduce((body,), "Sum", ext_vars, ext_arrays, axis, backend=plan.backend)
+        (total,) = reduce((body,), "Sum", ext_vars, ext_arrays, axis, backend="auto" if plan.auto else plan.backend)
         start = 0
         for v in group:
             part = total[..., start : start + v.dim]

@@ -5,15 +5,19 @@ A backend module provides
 - ``available() -> str | None``: None when usable on this machine, else the reason;
 - ``supports(dtype: str) -> str | None``: None when it computes in that dtype, else why not;
 - ``reduce(plan, arrays, geometry) -> tuple of outputs``: the forward reduction of a
-  canonical plan (gradients are other reductions, built by :mod:`jax_lazy.api`).
+  canonical plan (gradients are other reductions, built by :mod:`jax_lazy.api`);
+- optionally ``missing(plan) -> str | None``: None when the plan's kernels can be had
+  (compiled, or found in the cache), else why not.
 
 ``"auto"`` picks the first usable backend of :data:`AUTO_ORDER` for JAX's default
 platform and the dtype: the compiled backend of the platform (``cpu`` on CPU, ``cuda`` on
-GPU), else ``jnp`` (with one warning saying why the compiled one cannot run).
+GPU), else ``jnp``, with one warning saying why the compiled one cannot run (unavailable,
+a dtype it does not compute in, or a kernel it can neither compile nor find in the cache).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import warnings
@@ -37,9 +41,16 @@ def _available(name: str):
     return get(name).available()
 
 
+@functools.lru_cache(maxsize=None)
+def _missing(plan, index_type: str):
+    check = getattr(get(plan.backend), "missing", None)
+    return check(plan) if check else None
+
+
 def reset() -> None:
     """Forget the memoised availability checks (after installing a compiler, in tests)."""
     _available.cache_clear()
+    _missing.cache_clear()
     _warned.clear()
 
 
@@ -60,12 +71,39 @@ def resolve(name: str, dtype: str) -> str:
             reason = _available(candidate) or get(candidate).supports(dtype)
             if reason is None:
                 return candidate
-            if candidate in COMPILED and _available(candidate) and candidate not in _warned:
-                _warned.add(candidate)
-                warnings.warn(f"jax_lazy: the compiled {candidate} backend is unavailable, using the slower jnp "
-                              f"backend: {reason}", RuntimeWarning, stacklevel=4)
+            if candidate in COMPILED:
+                _warn_fallback(candidate, reason, once=(candidate, reason))
         raise BackendError(f"no backend can reduce {dtype} arrays")
     reason = _available(name) or get(name).supports(dtype)
     if reason is not None:
         raise BackendError(f"backend {name!r} cannot run: {reason}")
     return name
+
+
+def with_kernels(plan, auto: bool):
+    """``plan`` when its backend can get the plan's kernels (a compiler, or the cache);
+    else, when the backend was chosen by "auto", the same plan on ``jnp`` (with one
+    warning saying why).
+
+    Raises:
+      BackendError: an explicitly requested backend cannot get the kernels (no compiler
+        and not in the cache); the message says why and shows the plan.
+    """
+    from ..reductions import index_dtype
+
+    reason = _missing(plan, str(index_dtype()))
+    if reason is None:
+        return plan
+    if not auto:
+        raise BackendError(f"backend {plan.backend!r} cannot run: {reason}", plan.describe())
+    _warn_fallback(plan.backend, reason, once=(plan.backend, "kernels"))
+    return dataclasses.replace(plan, backend="jnp")
+
+
+def _warn_fallback(backend: str, reason: str, once) -> None:
+    """"auto" uses jnp instead of ``backend``: a RuntimeWarning, once per ``once`` key
+    (the stack level points at the user's reduction call)."""
+    if once not in _warned:
+        _warned.add(once)
+        warnings.warn(f"jax_lazy: the compiled {backend} backend is unavailable, using the slower jnp backend: "
+                      f"{reason}", RuntimeWarning, stacklevel=6)

@@ -38,6 +38,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
@@ -51,19 +52,37 @@ _CTYPES = {"float32": "float", "float64": "double"}
 
 
 def available():
-    """None when the native module, the FFI handler and a C++ compiler are there, else why not."""
+    """None when the native module and its FFI handler are there, else why not. Kernels
+    also need a C++ compiler, or to be in the kernel cache already: see :func:`missing`."""
     from .._native_loader import load_native, native_error
 
-    try:
-        from .. import cache
-    except ImportError as e:  # pragma: no cover - broken installation
-        return f"jax_lazy.cache cannot be imported ({e})"
     native = load_native()
     if native is None:
         return f"the native module jax_lazy._native is missing ({native_error()}); reinstall jax_lazy"
     if not hasattr(native, "cpu_handler"):
         return "the native module was built without the XLA FFI CPU handler; reinstall jax_lazy"
-    return cache.compiler_problem()
+    return None
+
+
+def missing(plan) -> str | None:
+    """None when ``plan``'s kernel can be had: a C++ compiler is there, or the kernel is in
+    the cache already (then it is loaded now); else why not."""
+    from .. import cache
+
+    if cache.find_compiler() is None:
+        try:
+            kernel_id(plan)
+        except BackendError as e:
+            return e.message
+    return None
+
+
+def limitation() -> str | None:
+    """What this machine lacks to compile new kernels (for :func:`jax_lazy.doctor`)."""
+    from .. import cache
+
+    problem = cache.compiler_problem()
+    return problem and f"only kernels already in the cache: {problem}"
 
 
 def supports(dtype: str) -> str | None:
@@ -500,7 +519,7 @@ def _kernel_id(plan, index_type: str) -> tuple[int, int]:
 
     source = kernel_source(plan)
     R = _rows_per_block(_emitter(plan))
-    return cache.build_and_load(plan.red.name, source), R
+    return cache.build_and_load(plan.red.name, source, formula=plan.describe()), R
 
 
 def reduce(plan, arrays, geom):

@@ -552,7 +552,7 @@ def build(plan, arch: str = "sm_90", cfg: Config | None = None) -> bytes:
 def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
     from .. import cache
 
-    return cache.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch)
+    return cache.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch, formula=plan.describe())
 
 
 # ---------------------------------------------------------------- running
