@@ -39,14 +39,15 @@ NO_COMPILER = """
 """
 
 
-def test_no_compiler_falls_back_to_jnp_with_one_warning():
-    out = _run(NO_COMPILER, JAX_LAZY_CXX="/nonexistent/c++")
+def test_no_compiler_falls_back_to_jnp_with_one_warning(tmp_path):
+    # an empty cache: without a compiler, cached kernels would be used (test_cache_faults.py)
+    out = _run(NO_COMPILER, JAX_LAZY_CXX="/nonexistent/c++", JAX_LAZY_CACHE_DIR=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert "WARNINGS 1 " in out.stdout, out.stdout
     assert "/nonexistent/c++" in out.stdout  # the warning and doctor() say why
 
 
-def test_explicit_cpu_backend_without_compiler_raises():
+def test_explicit_cpu_backend_without_compiler_raises(tmp_path):
     code = """
         import numpy as np
         from jax_lazy import Vi, Vj, BackendError
@@ -56,7 +57,7 @@ def test_explicit_cpu_backend_without_compiler_raises():
         except BackendError as e:
             print("RAISED", e)
     """
-    out = _run(code, JAX_LAZY_CXX="/nonexistent/c++")
+    out = _run(code, JAX_LAZY_CXX="/nonexistent/c++", JAX_LAZY_CACHE_DIR=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert "RAISED" in out.stdout and "Var(0,2,0)" in out.stdout, out.stdout
 

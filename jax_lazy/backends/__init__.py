@@ -42,15 +42,13 @@ def _available(name: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _missing(plan, index_type: str):
-    check = getattr(get(plan.backend), "missing", None)
-    return check(plan) if check else None
+def _kernel_check(name: str):
+    return getattr(get(name), "missing", None)
 
 
 def reset() -> None:
     """Forget the memoised availability checks (after installing a compiler, in tests)."""
     _available.cache_clear()
-    _missing.cache_clear()
     _warned.clear()
 
 
@@ -89,9 +87,8 @@ def with_kernels(plan, auto: bool):
       BackendError: an explicitly requested backend cannot get the kernels (no compiler
         and not in the cache); the message says why and shows the plan.
     """
-    from ..reductions import index_dtype
-
-    reason = _missing(plan, str(index_dtype()))
+    check = _kernel_check(plan.backend)
+    reason = check(plan) if check else None
     if reason is None:
         return plan
     if not auto:

@@ -66,14 +66,20 @@ def available():
 
 def missing(plan) -> str | None:
     """None when ``plan``'s kernel can be had: a C++ compiler is there, or the kernel is in
-    the cache already (then it is loaded now); else why not."""
+    the cache already (then it is loaded now); else why not (memoised per plan)."""
     from .. import cache
 
-    if cache.find_compiler() is None:
-        try:
-            kernel_id(plan)
-        except BackendError as e:
-            return e.message
+    if cache.find_compiler() is not None:
+        return None
+    return _not_cached(plan, str(np.dtype(index_dtype())))
+
+
+@functools.lru_cache(maxsize=None)
+def _not_cached(plan, index_type: str) -> str | None:
+    try:
+        _kernel_id(plan, index_type)
+    except BackendError as e:
+        return e.message
     return None
 
 
