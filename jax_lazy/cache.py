@@ -496,6 +496,8 @@ def _run_compiler(cmd: list[str], output: Path) -> tuple[int, str]:
 def _announce_if_slow(what: str, formula: str | None, source_path: Path):
     """Log one warning if the compile inside the block is still running after
     :data:`SLOW_COMPILE_S` seconds: what is compiled, why, and where its source is."""
+    if formula and len(formula) > 300:  # formulas of thousands of nodes: the start names it
+        formula = formula[:300] + " ..."
     subject = f"{what} of {formula}" if formula else what
     message = (f"jax_lazy: compiling {subject} (a new kernel: it is compiled once, then loaded from the "
                f"kernel cache) takes more than {SLOW_COMPILE_S:g} s. Source: {source_path}; the compiler's "
