@@ -233,10 +233,11 @@ def processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
-def wait_until(predicate, seconds: float, what: str):
+def wait_until(predicate, seconds: float, what):
+    """Poll ``predicate`` until it holds; after ``seconds``, fail with ``what()``."""
     deadline = time.monotonic() + seconds
     while not predicate():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what()
         time.sleep(0.05)
 
 
@@ -252,13 +253,15 @@ def test_killed_compile_leaves_no_compiler_and_no_temporary_file(how, tmp_path):
     child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "JAX_LAZY_CACHE_DIR": str(d)},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: any("cc1plus" in c for c in processes_mentioning(str(d)).values()), 120,
-                   "cc1plus never started")
-        time.sleep(0.3)
+        def compiling():
+            return [c for c in processes_mentioning(str(d)).values() if "_compile_guard" not in c]
+
+        wait_until(compiling, 120, lambda: "the compiler never started")
+        time.sleep(1.0)  # cc1plus (g++) or clang's in-process cc1 at work
         child.send_signal(getattr(signal, how))
         child.wait(timeout=60)
         wait_until(lambda: not processes_mentioning(str(d)), 10,
-                   f"compiler processes outlive the killed process: {processes_mentioning(str(d))}")
+                   lambda: f"compiler processes outlive the killed process: {processes_mentioning(str(d))}")
         assert hidden_files(d) == [], hidden_files(d)
         assert list(d.glob("*/*.so")) == []
     finally:
