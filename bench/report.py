@@ -166,7 +166,8 @@ def cpu_backend_status() -> str:
     try:
         from jax_lazy import backends
 
-        reason = backends.get("cpu").available()
+        cpu = backends.get("cpu")
+        reason = cpu.available() or cpu.limitation()  # benchmarks compile new kernels
     except Exception as e:  # noqa: BLE001
         reason = f"{type(e).__name__}: {e}"
     return "available" if reason is None else f"unavailable ({' '.join(str(reason).split())})"

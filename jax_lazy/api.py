@@ -22,6 +22,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from . import backends, memo
+from .backends import common
 from .autodiff import vjp
 from .errors import BackendError, FormulaError, ShapeError
 from .ir import I, J, P, Node, Var, substitute, to_string, variables
@@ -41,6 +42,7 @@ class Plan:
     variables: tuple
     dtype: str
     backend: str
+    auto: bool = False  # backend chosen by "auto": the gradients' reductions choose theirs too
 
     def describe(self) -> str:
         """The reduction in KeOps notation, shared sub-formulas as bindings (linear size)."""
@@ -127,12 +129,16 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
         chosen = backends.resolve(backend, dtype)
     except BackendError as e:
         raise BackendError(str(e), text) from None
-    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, chosen)
+    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, chosen, auto=backend == "auto")
     if red.scalar and formulas[0].dim != 1:
         raise FormulaError(f"{red.name} needs a scalar formula, got dim {formulas[0].dim}", text)
     geom = geometry(plan, arrays, text)
     if red.uses_k and not 1 <= k <= geom.N:
         raise ShapeError(f"K = {k} must be between 1 and the reduced size {geom.N}", text)
+    try:
+        plan = plan if _empty(geom) else backends.with_kernels(plan, plan.auto)
+    except BackendError as e:
+        raise BackendError(e.message, text) from None
     outs = _reduction_fn(plan)(*arrays)
     return tuple(outs[p] for p in red.public)
 
@@ -150,7 +156,7 @@ def _reduction_fn(plan: Plan):
         print(f"[jax_lazy] plan {plan.backend}/{plan.dtype}: {plan.describe()}", file=sys.stderr)
 
     # jit: eager calls reuse one compiled executable per shape instead of re-tracing.
-    impl = jax.jit(lambda *arrays: backend.reduce(plan, arrays, geometry(plan, arrays)))
+    impl = jax.jit(lambda *arrays: _run(backend, plan, arrays))
 
     @jax.custom_batching.custom_vmap
     def run(*arrays):
@@ -189,6 +195,20 @@ def _reduction_fn(plan: Plan):
     return f
 
 
+def _run(backend, plan: Plan, arrays):
+    """``backend.reduce``, except when an axis is empty: then every backend returns the
+    same identities (:func:`backends.common.empty_outputs`) without building a kernel."""
+    geom = geometry(plan, arrays)
+    if _empty(geom):
+        return common.empty_outputs(plan, geom)
+    return backend.reduce(plan, arrays, geom)
+
+
+def _empty(geom: Geometry) -> bool:
+    """Whether an axis is empty: nothing to reduce (N = 0) or no output (M = 0, batch)."""
+    return geom.M == 0 or geom.N == 0 or 0 in geom.batch
+
+
 # ---------------------------------------------------------------- backward passes
 
 
@@ -210,6 +230,8 @@ def _backward(plan: Plan, arrays, outs, cts, wanted) -> dict:
     live = [p for p in range(len(outs)) if not red.is_index(p) and not _is_zero_ct(cts[p])]
     if not wanted or not live:
         return {}
+    if any(o.size == 0 for o in outs) or geometry(plan, arrays).N == 0:  # constant outputs
+        return {v: jnp.zeros_like(arrays[v.attr[0]]) for v in wanted}
 
     def ct(p):  # the cotangent of output p, zeros when symbolic
         return outs[p] * 0 if _is_zero_ct(cts[p]) else cts[p]
@@ -244,7 +266,7 @@ def _backward(plan: Plan, arrays, outs, cts, wanted) -> dict:
         body = ct_formulas[group[0]]
         for v in group[1:]:
             body = Concat(body, ct_formulas[v])
-        (total,) = reduce((body,), "Sum", ext_vars, ext_arrays, axis, backend=plan.backend)
+        (total,) = reduce((body,), "Sum", ext_vars, ext_arrays, axis, backend="auto" if plan.auto else plan.backend)
         start = 0
         for v in group:
             part = total[..., start : start + v.dim]

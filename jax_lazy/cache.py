@@ -13,11 +13,28 @@ Layout under :func:`cache_dir` (``$JAX_LAZY_CACHE_DIR``, else the user cache dir
                            and sha256
     <key[:2]>/<key>.lock   file lock serialising the compilation of that key
 
+    <skey[:2]>/<skey>.any  the key of the library last built from a source and flags by any
+                           compiler (``skey`` leaves the compiler out): a process
+                           without a compiler finds cached kernels through it
+
 Lookup (:func:`build`): in-process dict, then disk, then compile under the file lock
 (re-checking the disk first, so concurrent processes compile once), to a temporary file
 moved into place with ``os.replace``. :func:`build_and_load` also dlopens the library and
 registers it with the FFI handler; a library that fails to load (truncated, corrupted)
 is deleted and rebuilt once.
+
+Without a C++ compiler, the libraries already in the cache are used (through the
+``.any`` aliases); only a missing one raises BackendError. A cache directory that cannot
+be written (read-only, a file, a path that cannot be created) is still read; kernels it
+lacks are compiled into a temporary directory of the process, removed at exit, with one
+warning saying to set ``JAX_LAZY_CACHE_DIR``.
+
+The compiler runs under :mod:`jax_lazy._compile_guard` on Linux: killed with its
+process group when the calling process dies, its partial output deleted; temporary files
+that a killed process leaves anyway (``.<key>.*.tmp*``) are deleted by the next compile of
+that key (under its lock, no live process writes them). A compile that takes longer than
+:data:`SLOW_COMPILE_S` logs one warning (logger ``jax_lazy``) naming the kernel's
+formula and its source file.
 
 CUDA kernels (:func:`build_cubin`) are cached the same way: ``<key>.cu``, ``<key>.cubin``
 (or ``.ptx``), ``<key>.json``, keyed by the source, NVRTC's version, the options and the
@@ -32,9 +49,12 @@ contain arguments), ``JAX_LAZY_CXXFLAGS`` (appended to :func:`default_flags`),
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -67,17 +87,67 @@ _entries: dict[tuple[str, str], Path] = {}
 _kernel_ids: dict[tuple[str, str], str] = {}
 _lock = threading.RLock()
 _key_locks: dict[tuple[str, str], threading.RLock] = {}
+# cache dir that cannot be written -> this process's temporary cache, used in its place.
+_temporary: dict[str, Path] = {}
+
+SLOW_COMPILE_S = 2.0  # a compile taking longer than this logs one warning
+_log = logging.getLogger("jax_lazy")
+_GUARD = Path(__file__).with_name("_compile_guard.py")
 
 
 # --------------------------------------------------------------------------- paths
 
 def cache_dir() -> Path:
     """The cache directory: ``$JAX_LAZY_CACHE_DIR``, else ``platformdirs.user_cache_dir
-    ("jax_lazy")``; created if missing."""
+    ("jax_lazy")``; created if missing and possible (one that cannot be created or
+    written is still searched; new kernels then go to a temporary directory)."""
     env = os.environ.get("JAX_LAZY_CACHE_DIR")
     path = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("jax_lazy"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # _write_dir says why, if a kernel has to be compiled
     return path
+
+
+def _write_dir(directory: Path, shard: str) -> Path:
+    """Where a new entry of ``directory`` goes: ``directory`` when its ``shard`` can be
+    written, else this process's temporary cache (made once, removed at exit, announced
+    by one RuntimeWarning that says what to set).
+
+    Raises:
+      BackendError: no temporary directory can be made either.
+    """
+    with _lock:
+        if str(directory) in _temporary:
+            return _temporary[str(directory)]
+        problem = _unwritable(directory / shard)
+        if problem is None:
+            return directory
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix="jax_lazy-cache-"))
+        except OSError as exc:
+            raise BackendError(f"cannot compile kernels: the kernel cache {directory} cannot be written ({problem}) "
+                               f"and no temporary directory can be made ({exc}). Set JAX_LAZY_CACHE_DIR to a "
+                               f"writable directory.") from None
+        atexit.register(shutil.rmtree, tmp, True)
+        _temporary[str(directory)] = tmp
+        warnings.warn(f"jax_lazy: the kernel cache {directory} cannot be written ({problem}). The kernels it "
+                      f"holds are used; new ones are compiled into {tmp}, deleted when this process exits. Set "
+                      f"JAX_LAZY_CACHE_DIR to a writable directory to keep them.", RuntimeWarning, stacklevel=2)
+        return tmp
+
+
+def _unwritable(shard: Path) -> str | None:
+    """None when files can be created in ``shard`` (made if missing), else why not."""
+    try:
+        shard.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=shard, prefix=".probe-", suffix=".tmp")
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    os.close(fd)
+    _unlink(Path(probe))
+    return None
 
 
 # --------------------------------------------------------------------------- compiler
@@ -199,11 +269,13 @@ def _host() -> str:
     return _host_tag
 
 
-def _key(source: str, compiler: Compiler, flags: list[str]) -> str:
+def _key(source: str, compiler: Compiler | None, flags: list[str]) -> str:
+    """The entry's key; with ``compiler`` None, the key of its compiler-independent alias."""
     from . import __version__
 
-    material = {"source": source, "compiler": compiler.identity, "flags": flags,
-                "version": __version__}
+    material = {"source": source, "flags": flags, "version": __version__}
+    if compiler is not None:
+        material["compiler"] = compiler.identity
     if any("native" in f for f in flags):
         material["host"] = _host()
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -265,44 +337,91 @@ def _key_lock(slot: tuple[str, str]) -> threading.RLock:
         return _key_locks.setdefault(slot, threading.RLock())
 
 
-def _resolve(name: str, source: str, flags, *, bad: tuple | None = None):
-    """(slot, paths) of a valid library for ``source``; compiles if needed.
+def _resolve(name: str, source: str, flags, *, bad: tuple | None = None, formula: str | None = None):
+    """(slot, paths) of a valid library for ``source``; compiles if needed (into
+    :func:`_write_dir`); without a compiler, the cached library of any compiler.
 
     ``bad`` asks for a rebuild after a failed load: it is the (inode, size, mtime) of the
     library that failed (or ``()`` if unknown); that file is deleted if it is still the
     one on disk (another process may already have replaced it with a good one).
     """
-    compiler = find_compiler()
-    if compiler is None:
-        raise BackendError(f"cannot compile kernels: {compiler_problem()}")
     flags = default_flags() if flags is None else [str(f) for f in flags]
     directory = cache_dir()
+    compiler = find_compiler()
+    if compiler is None:
+        return _resolve_cached(name, source, flags, directory)
     key = _key(source, compiler, flags)
-    source += key_stamp(key, "cpu")
+    stamped = source + key_stamp(key, "cpu")  # the alias (.any) is keyed by the source without it
     slot = (str(directory), key)
     paths = _paths(directory, key)
     if bad is None:
         cached = _entries.get(slot)
         if cached is not None and cached.exists():
-            return slot, paths
+            return slot, _paths(cached.parent.parent, key)
     with _key_lock(slot):
         if bad is None and _valid(paths, key):
             _entries[slot] = paths["so"]
+            _point_alias(directory, source, flags, key)
             _dump(name, paths, "cached")
             return slot, paths
         _entries.pop(slot, None)
-        paths["so"].parent.mkdir(parents=True, exist_ok=True)
+        target = _write_dir(directory, key[:2])
+        paths = _paths(target, key)
         with filelock.FileLock(str(paths["lock"])):
             if bad and _stat_id(paths["so"]) == bad:
                 _unlink(paths["json"])
                 _unlink(paths["so"])
             if not _valid(paths, key):  # another process may have built it meanwhile
-                _compile(name, source, compiler, flags, key, paths)
+                _compile(name, stamped, compiler, flags, key, paths, formula)
+                _point_alias(target, source, flags, key)
                 _dump(name, paths, f"compiled in {build_times[f'{name}/{key[:16]}']:.2f} s")
             else:
                 _dump(name, paths, "cached")
         _entries[slot] = paths["so"]
     return slot, paths
+
+
+def _resolve_cached(name: str, source: str, flags: list[str], directory: Path):
+    """Without a compiler: (slot, paths) of the library that some compiler built from
+    ``source`` and ``flags`` into ``directory`` (found through the ``.any`` alias).
+
+    Raises:
+      BackendError: there is none (the message says why no compiler was found).
+    """
+    alias = _alias_path(directory, _key(source, None, flags))
+    try:
+        key = alias.read_text(encoding="utf-8").strip()
+    except OSError:
+        key = ""
+    if re.fullmatch(r"[0-9a-f]{64}", key):
+        slot, paths = (str(directory), key), _paths(directory, key)
+        if (slot in _entries and paths["so"].exists()) or _valid(paths, key):
+            _entries[slot] = paths["so"]
+            _dump(name, paths, "cached, no compiler")
+            return slot, paths
+    raise BackendError(f"cannot compile kernel {name}: {compiler_problem()} It is not in the kernel cache "
+                       f"{directory} either (a process with a compiler and the same JAX_LAZY_CACHE_DIR, "
+                       f"JAX_LAZY_CXXFLAGS and jax_lazy version puts it there).")
+
+
+def _alias_path(directory: Path, skey: str) -> Path:
+    return directory / skey[:2] / f"{skey}.any"
+
+
+def _point_alias(directory: Path, source: str, flags: list[str], key: str) -> None:
+    """Point the compiler-independent alias of (``source``, ``flags``) at ``key`` (best
+    effort: a read-only cache keeps the aliases it has)."""
+    path = _alias_path(directory, _key(source, None, flags))
+    try:
+        if path.read_text(encoding="utf-8") == key:
+            return
+    except OSError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, key)
+    except OSError:
+        pass
 
 
 def _stat_id(path: Path):
@@ -314,30 +433,31 @@ def _stat_id(path: Path):
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _compile(name, source, compiler, flags, key, paths) -> None:
+def _compile(name, source, compiler, flags, key, paths, formula=None) -> None:
     """Compile under the entry's file lock; leaves no .so/.json behind on failure."""
     _unlink(paths["json"])
     _unlink(paths["so"])
+    _remove_leftovers(paths["so"].parent, key)
     _atomic_write(paths["cpp"], source)
-    fd, tmp = tempfile.mkstemp(dir=paths["so"].parent, prefix=f".{key}.", suffix=".tmp.so")
+    fd, tmp = tempfile.mkstemp(dir=paths["so"].parent, prefix=f".{key}.{os.getpid()}.", suffix=".tmp.so")
     os.close(fd)
     tmp = Path(tmp)
     cmd = [*compiler.argv, *flags, "-o", str(tmp), str(paths["cpp"])]
     start = time.perf_counter()
     try:
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, errors="replace")
+            with _announce_if_slow(f"the C++ kernel {name}", formula, paths["cpp"]):
+                returncode, output = _run_compiler(cmd, tmp)
         except OSError as exc:
             raise CompileError(f"cannot run the C++ compiler for kernel {name}: {exc}\n"
                                f"  command: {shlex.join(cmd)}\n  source: {paths['cpp']}",
                                command=cmd, log=str(exc), source_path=paths["cpp"]) from None
-        if proc.returncode != 0:
+        if returncode != 0:
             raise CompileError(
-                f"compiling kernel {name} failed (exit code {proc.returncode})\n"
+                f"compiling kernel {name} failed (exit code {returncode})\n"
                 f"  command: {shlex.join(cmd)}\n  source: {paths['cpp']}\n"
-                f"  compiler output:\n{proc.stdout}",
-                command=cmd, log=proc.stdout, source_path=paths["cpp"])
+                f"  compiler output:\n{output}",
+                command=cmd, log=output, source_path=paths["cpp"])
         seconds = time.perf_counter() - start
         os.chmod(tmp, 0o755 & ~_umask())
         os.replace(tmp, paths["so"])
@@ -354,6 +474,51 @@ def _compile(name, source, compiler, flags, key, paths) -> None:
         raise
 
 
+def _run_compiler(cmd: list[str], output: Path) -> tuple[int, str]:
+    """(exit code, stdout + stderr) of the compiler command ``cmd`` writing ``output``.
+
+    On Linux it runs under :mod:`jax_lazy._compile_guard`, which kills the compiler's
+    process group (and deletes ``output``) when this process dies; an exception here
+    (KeyboardInterrupt) stops it the same way. Elsewhere the compiler runs directly.
+    """
+    guarded = sys.platform.startswith("linux") and sys.executable and _GUARD.is_file()
+    argv = [sys.executable, "-S", str(_GUARD), str(os.getpid()), str(output), "--", *cmd] if guarded else cmd
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        out, _ = proc.communicate()
+    except BaseException:
+        proc.terminate()  # the guard kills the compiler's group
+        proc.wait()
+        raise
+    return proc.returncode, out
+
+
+@contextlib.contextmanager
+def _announce_if_slow(what: str, formula: str | None, source_path: Path):
+    """Log one warning if the compile inside the block is still running after
+    :data:`SLOW_COMPILE_S` seconds: what is compiled, why, and where its source is."""
+    if formula and len(formula) > 300:  # formulas of thousands of nodes: the start names it
+        formula = formula[:300] + " ..."
+    subject = f"{what} of {formula}" if formula else what
+    message = (f"jax_lazy: compiling {subject} (a new kernel: it is compiled once, then loaded from the "
+               f"kernel cache) takes more than {SLOW_COMPILE_S:g} s. Source: {source_path}; the compiler's "
+               f"output comes with the error if it fails.")
+    timer = threading.Timer(SLOW_COMPILE_S, _log.warning, args=(message,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _remove_leftovers(shard: Path, key: str) -> None:
+    """Delete the temporary files of ``key`` (``.<key>.*.tmp*``) that a killed process
+    left. Called under the key's file lock: no live process is writing them."""
+    for leftover in shard.glob(f".{key}.*.tmp*"):
+        _unlink(leftover)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -362,7 +527,7 @@ def _umask() -> int:
 
 # --------------------------------------------------------------------------- public
 
-def build(name: str, source: str, flags=None) -> Path:
+def build(name: str, source: str, flags=None, formula: str | None = None) -> Path:
     """Path of the shared library compiled from ``source`` (C++), from the cache if there.
 
     Args:
@@ -370,16 +535,19 @@ def build(name: str, source: str, flags=None) -> Path:
       source: the full C++ source (exporting ``jax_lazy_kernel``, see
         :mod:`jax_lazy.backends.ffi`).
       flags: compiler flags; default :func:`default_flags`.
+      formula: what the kernel computes, for the message of a slow compile.
 
     Raises:
-      BackendError: no usable compiler (the message says why and how to fix it).
+      BackendError: no usable compiler and no cached library (the message says why and
+        how to fix it), or a cache directory that cannot be written with no temporary
+        directory to use instead.
       CompileError: the compiler failed; the message has the command, the full compiler
         output and the path of the source.
     """
-    return _resolve(name, source, flags)[1]["so"]
+    return _resolve(name, source, flags, formula=formula)[1]["so"]
 
 
-def build_and_load(name: str, source: str, flags=None) -> str:
+def build_and_load(name: str, source: str, flags=None, formula: str | None = None) -> str:
     """:func:`build`, then load the library and register its kernel with the FFI handler.
 
     Returns the kernel key (the cache key, which the custom call carries). A cached
@@ -389,7 +557,7 @@ def build_and_load(name: str, source: str, flags=None) -> str:
     """
     from .backends import ffi
 
-    slot, paths = _resolve(name, source, flags)
+    slot, paths = _resolve(name, source, flags, formula=formula)
     kernel_id = _kernel_ids.get(slot)
     if kernel_id is not None:
         return kernel_id
@@ -403,7 +571,7 @@ def build_and_load(name: str, source: str, flags=None) -> str:
         except (OSError, AttributeError) as exc:
             warnings.warn(f"jax_lazy: cached kernel library {paths['so']} cannot be loaded ({exc}); "
                           f"rebuilding it", RuntimeWarning, stacklevel=2)
-            _, paths = _resolve(name, source, flags, bad=bad or ())
+            _, paths = _resolve(name, source, flags, bad=bad or (), formula=formula)
             kernel_id = _load_fresh(ffi, paths["so"], name, slot[1])
         _kernel_ids[slot] = kernel_id
     return kernel_id
@@ -431,12 +599,13 @@ def _load_fresh(ffi, so: Path, name: str, key: str) -> str:
 _images: dict[tuple[str, str], bytes] = {}
 
 
-def build_cubin(name: str, source: str, arch: str, options=None) -> bytes:
+def build_cubin(name: str, source: str, arch: str, options=None, formula: str | None = None) -> bytes:
     """:func:`build_cubin_keyed`'s image."""
-    return build_cubin_keyed(name, source, arch, options)[0]
+    return build_cubin_keyed(name, source, arch, options, formula)[0]
 
 
-def build_cubin_keyed(name: str, source: str, arch: str, options=None) -> tuple[bytes, str]:
+def build_cubin_keyed(name: str, source: str, arch: str, options=None,
+                      formula: str | None = None) -> tuple[bytes, str]:
     """(image, key): the cubin (``arch`` = ``sm_XX``) or PTX (``compute_XX``) that NVRTC makes of the
     CUDA ``source``, from the cache if there.
 
@@ -444,8 +613,10 @@ def build_cubin_keyed(name: str, source: str, arch: str, options=None) -> tuple[
     version). Entries sit beside the libraries: ``<key>.cu`` (source), ``<key>.cubin`` or
     ``<key>.ptx``, ``<key>.json`` (manifest with the image's size and sha256, written
     last) and ``<key>.lock``; the same locking, atomic writes and rebuild of corrupted
-    entries as :func:`build`. ``JAX_LAZY_DUMP`` prints the paths. The image carries its
-    key (:func:`key_stamp`), which the handler checks when it loads the module.
+    entries as :func:`build`, and the same fallback to a temporary directory when the cache
+    cannot be written. ``JAX_LAZY_DUMP`` prints the paths. ``formula`` (what the kernel
+    computes) goes into the message of a slow compile. The image carries its key
+    (:func:`key_stamp`), which the handler checks when it loads the module.
 
     Raises:
       BackendError: NVRTC unavailable, or an architecture it cannot compile for.
@@ -465,17 +636,22 @@ def build_cubin_keyed(name: str, source: str, arch: str, options=None) -> tuple[
     if image is not None:
         return image, key
     ext = "cubin" if arch.startswith("sm_") else "ptx"
-    shard = directory / key[:2]
-    paths = {e: shard / f"{key}.{e}" for e in (ext, "json", "cu", "lock")}
+
+    def entry(d: Path) -> dict[str, Path]:
+        return {e: d / key[:2] / f"{key}.{e}" for e in (ext, "json", "cu", "lock")}
+
+    paths = entry(directory)
     with _key_lock(slot):
         if slot in _images:
             return _images[slot], key
-        shard.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(str(paths["lock"])):
-            image, how = _valid_image(paths[ext], paths["json"], key), "cached"
-            if image is None:
-                image = _compile_cuda(name, source, arch, options, key, paths, ext)
-                how = f"compiled in {build_times[f'{name}/{key[:16]}']:.2f} s"
+        image, how = _valid_image(paths[ext], paths["json"], key), "cached"
+        if image is None:
+            paths = entry(_write_dir(directory, key[:2]))
+            with filelock.FileLock(str(paths["lock"])):
+                image = _valid_image(paths[ext], paths["json"], key)  # another process may have built it
+                if image is None:
+                    image = _compile_cuda(name, source, arch, options, key, paths, ext, formula)
+                    how = f"compiled in {build_times[f'{name}/{key[:16]}']:.2f} s"
         if os.environ.get("JAX_LAZY_DUMP"):
             print(f"jax_lazy: CUDA kernel {name} for {arch} ({how})\n  source: {paths['cu']}\n"
                   f"  binary: {paths[ext]}", file=sys.stderr, flush=True)
@@ -495,15 +671,17 @@ def _valid_image(path: Path, manifest_path: Path, key: str) -> bytes | None:
     return image if ok else None
 
 
-def _compile_cuda(name, source, arch, options, key, paths, ext) -> bytes:
+def _compile_cuda(name, source, arch, options, key, paths, ext, formula=None) -> bytes:
     """NVRTC under the entry's file lock; leaves no image or manifest behind on failure."""
     from .backends import nvrtc
 
     _unlink(paths["json"])
     _unlink(paths[ext])
+    _remove_leftovers(paths["cu"].parent, key)
     _atomic_write(paths["cu"], source)
     start = time.perf_counter()
-    image = nvrtc.compile(source, arch, name=name, options=options, source_path=paths["cu"])
+    with _announce_if_slow(f"the CUDA kernel {name} for {arch}", formula, paths["cu"]):
+        image = nvrtc.compile(source, arch, name=name, options=options, source_path=paths["cu"])
     seconds = time.perf_counter() - start
     try:
         _atomic_write(paths[ext], image)
@@ -521,11 +699,16 @@ def _compile_cuda(name, source, arch, options, key, paths, ext) -> bytes:
 
 def clear_cache() -> None:
     """Delete every cache entry (sources, libraries, manifests, locks, leftovers) under
-    :func:`cache_dir` and forget this process's in-memory entries, the memoised plans
-    included (:func:`jax_lazy.memo.clear`: their jitted functions and XLA executables
-    are freed and the heap handed back to the OS). Libraries already loaded stay loaded
-    (their kernel keys remain valid). Do not call it while another process compiles
-    into the same directory. Other files in the directory are kept."""
+    :func:`cache_dir` (and this process's temporary cache standing in for it) and forget
+    this process's in-memory entries, the memoised plans included (:func:`jax_lazy.memo.clear`:
+    their jitted functions and XLA executables are freed and the heap handed back to the
+    OS). Libraries already loaded stay loaded (their kernel keys remain valid). Do not call
+    it while another process compiles into the same directory. Other files in the
+    directory are kept.
+
+    Raises:
+      BackendError: some entries cannot be deleted (a read-only cache); the others are.
+    """
     from . import memo
 
     memo.clear()
@@ -540,16 +723,33 @@ def clear_cache() -> None:
         from .backends import tuning
 
         tuning.forget()
-        for shard in directory.iterdir():
-            if not (shard.is_dir() and _SHARD_RE.match(shard.name)):
-                continue
-            for entry in shard.iterdir():
-                if _ENTRY_RE.match(entry.name) and not entry.is_dir():
+        failed = [f for d in (directory, _temporary.get(str(directory))) if d is not None for f in _clear(d)]
+    if failed:
+        raise BackendError(f"clear_cache: {len(failed)} entries of the kernel cache {directory} cannot be deleted, "
+                           f"e.g. {failed[0]}")
+
+
+def _clear(directory: Path) -> list[str]:
+    """Delete the entries under ``directory``; what could not be deleted, and why."""
+    try:
+        shards = [s for s in directory.iterdir() if s.is_dir() and _SHARD_RE.match(s.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        return [f"{directory}: {exc.strerror or exc}"]
+    failed = []
+    for shard in shards:
+        for entry in shard.iterdir():
+            if _ENTRY_RE.match(entry.name) and not entry.is_dir():
+                try:
                     _unlink(entry)
-            try:
-                shard.rmdir()
-            except OSError:
-                pass  # not empty: foreign files
+                except OSError as exc:
+                    failed.append(f"{entry}: {exc.strerror or exc}")
+        try:
+            shard.rmdir()
+        except OSError:
+            pass  # not empty: foreign files
+    return failed
 
 
 # --------------------------------------------------------------------------- kernels by key

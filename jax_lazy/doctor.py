@@ -13,7 +13,8 @@ def doctor(verbose: bool = True) -> dict:
 
     Returns:
       A dict ``{"jax": str, "x64": bool, "devices": [str], "native": str,
-      "backends": {name: "available" | reason}}``; printed when ``verbose``.
+      "backends": {name: "available" | "available (limitation)" | reason}}``; printed
+      when ``verbose``.
     """
     native = load_native()
     report = {
@@ -21,7 +22,7 @@ def doctor(verbose: bool = True) -> dict:
         "x64": bool(jax.config.jax_enable_x64),
         "devices": [str(d) for d in jax.devices()],
         "native": f"{native.version()} {native.health()}" if native else f"missing ({native_error()})",
-        "backends": {name: backends.get(name).available() or "available" for name in backends.NAMES},
+        "backends": {name: _status(backends.get(name)) for name in backends.NAMES},
     }
     if verbose:
         for key, value in report.items():
@@ -31,3 +32,11 @@ def doctor(verbose: bool = True) -> dict:
             else:
                 print(f"{key:<14} {value}")
     return report
+
+
+def _status(backend) -> str:
+    reason = backend.available()
+    if reason:
+        return reason
+    limitation = getattr(backend, "limitation", lambda: None)()
+    return f"available ({limitation})" if limitation else "available"

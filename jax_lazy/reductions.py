@@ -39,6 +39,7 @@ class Kernel:
     combine: Callable  # (state, state, K) -> state
     finalize: Callable  # (state) -> tuple of outputs, each L + (...)
     pad: float  # value of F on padded columns: contributes nothing
+    empty: tuple  # each finalized output over an empty axis (N = 0): the identity, -1 for indices
     outputs: int = 1  # number of finalized outputs
 
 
@@ -53,6 +54,7 @@ SUM = Kernel(
     combine=lambda a, b, K: (a[0] + b[0],),
     finalize=lambda s: s,
     pad=0.0,
+    empty=(0.0,),
 )
 
 
@@ -84,6 +86,7 @@ LSE = Kernel(
     combine=_lse_combine,
     finalize=lambda s: (s[0] + jnp.log(s[1]),),  # log sum_j exp(F_j) w_j
     pad=-jnp.inf,
+    empty=(-jnp.inf,),  # log 0
 )
 
 # SumSoftMaxWeight: the same state with weights (1, w); outputs s_w / s_1 and the lse.
@@ -93,6 +96,7 @@ SOFTMAX = Kernel(
     combine=_lse_combine,
     finalize=lambda s: (s[1][..., 1:] / s[1][..., :1], s[0] + jnp.log(s[1][..., :1])),
     pad=-jnp.inf,
+    empty=(0.0, -jnp.inf),  # an empty weighted sum, not 0 / 0
     outputs=2,
 )
 
@@ -117,7 +121,8 @@ def _min_update(s, F, W, j0, K):
     return _min_combine(s, (v, (k + j0).astype(index_dtype())), K)
 
 
-MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf, outputs=2)
+MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf,
+             empty=(jnp.inf, -1), outputs=2)  # -1: no column to point to
 
 
 # ---------------------------------------------------------------- KMin / ArgKMin family
@@ -151,6 +156,7 @@ KMIN = Kernel(
     combine=_kmin_combine,
     finalize=lambda s: (jnp.swapaxes(s[0], -1, -2), jnp.swapaxes(s[1], -1, -2)),  # L + (K, D)
     pad=jnp.inf,
+    empty=(jnp.inf, -1),  # K <= N: only seen with no output rows
     outputs=2,
 )
 

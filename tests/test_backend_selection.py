@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import jax
 import numpy as np
@@ -38,14 +39,15 @@ NO_COMPILER = """
 """
 
 
-def test_no_compiler_falls_back_to_jnp_with_one_warning():
-    out = _run(NO_COMPILER, JAX_LAZY_CXX="/nonexistent/c++")
+def test_no_compiler_falls_back_to_jnp_with_one_warning(tmp_path):
+    # an empty cache: without a compiler, cached kernels would be used (test_cache_faults.py)
+    out = _run(NO_COMPILER, JAX_LAZY_CXX="/nonexistent/c++", JAX_LAZY_CACHE_DIR=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert "WARNINGS 1 " in out.stdout, out.stdout
     assert "/nonexistent/c++" in out.stdout  # the warning and doctor() say why
 
 
-def test_explicit_cpu_backend_without_compiler_raises():
+def test_explicit_cpu_backend_without_compiler_raises(tmp_path):
     code = """
         import numpy as np
         from jax_lazy import Vi, Vj, BackendError
@@ -55,7 +57,7 @@ def test_explicit_cpu_backend_without_compiler_raises():
         except BackendError as e:
             print("RAISED", e)
     """
-    out = _run(code, JAX_LAZY_CXX="/nonexistent/c++")
+    out = _run(code, JAX_LAZY_CXX="/nonexistent/c++", JAX_LAZY_CACHE_DIR=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert "RAISED" in out.stdout and "Var(0,2,0)" in out.stdout, out.stdout
 
@@ -64,6 +66,29 @@ def test_explicit_cpu_backend_without_compiler_raises():
 def test_auto_prefers_cpu_for_float32():
     assert jax_lazy.backends.resolve("auto", "float32") == "cpu"
     assert jax_lazy.backends.resolve("auto", "float16") == "jnp"  # cpu computes in f32/f64 only
+
+
+@pytest.mark.skipif(not CPU or jax.default_backend() != "cpu", reason="needs the cpu backend on a CPU platform")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_auto_warns_once_when_the_dtype_sends_it_to_jnp(dtype, monkeypatch):
+    """docs/api.md: "auto" falls back to jnp "with one warning saying why"; also when the
+    reason is the dtype (the cpu backend computes in float32 / float64 only)."""
+    import ml_dtypes
+    from jax_lazy import backends
+
+    monkeypatch.setattr(backends, "_warned", set())
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=(5, 2))
+    np_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    with pytest.warns(RuntimeWarning, match=f"cpu backend is unavailable.*not {dtype}"):
+        out = Vi(x.astype(np_dtype)).sqdist(Vj(y.astype(np_dtype))).sum(axis=1)
+    X, Y = x.astype(np_dtype).astype(np.float64), y.astype(np_dtype).astype(np.float64)
+    ref = ((X[:, None] - Y[None]) ** 2).sum(-1).sum(1, keepdims=True)
+    assert out.dtype == np_dtype
+    np.testing.assert_allclose(np.asarray(out, np.float64), ref, rtol=3e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once
+        Vi(x.astype(np_dtype)).sqdist(Vj(y.astype(np_dtype))).min(axis=1)
 
 
 @pytest.mark.skipif(not CPU, reason=f"cpu backend unavailable: {cpu.available()}")

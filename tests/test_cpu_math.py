@@ -15,7 +15,8 @@ import pytest
 from jax_lazy import Vi, cache
 from jax_lazy.backends import cpu
 
-pytestmark = pytest.mark.skipif(cpu.available() is not None, reason=f"cpu backend unavailable: {cpu.available()}")
+pytestmark = pytest.mark.skipif((cpu.available() or cpu.limitation()) is not None,
+                                reason=f"cpu backend unavailable: {cpu.available() or cpu.limitation()}")
 
 
 def _kernel_exp(x):

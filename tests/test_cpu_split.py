@@ -11,7 +11,8 @@ import jax_lazy.api as api
 from jax_lazy import Vi, Vj
 from jax_lazy.backends import common, cpu
 
-pytestmark = pytest.mark.skipif(cpu.available() is not None, reason=f"cpu backend unavailable: {cpu.available()}")
+pytestmark = pytest.mark.skipif((cpu.available() or cpu.limitation()) is not None,
+                                reason=f"cpu backend unavailable: {cpu.available() or cpu.limitation()}")
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from jax_lazy.backends import common, cpu
 
 from conftest import precision
 
-pytestmark = pytest.mark.skipif(cpu.available() is not None, reason=f"cpu backend unavailable: {cpu.available()}")
+pytestmark = pytest.mark.skipif((cpu.available() or cpu.limitation()) is not None,
+                                reason=f"cpu backend unavailable: {cpu.available() or cpu.limitation()}")
 
 
 def _oracle(name, x, y, b, s):

@@ -5,15 +5,19 @@ A backend module provides
 - ``available() -> str | None``: None when usable on this machine, else the reason;
 - ``supports(dtype: str) -> str | None``: None when it computes in that dtype, else why not;
 - ``reduce(plan, arrays, geometry) -> tuple of outputs``: the forward reduction of a
-  canonical plan (gradients are other reductions, built by :mod:`jax_lazy.api`).
+  canonical plan (gradients are other reductions, built by :mod:`jax_lazy.api`);
+- optionally ``missing(plan) -> str | None``: None when the plan's kernels can be had
+  (compiled, or found in the cache), else why not.
 
 ``"auto"`` picks the first usable backend of :data:`AUTO_ORDER` for JAX's default
 platform and the dtype: the compiled backend of the platform (``cpu`` on CPU, ``cuda`` on
-GPU), else ``jnp`` (with one warning saying why the compiled one cannot run).
+GPU), else ``jnp``, with one warning saying why the compiled one cannot run (unavailable,
+a dtype it does not compute in, or a kernel it can neither compile nor find in the cache).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import warnings
@@ -35,6 +39,11 @@ def get(name: str):
 @functools.lru_cache(maxsize=None)
 def _available(name: str):
     return get(name).available()
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_check(name: str):
+    return getattr(get(name), "missing", None)
 
 
 def reset() -> None:
@@ -60,10 +69,8 @@ def resolve(name: str, dtype: str) -> str:
             reason = _available(candidate) or get(candidate).supports(dtype)
             if reason is None:
                 return candidate
-            if candidate in COMPILED and _available(candidate) and candidate not in _warned:
-                _warned.add(candidate)
-                warnings.warn(f"jax_lazy: the compiled {candidate} backend is unavailable, using the slower jnp "
-                              f"backend: {reason}", RuntimeWarning, stacklevel=4)
+            if candidate in COMPILED:
+                _warn_fallback(candidate, reason, once=(candidate, reason))
         raise BackendError(f"no backend can reduce {dtype} arrays")
     reason = _available(name) or get(name).supports(dtype)
     if reason is not None:
@@ -86,3 +93,31 @@ def register_targets() -> None:
         cuda_ffi.register()
     except Exception:  # noqa: BLE001 - never break the import: the same calls run (and raise) on first use
         pass
+
+
+def with_kernels(plan, auto: bool):
+    """``plan`` when its backend can get the plan's kernels (a compiler, or the cache);
+    else, when the backend was chosen by "auto", the same plan on ``jnp`` (with one
+    warning saying why).
+
+    Raises:
+      BackendError: an explicitly requested backend cannot get the kernels (no compiler
+        and not in the cache); the message says why and shows the plan.
+    """
+    check = _kernel_check(plan.backend)
+    reason = check(plan) if check else None
+    if reason is None:
+        return plan
+    if not auto:
+        raise BackendError(f"backend {plan.backend!r} cannot run: {reason}", plan.describe())
+    _warn_fallback(plan.backend, reason, once=(plan.backend, "kernels"))
+    return dataclasses.replace(plan, backend="jnp")
+
+
+def _warn_fallback(backend: str, reason: str, once) -> None:
+    """"auto" uses jnp instead of ``backend``: a RuntimeWarning, once per ``once`` key
+    (the stack level points at the user's reduction call)."""
+    if once not in _warned:
+        _warned.add(once)
+        warnings.warn(f"jax_lazy: the compiled {backend} backend is unavailable, using the slower jnp backend: "
+                      f"{reason}", RuntimeWarning, stacklevel=6)

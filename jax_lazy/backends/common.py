@@ -1,6 +1,6 @@
 """What the compiled backends (``cpu``, ``cuda``) share around their kernels: the
 formulas a kernel evaluates per pair, the inner products they stage, the outputs they
-write, and the j-split (a j axis
+write (and what every backend returns over empty axes), and the j-split (a j axis
 cut into parts run as one more batch axis, whose finalized outputs are merged with the
 reduction's ``combine``)."""
 
@@ -84,6 +84,20 @@ def out_types(plan, geom):
         return [jax.ShapeDtypeStruct(lead + (F.dim,), f), jax.ShapeDtypeStruct(lead + (F.dim,), i)]
     width = plan.k * F.dim
     return [jax.ShapeDtypeStruct(lead + (width,), f), jax.ShapeDtypeStruct(lead + (width,), i)]
+
+
+def empty_outputs(plan, geom):
+    """The finalized outputs of ``plan`` when there is nothing to reduce or to write
+    (M = 0, N = 0 or an empty batch axis): no backend runs; each output is filled with
+    its reduction family's ``empty`` value (the identity: Sum 0, LogSumExp -inf,
+    SumSoftMaxWeight 0, Min +inf, Max -inf, indices -1), shaped as the backends'."""
+    red = plan.red
+    outs = [jnp.full(t.shape, v, t.dtype) for t, v in zip(out_types(plan, geom), red.kernel.empty)]
+    if red.kernel is KMIN:
+        outs = [o.reshape(geom.batch + (geom.M, plan.k, plan.formulas[0].dim)) for o in outs]
+    if red.negate:  # Max runs Min on -F
+        outs[0] = -outs[0]
+    return tuple(outs)
 
 
 def reduce(plan, arrays, geom, *, supports, split_count, call):

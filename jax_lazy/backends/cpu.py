@@ -52,19 +52,43 @@ _CTYPES = {"float32": "float", "float64": "double"}
 
 
 def available():
-    """None when the native module, the FFI handler and a C++ compiler are there, else why not."""
+    """None when the native module and its FFI handler are there, else why not. Kernels
+    also need a C++ compiler, or to be in the kernel cache already: see :func:`missing`."""
     from .._native_loader import load_native, native_error
 
-    try:
-        from .. import cache
-    except ImportError as e:  # pragma: no cover - broken installation
-        return f"jax_lazy.cache cannot be imported ({e})"
     native = load_native()
     if native is None:
         return f"the native module jax_lazy._native is missing ({native_error()}); reinstall jax_lazy"
     if not hasattr(native, "cpu_handler"):
         return "the native module was built without the XLA FFI CPU handler; reinstall jax_lazy"
-    return cache.compiler_problem()
+    return None
+
+
+def missing(plan) -> str | None:
+    """None when ``plan``'s kernel can be had: a C++ compiler is there, or the kernel is in
+    the cache already (then it is loaded now); else why not (memoised per plan)."""
+    from .. import cache
+
+    if cache.find_compiler() is not None:
+        return None
+    return _not_cached(plan, str(np.dtype(index_dtype())))
+
+
+@functools.lru_cache(maxsize=None)
+def _not_cached(plan, index_type: str) -> str | None:
+    try:
+        _kernel_id(plan, index_type)
+    except BackendError as e:
+        return e.message
+    return None
+
+
+def limitation() -> str | None:
+    """What this machine lacks to compile new kernels (for :func:`jax_lazy.doctor`)."""
+    from .. import cache
+
+    problem = cache.compiler_problem()
+    return problem and f"only kernels already in the cache: {problem}"
 
 
 def supports(dtype: str) -> str | None:
@@ -562,7 +586,7 @@ def _kernel_key(plan, index_type: str) -> tuple[str, int]:
 
     source = kernel_source(plan)
     R = _rows_per_block(_emitter(plan))
-    return cache.build_and_load(plan.red.name, source), R
+    return cache.build_and_load(plan.red.name, source, formula=plan.describe()), R
 
 
 def reduce(plan, arrays, geom):

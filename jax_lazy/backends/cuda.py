@@ -567,7 +567,7 @@ def build(plan, arch: str = "sm_90", cfg: Config | None = None) -> bytes:
 def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
     from .. import cache
 
-    return cache.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch)
+    return cache.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch, formula=plan.describe())
 
 
 # ---------------------------------------------------------------- running
@@ -604,7 +604,8 @@ def _kernel_key(plan, arch, idx, inner, tf32, sqdist, cfg):
     from .. import cache
     from . import cuda_ffi
 
-    image, key = cache.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch)
+    image, key = cache.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch,
+                                         formula=plan.describe())
     return cuda_ffi.load_kernel(image, key)
 
 
