@@ -74,10 +74,10 @@ def missing(plan) -> str | None:
     return _not_cached(plan, str(np.dtype(index_dtype())))
 
 
-@functools.lru_cache(maxsize=None)
+@memo.lru(memo.KERNELS)
 def _not_cached(plan, index_type: str) -> str | None:
     try:
-        _kernel_id(plan, index_type)
+        _kernel_key(plan, index_type)
     except BackendError as e:
         return e.message
     return None
