@@ -285,9 +285,44 @@ JL_INLINE double jl_round(double x) { return __builtin_nearbyint(x); }
 JL_INLINE float jl_abs(float x) { return __builtin_fabsf(x); }
 JL_INLINE double jl_abs(double x) { return __builtin_fabs(x); }
 JL_INLINE T jl_rsqrt(T x) { return jl_select(x == T(0), T(0), T(1) / jl_sqrt(x)); }  // Rsqrt(0) = 0
-JL_INLINE T jl_clamp(T x, T lo, T hi) { x = x < lo ? lo : x; return x > hi ? hi : x; }
 JL_INLINE T jl_inf() { return __builtin_inf(); }
+JL_INLINE T jl_nan() { return __builtin_nan(""); }
 JL_INLINE int64_t jl_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+JL_INLINE bool jl_signbit(float x) { uint32_t b; std::memcpy(&b, &x, 4); return b >> 31; }
+JL_INLINE bool jl_signbit(double x) { uint64_t b; std::memcpy(&b, &x, 8); return b >> 63; }
+
+// Special values as jax.numpy: NaN propagates through sign, relu and clamp (a NaN bound
+// too); sign(+-0) = +-0; max and min of zeros as IEEE 754-2019 maximum / minimum (XLA's):
+// max(-0, +0) = +0, min(-0, +0) = -0, so relu(-0) = +0.
+JL_INLINE T jl_sign(T x) { return jl_select(x > T(0), T(1), jl_select(x < T(0), T(-1), x)); }
+JL_INLINE T jl_relu(T x) { return jl_select((x > T(0)) | (x != x), x, T(0)); }
+JL_INLINE T jl_clamp(T x, T lo, T hi) {  // min(max(x, lo), hi), NaN if any is NaN
+  x = jl_select((x < lo) | (lo != lo) | ((x == lo) & jl_signbit(x)), lo, x);
+  return jl_select((x > hi) | (hi != hi) | ((x == hi) & jl_signbit(hi)), hi, x);
+}
+
+// exp(f - m) for f <= m, the running max of a log-sum-exp: 1 where f = m = +inf (inf - inf
+// would be NaN), 0 where f = -inf (also when m = -inf), NaN where f is NaN.
+JL_INLINE T jl_exp_shift(T f, T m) {
+  return jl_select(f == jl_inf(), T(1), jl_exp(f - jl_select(m == -jl_inf(), T(0), m)));
+}
+
+// Whether value f goes before the K-list entry (v, k) in the order of a stable argsort:
+// smaller, or a number where v is NaN (NaN last); an unfilled entry (k < 0) comes last.
+// Equal values (+0 and -0 included) keep the earlier column.
+JL_INLINE bool jl_kbefore(T f, T v, IDX k) { return k < 0 || f < v || (v != v && f == f); }
+
+// x^y = exp(y log |x|) with pow's special cases: x^0 = 1^y = (-1)^(+-inf) = 1 (NaN
+// included), a negative finite x with a non-integer y gives NaN, an odd integer y keeps
+// the sign of x (-0 and -inf included).
+JL_INLINE T jl_powf(T x, T y) {
+  const T a = jl_abs(x), h = T(0.5) * y;
+  const bool yint = jl_round(y) == y, yodd = yint & (jl_round(h) != h);  // +-inf: even
+  T r = jl_exp(y * jl_log(a));
+  r = jl_select((y == T(0)) | (x == T(1)) | ((a == T(1)) & (jl_abs(y) == jl_inf())), T(1), r);
+  r = jl_select((x < T(0)) & (x > -jl_inf()) & !yint, jl_nan(), r);
+  return jl_select(jl_signbit(x) & yodd, -r, r);
+}
 
 // One vector register of T (GCC/Clang vector extension; split by the compiler where
 // registers are narrower), for the register tiles of the inner-product stage.
