@@ -159,10 +159,30 @@ def _kmin_combine(a, b, K):
     return (v[..., :K], k[..., :K])
 
 
+def _ordered_int(v):
+    """Integers in the order of :func:`_sort_key`: its bits, negative values' magnitude
+    bits flipped (NaN, positive, comes after +inf)."""
+    b = lax.bitcast_convert_type(_sort_key(v), jnp.dtype(f"int{8 * v.dtype.itemsize}"))
+    return jnp.where(b < 0, b ^ jnp.iinfo(b.dtype).max, b)
+
+
+def _k_smallest(v, K):
+    """Positions of the K smallest of v (last axis) in the order of :func:`_sort_key`, by
+    lax.top_k, which puts equal keys' lower index first. Without NaN the key is the value
+    itself (XLA's fast float TopK); a NaN needs the integer key (NaN after +inf)."""
+    fast = lambda v: lax.top_k(-_sort_key(v), K)[1]  # noqa: E731
+    exact = lambda v: lax.top_k(~_ordered_int(v), K)[1]  # noqa: E731  (~ reverses the order)
+    return lax.cond(jnp.isnan(v).any(), exact, fast, v)
+
+
 def _kmin_update(s, F, W, j0, K):
     v = jnp.swapaxes(F, -1, -2)  # L + (D, Tj)
-    k = jnp.broadcast_to(j0 + jnp.arange(v.shape[-1], dtype=index_dtype()), v.shape)
-    return _kmin_combine(s, (v, k), K)
+    if v.shape[-1] > K:  # the tile's own K smallest first
+        k = _k_smallest(v, K)
+        v = jnp.take_along_axis(v, k, -1)
+    else:
+        k = jnp.broadcast_to(jnp.arange(v.shape[-1]), v.shape)
+    return _kmin_combine(s, (v, (k + j0).astype(index_dtype())), K)
 
 
 KMIN = Kernel(
