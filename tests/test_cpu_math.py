@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import jax_lazy
 from jax_lazy import Vi, cache
 from jax_lazy.backends import cpu
 
@@ -197,6 +198,25 @@ def test_sin_cos_within_2_ulps_over_the_whole_range(op, dtype):
     assert ulps.max() <= 2.0, (ulps.max(), x[ulps.argmax()])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sin_cos_past_the_fast_range_inside_the_lane_loops(dtype):
+    """sin / cos of (i, j) values in the vectorised loops (fused Sum, buffered Min): a
+    kernel whose fast pass meets an argument past the fast reduction's range runs again
+    with the exact one, for every column."""
+    import jax
+
+    big = 1e30 if dtype == np.float32 else 1e200
+    x = np.array([0.5, 3e5, big, -7e9, 1.0], dtype)[:, None]
+    ones = np.ones((70, 1), dtype)
+    with jax.enable_x64(dtype == np.float64):
+        f = (jax_lazy.Vi(x) * jax_lazy.Vj(ones))
+        s = np.asarray(f.sin().sum(axis=1, backend="cpu"))[:, 0]
+        c = np.asarray(f.cos().min(axis=1, backend="cpu"))[:, 0]
+    ref = x[:, 0].astype(np.float64)
+    np.testing.assert_allclose(s, 70 * np.sin(ref), rtol=1e-5 if dtype == np.float32 else 1e-13)
+    np.testing.assert_allclose(c, np.cos(ref), rtol=2e-7 if dtype == np.float32 else 3e-16)
+
+
 # ---- the tables of 2/pi bits of prelude_cpu.h (JL_2OPI_F32, JL_2OPI_F64), from Python integers
 
 
@@ -262,7 +282,11 @@ def test_reduction_tables_are_the_bits_of_two_over_pi():
 _MATH = ("exp", "log", "sin", "cos", "sqrt", "rsqrt")
 _SIMD_LOOPS = "#define JL_T {T}\n#define JL_IDX int64_t\n{prelude}\n" + "".join(
     f"void {f}_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n"
-    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH)
+    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH) + "".join(
+    # the first pass of a kernel with sin / cos: fast reduction, or-ing whether it sufficed
+    f"int {f}_k_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n  int big = 0;\n"
+    f"#pragma omp simd reduction(|: big)\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}_k<false>(in[w], big);\n"
+    f"  return big;\n}}}}\n" for f in ("sin", "cos"))
 
 
 @pytest.mark.parametrize("march", ["default", "-march=x86-64-v3"])

@@ -145,19 +145,45 @@ def kernel_source(plan) -> str:
     idx_ctype = {np.dtype("int32"): "int32_t", np.dtype("int64"): "int64_t"}[np.dtype(index_dtype())]
     body = {SUM: _sum_kernel, LSE: _lse_kernel, SOFTMAX: _lse_kernel, MIN: _min_kernel, KMIN: _kmin_kernel}[family]
     outputs = ["T"] if family in (SUM, LSE) else ["T", "T"] if family is SOFTMAX else ["T", "IDX"]
+    inner = [*_prologue(plan, em, outputs), *body(plan, em, roots, R)]
     lines = [
         f"// jax_lazy kernel: {plan.describe()}",
         f"#define JL_T {_CTYPES[plan.dtype]}",
         f"#define JL_IDX {idx_ctype}",
         _PRELUDE.read_text(),
-        'extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,',
-        "                                int64_t M, int64_t N, int64_t i0, int64_t i1) {",
-        "  (void)M;",
-        *_indent(_prologue(plan, em, outputs), 2),
-        *_indent(body(plan, em, roots, R), 2),
-        "}",
+        *(_two_pass(inner) if any(n.op in ("Sin", "Cos") for n in em.order) else _one_pass(inner)),
     ]
     return "\n".join(lines) + "\n"
+
+
+_SIGNATURE = "(const void* const* in_, void* const* out_, int64_t M, int64_t N, int64_t i0, int64_t i1)"
+
+
+def _one_pass(inner) -> list[str]:
+    return ['extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,',
+            "                                int64_t M, int64_t N, int64_t i0, int64_t i1) {",
+            "  (void)M;", *_indent(inner, 2), "}"]
+
+
+def _two_pass(inner) -> list[str]:
+    """A kernel with sin or cos: the body runs with the fast range reduction, every simd
+    loop or-ing into ``jl_big`` whether an argument was past its range, and again with
+    the exact reduction (slower) only then (prelude_cpu.h: jl_sin_k)."""
+    inner = [s.replace("#pragma omp simd", "#pragma omp simd reduction(|: jl_big)") for s in inner]
+    return [
+        "#define jl_sin(x) jl_sin_k<JL_EXACT>((x), jl_big)",
+        "#define jl_cos(x) jl_cos_k<JL_EXACT>((x), jl_big)",
+        "template <bool JL_EXACT>",
+        f"static int jl_kernel{_SIGNATURE} {{",
+        "  (void)M;",
+        "  int jl_big = 0;",
+        *_indent(inner, 2),
+        "  return jl_big;",
+        "}",
+        f'extern "C" void jax_lazy_kernel{_SIGNATURE} {{',
+        "  if (jl_kernel<false>(in_, out_, M, N, i0, i1)) jl_kernel<true>(in_, out_, M, N, i0, i1);",
+        "}",
+    ]
 
 
 def _row_loop(plan, em, R, inner) -> list[str]:

@@ -187,6 +187,11 @@ JL_INLINE double jl_flip_sign(double v, uint64_t s) {
 struct jl_quadrant_f { float r; uint32_t q; };   // |x| = k pi/2 + r, q = k mod 4
 struct jl_quadrant_d { double r; uint64_t q; };
 
+// Past these the fast reduction (Cody-Waite) loses bits: the exact one takes over.
+// Inf and NaN are not: the fast path makes them NaN.
+JL_INLINE int jl_trig_big(float ax) { return (ax >= 65536.0f) & (ax < __builtin_inff()); }
+JL_INLINE int jl_trig_big(double ax) { return (ax >= 0x1p29) & (ax < __builtin_inf()); }
+
 JL_INLINE jl_quadrant_f jl_reduce_pio2_fast(float ax) {  // ax = |x| < 2^16
   const float t = __builtin_fmaf(ax, 0x1.45f306p-1f, 0x1.8p23f);  // 2^23 (1.5 + k 2^-23)
   uint32_t tb;
@@ -341,7 +346,7 @@ JL_INLINE jl_quadrant_f jl_reduce_pio2(float ax) {  // ax = |x|
   uint64_t tb;
   std::memcpy(&tb, &t, 8);
   const double f = (s - (t - 0x1.8p52) + m * (double)JL_2OPI_F32[row][2]) + m * (double)JL_2OPI_F32[row][3];
-  const bool big = (ax >= 65536.0f) & (ax < __builtin_inff());  // inf, NaN: NaN from the fast path
+  const bool big = jl_trig_big(ax);
   const uint32_t qb = (uint32_t)tb & 3;
   return {jl_select(big, (float)(f * 0x1.921fb54442d18p+0), lo.r), lo.q ^ ((lo.q ^ qb) & (0u - big))};
 }
@@ -431,7 +436,7 @@ JL_INLINE jl_quadrant_d jl_reduce_pio2_big(double ax) {
 
 JL_INLINE jl_quadrant_d jl_reduce_pio2(double ax) {  // ax = |x|
   const jl_quadrant_d lo = jl_reduce_pio2_fast(ax), hi = jl_reduce_pio2_big(ax);
-  const bool big = (ax >= 0x1p29) & (ax < __builtin_inf());  // inf, NaN: NaN from the fast path
+  const bool big = jl_trig_big(ax);
   return {jl_select(big, hi.r, lo.r), lo.q ^ ((lo.q ^ hi.q) & (0ull - big))};
 }
 
@@ -473,16 +478,14 @@ JL_INLINE double jl_cos_poly(double z) {
 }
 
 // Quadrant q: sin x = sin r, cos r, -sin r, -cos r; bit 1 of q goes to the sign bit.
-JL_INLINE float jl_sin(float x) {
-  const jl_quadrant_f a = jl_reduce_pio2(__builtin_fabsf(x));
+JL_INLINE float jl_sin_q(float x, jl_quadrant_f a) {  // a: the reduction of |x|
   const float z = a.r * a.r, v = jl_select(a.q & 1, jl_cos_poly(z), jl_sin_poly(a.r, z));
   uint32_t sx;
   std::memcpy(&sx, &x, 4);
   return jl_flip_sign(v, ((a.q & 2) << 30) ^ (sx & 0x80000000u));
 }
 
-JL_INLINE double jl_sin(double x) {
-  const jl_quadrant_d a = jl_reduce_pio2(__builtin_fabs(x));
+JL_INLINE double jl_sin_q(double x, jl_quadrant_d a) {
   const double z = a.r * a.r, v = jl_select(a.q & 1, jl_cos_poly(z), jl_sin_poly(a.r, z));
   uint64_t sx;
   std::memcpy(&sx, &x, 8);
@@ -490,17 +493,20 @@ JL_INLINE double jl_sin(double x) {
 }
 
 // cos x = sin(|x| + pi/2): quadrant q + 1.
-JL_INLINE float jl_cos(float x) {
-  const jl_quadrant_f a = jl_reduce_pio2(__builtin_fabsf(x));
+JL_INLINE float jl_cos_q(jl_quadrant_f a) {
   const float z = a.r * a.r, v = jl_select(a.q & 1, jl_sin_poly(a.r, z), jl_cos_poly(z));
   return jl_flip_sign(v, ((a.q + 1) & 2) << 30);
 }
 
-JL_INLINE double jl_cos(double x) {
-  const jl_quadrant_d a = jl_reduce_pio2(__builtin_fabs(x));
+JL_INLINE double jl_cos_q(jl_quadrant_d a) {
   const double z = a.r * a.r, v = jl_select(a.q & 1, jl_sin_poly(a.r, z), jl_cos_poly(z));
   return jl_flip_sign(v, ((a.q + 1) & 2) << 62);
 }
+
+JL_INLINE float jl_sin(float x) { return jl_sin_q(x, jl_reduce_pio2(__builtin_fabsf(x))); }
+JL_INLINE double jl_sin(double x) { return jl_sin_q(x, jl_reduce_pio2(__builtin_fabs(x))); }
+JL_INLINE float jl_cos(float x) { return jl_cos_q(jl_reduce_pio2(__builtin_fabsf(x))); }
+JL_INLINE double jl_cos(double x) { return jl_cos_q(jl_reduce_pio2(__builtin_fabs(x))); }
 
 JL_INLINE float jl_sqrt(float x) { return __builtin_sqrtf(x); }
 JL_INLINE double jl_sqrt(double x) { return __builtin_sqrt(x); }
@@ -508,6 +514,27 @@ JL_INLINE float jl_round(float x) { return __builtin_nearbyintf(x); }  // half t
 JL_INLINE double jl_round(double x) { return __builtin_nearbyint(x); }
 JL_INLINE float jl_abs(float x) { return __builtin_fabsf(x); }
 JL_INLINE double jl_abs(double x) { return __builtin_fabs(x); }
+
+// The kernels of formulas with sin or cos run twice when needed (cpu.py, kernel_source):
+// first with the fast reduction only (JL_EXACT false), |= into `big` whether some argument
+// was past its range (2^16 in float, 2^29 in double; a simd reduction), then, only if so,
+// again with jl_sin / jl_cos (JL_EXACT true), which compute the exact reduction of every
+// lane too and cost about 4x (float) and 10x (double) more.
+
+template <bool EXACT>
+JL_INLINE T jl_sin_k(T x, int& big) {
+  if (EXACT) return jl_sin(x);
+  big |= jl_trig_big(jl_abs(x));
+  return jl_sin_q(x, jl_reduce_pio2_fast(jl_abs(x)));
+}
+
+template <bool EXACT>
+JL_INLINE T jl_cos_k(T x, int& big) {
+  if (EXACT) return jl_cos(x);
+  big |= jl_trig_big(jl_abs(x));
+  return jl_cos_q(jl_reduce_pio2_fast(jl_abs(x)));
+}
+
 JL_INLINE T jl_rsqrt(T x) { return jl_select(x == T(0), T(0), T(1) / jl_sqrt(x)); }  // Rsqrt(0) = 0
 JL_INLINE T jl_inf() { return __builtin_inf(); }
 JL_INLINE T jl_nan() { return __builtin_nan(""); }
