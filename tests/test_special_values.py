@@ -143,6 +143,25 @@ def test_logsumexp_and_softmax_special_values_as_jax_nn(backend, kind, dtype):
     _same_special(sm, sm_ref, False, dtype, f"sumsoftmaxweight {kind}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weighted_logsumexp_special_values_as_jax_nn(backend, dtype):
+    """log sum_j exp(F_j) W_j is jax.nn.logsumexp(F, b=W): a NaN weight makes the result
+    NaN even where F = -inf (exp(-inf) NaN = NaN), an infinite weight gives +inf."""
+    x = np.array([0.0, 1.0])
+    y = _lse_columns("neginf_chunk")
+    w = np.stack([np.arange(N_LSE) % 7 + 1.0, np.ones(N_LSE), np.ones(N_LSE)], -1)
+    w[3, 0] = np.nan  # y[3] = -inf
+    w[100, 1] = np.inf
+    F = x[:, None] + y[None, :]
+    with jax.enable_x64(True):
+        ref = jax.nn.logsumexp(jnp.asarray(F)[:, :, None], b=jnp.asarray(w)[None], axis=1)
+        ref = np.asarray(ref).astype(dtype)
+    with precision(dtype):
+        f = Vi(x[:, None].astype(dtype)) + Vj(y[:, None].astype(dtype))
+        got = f.logsumexp(axis=1, weight=Vj(w.astype(dtype)), backend=backend)
+    _same_special(got, ref, False, dtype, "weighted logsumexp")
+
+
 @pytest.mark.parametrize("kind", ["neginf_chunk", "one_posinf", "nan_last"])
 def test_logsumexp_and_softmax_special_values_through_the_j_split(backend, kind, monkeypatch):
     """One row, many columns: the compiled backends cut the j axis into parts and merge

@@ -112,10 +112,10 @@ JL_DEV long long jl_boffset(const jl_cuda_args& a, int k, long long b) {
 template <int Dw>
 JL_DEV void jl_lse_update(T& m, T* s, const T f, const T* w) {
   const bool up = f > m;                      // a new running max: rescale the sums
-  const T ex = !up && f == jl_inf() ? T(1) : jl_exp(up ? m - f : f - m);  // exp(-|f - m|), NaN if f or m is
-  const bool none = f == -jl_inf();           // adds 0 (and skips exp(-inf + inf) = NaN)
+  const bool none = f == -jl_inf();           // term 0 (not exp(-inf + inf) = NaN); 0 * w as the cpu
+  const T ex = none ? T(0) : !up && f == jl_inf() ? T(1) : jl_exp(up ? m - f : f - m);  // exp(-|f - m|)
 #pragma unroll
-  for (int e = 0; e < Dw; ++e) s[e] = up ? s[e] * ex + w[e] : none ? s[e] : s[e] + ex * w[e];
+  for (int e = 0; e < Dw; ++e) s[e] = up ? s[e] * ex + w[e] : s[e] + ex * w[e];
   m = up ? f : f != f ? f : m;
 }
 
