@@ -166,12 +166,7 @@ def test_weighted_logsumexp_special_values_as_jax_nn(backend, dtype):
 def test_logsumexp_and_softmax_special_values_through_the_j_split(backend, kind, monkeypatch):
     """One row, many columns: the compiled backends cut the j axis into parts and merge
     their outputs (common.merge); a part whose columns are all -inf adds nothing."""
-    from jax_lazy.backends import common
-
-    clear_plan_caches()  # trace again: the patched merge must be seen
-    calls = []
-    real_merge = common.merge
-    monkeypatch.setattr(common, "merge", lambda *a: calls.append(1) or real_merge(*a))
+    calls = _count_merges(monkeypatch)
     n = 3 * 8192
     y = np.random.default_rng(6).normal(size=n)
     y[: n // 2] = -np.inf  # whole parts of -inf
@@ -185,11 +180,25 @@ def test_logsumexp_and_softmax_special_values_through_the_j_split(backend, kind,
         sm = f.sumsoftmaxweight(Vj(w), axis=1, backend=backend)
     _same_special(lse, lse_ref, False, np.float64, f"logsumexp {kind}")
     _same_special(sm, sm_ref, False, np.float64, f"sumsoftmaxweight {kind}")
-    if backend == "cpu":
-        from jax_lazy._native_loader import load_native
+    _assert_split(backend, calls)
 
-        if load_native().num_threads() >= 2:
-            assert calls, "the j axis was not split"
+
+def _count_merges(monkeypatch) -> list:
+    """Calls of common.merge (the j-split's) from now on, in a list."""
+    from jax_lazy.backends import common
+
+    clear_plan_caches()  # trace again: the patched merge must be seen
+    calls = []
+    real_merge = common.merge
+    monkeypatch.setattr(common, "merge", lambda *a: calls.append(1) or real_merge(*a))
+    return calls
+
+
+def _assert_split(backend, calls):
+    from jax_lazy._native_loader import load_native
+
+    if backend == "cpu" and load_native().num_threads() >= 2:
+        assert calls, "the j axis was not split"
 
 
 # ---------------------------------------------------------------- Min, KMin and their indices
@@ -252,3 +261,18 @@ def test_min_argmin_max_argmax_as_jax_numpy(backend, kind, dtype):
     for (v, k), red, arg in zip(got, (jnp.min, jnp.max), (jnp.argmin, jnp.argmax)):
         np.testing.assert_array_equal(np.asarray(k), np.asarray(arg(F, axis=1)), err_msg=arg.__name__)
         _same_special(v, np.asarray(red(F, axis=1)).astype(dtype), True, dtype, red.__name__)
+
+
+def test_kmin_through_the_j_split(backend, monkeypatch):
+    """One row, many columns: the compiled backends cut the j axis into parts, the last
+    one shorter than K (unfilled slots), and merge their K-lists (common.merge)."""
+    calls = _count_merges(monkeypatch)
+    n, K = 4 * 4096 + 3, 2100
+    y = np.random.default_rng(8).integers(-50, 50, n).astype(np.float64)
+    y[np.random.default_rng(9).random(n) < 0.9] = np.nan  # fewer than K numbers in most parts
+    with jax.enable_x64(True):
+        v, k = (Vi(np.zeros((1, 1))) + Vj(y[:, None])).Kmin_argKmin(K, axis=1, backend=backend)
+    order = np.argsort(y, kind="stable")[:K]
+    np.testing.assert_array_equal(np.asarray(k)[0], order)
+    _same_special(np.asarray(v)[0], y[order], True, np.float64, "Kmin through the split")
+    _assert_split(backend, calls)

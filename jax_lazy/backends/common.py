@@ -145,9 +145,9 @@ def merge(plan, outs, offsets):
     sign = -1 if red.negate else 1
     shift = offsets.reshape((-1,) + (1,) * (outs[1].ndim - 1))
     unfilled = outs[1] < 0  # a part with fewer than K columns: (NaN, max index) sorts last
-    values = jnp.where(unfilled, jnp.nan, sign * outs[0])
-    idx = jnp.where(unfilled, jnp.iinfo(outs[1].dtype).max, outs[1] + shift)
+    values, idx = sign * outs[0], jnp.where(unfilled, jnp.iinfo(outs[1].dtype).max, outs[1] + shift)
     if family is KMIN:  # states are (..., D, K)
+        values = jnp.where(unfilled, jnp.nan, values)
         values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
     state = (values[0], idx[0])
     for k in range(1, values.shape[0]):  # few parts: a Python fold of the kernel's combine
