@@ -60,6 +60,9 @@ SUM = Kernel(
 
 # ---------------------------------------------------------------- LogSumExp family
 # State (m, s): running max m of F (L + (1,)), and s = sum_j exp(F_j - m) w_j (L + (Dw,)).
+# Special values as jax.nn.logsumexp: a NaN makes m or s NaN for good; a +inf column is a
+# maximum with term exp(0) = 1, so the result is +inf (the softmax is NaN there, as
+# jax.nn.softmax: finalize); all -inf (or no column) leaves m = -inf, s = 0: -inf.
 def _lse_init(L, D, Dw, K, dtype):
     return (jnp.full(L + (1,), -jnp.inf, dtype), jnp.zeros(L + (Dw,), dtype))
 
@@ -68,16 +71,28 @@ def _finite_or_zero(m):
     return jnp.where(jnp.isneginf(m), jnp.zeros_like(m), m)
 
 
+def _exp_shift(F, m):
+    """exp(F - m) for F <= m, the running max: 1 where F = m = +inf (inf - inf would be
+    NaN), 0 where F = -inf (also when m = -inf), NaN where F or m is NaN."""
+    return jnp.where(jnp.isposinf(F), jnp.ones_like(F), jnp.exp(F - _finite_or_zero(m)))
+
+
 def _lse_combine(a, b, K):
-    m = jnp.maximum(a[0], b[0])  # new running max
-    ms = _finite_or_zero(m)  # exp(-inf - -inf) would be NaN
-    return (m, a[1] * jnp.exp(a[0] - ms) + b[1] * jnp.exp(b[0] - ms))
+    m = jnp.maximum(a[0], b[0])  # new running max (NaN propagates)
+    return (m, a[1] * _exp_shift(a[0], m) + b[1] * _exp_shift(b[0], m))
 
 
 def _lse_update(s, F, W, j0, K):
     m_tile = F.max(-2)  # max over the tile
-    shifted = jnp.exp(F - _finite_or_zero(m_tile)[..., None, :])  # in (0, 1]
+    shifted = _exp_shift(F, m_tile[..., None, :])  # in [0, 1], or NaN
     return _lse_combine(s, (m_tile, (shifted * W).sum(-2)), K)
+
+
+def _softmax_finalize(s):
+    """s_W / s_1 (NaN where a column is +inf, as jax.nn.softmax; 0 / 0 = NaN where every
+    column is -inf) and the log-sum-exp m + log s_1."""
+    avg = jnp.where(jnp.isposinf(s[0]), jnp.nan, s[1][..., 1:] / s[1][..., :1])
+    return (avg, s[0] + jnp.log(s[1][..., :1]))
 
 
 LSE = Kernel(
@@ -94,7 +109,7 @@ SOFTMAX = Kernel(
     init=_lse_init,
     update=_lse_update,
     combine=_lse_combine,
-    finalize=lambda s: (s[1][..., 1:] / s[1][..., :1], s[0] + jnp.log(s[1][..., :1])),
+    finalize=_softmax_finalize,
     pad=-jnp.inf,
     empty=(0.0, -jnp.inf),  # an empty weighted sum, not 0 / 0
     outputs=2,
@@ -126,28 +141,53 @@ MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=
 
 
 # ---------------------------------------------------------------- KMin / ArgKMin family
-# State (v, k): the K smallest values of each coordinate, sorted, with their indices,
-# stored L + (D, K). Sorting on (value, index) makes ties go to the smallest index.
+# State (v, k): the K smallest values of each coordinate with their indices, stored
+# L + (D, K), in the order of a stable jnp.argsort: ascending, NaN last, ties (+0 and -0
+# included) to the smallest index. Every index is then a real column as soon as K <= N:
+# padded columns are NaN with indices past N, and the initial slots (NaN, max index) sort
+# after them.
 def _kmin_init(L, D, Dw, K, dtype):
     idx = index_dtype()
-    return (jnp.full(L + (D, K), jnp.inf, dtype), jnp.full(L + (D, K), jnp.iinfo(idx).max, idx))
+    return (jnp.full(L + (D, K), jnp.nan, dtype), jnp.full(L + (D, K), jnp.iinfo(idx).max, idx))
+
+
+def _sort_key(v):
+    """v with -0 as +0 and every NaN as the positive NaN: lax.sort's total order would put
+    -0 before +0 and a NaN with its sign bit set first."""
+    return jnp.where(jnp.isnan(v), jnp.nan, jnp.where(v == 0, jnp.zeros_like(v), v))
 
 
 def _kmin_combine(a, b, K):
     v = jnp.concatenate([a[0], b[0]], -1)
     k = jnp.concatenate([a[1], b[1]], -1)
-    v, k = lax.sort((v, k), dimension=v.ndim - 1, num_keys=2)
+    _, k, v = lax.sort((_sort_key(v), k, v), dimension=v.ndim - 1, num_keys=2)
     return (v[..., :K], k[..., :K])
+
+
+def _ordered_int(v):
+    """Integers in the order of :func:`_sort_key`: its bits, negative values' magnitude
+    bits flipped (NaN, positive, comes after +inf)."""
+    b = lax.bitcast_convert_type(_sort_key(v), jnp.dtype(f"int{8 * v.dtype.itemsize}"))
+    return jnp.where(b < 0, b ^ jnp.iinfo(b.dtype).max, b)
+
+
+def _k_smallest(v, K):
+    """Positions of the K smallest of v (last axis) in the order of :func:`_sort_key`, by
+    lax.top_k, which puts equal keys' lower index first. Without NaN the key is the value
+    itself (XLA's fast float TopK); a NaN needs the integer key (NaN after +inf)."""
+    fast = lambda v: lax.top_k(-_sort_key(v), K)[1]  # noqa: E731
+    exact = lambda v: lax.top_k(~_ordered_int(v), K)[1]  # noqa: E731  (~ reverses the order)
+    return lax.cond(jnp.isnan(v).any(), exact, fast, v)
 
 
 def _kmin_update(s, F, W, j0, K):
     v = jnp.swapaxes(F, -1, -2)  # L + (D, Tj)
-    if v.shape[-1] > K:  # the tile's own K smallest first: top_k puts equal values' lower index first
-        neg, k = lax.top_k(-v, K)
-        v, k = -neg, (k + j0).astype(index_dtype())
+    if v.shape[-1] > K:  # the tile's own K smallest first
+        k = _k_smallest(v, K)
+        v = jnp.take_along_axis(v, k, -1)
     else:
-        k = jnp.broadcast_to(j0 + jnp.arange(v.shape[-1], dtype=index_dtype()), v.shape)
-    return _kmin_combine(s, (v, k), K)
+        k = jnp.broadcast_to(jnp.arange(v.shape[-1]), v.shape)
+    return _kmin_combine(s, (v, (k + j0).astype(index_dtype())), K)
 
 
 KMIN = Kernel(
@@ -155,7 +195,7 @@ KMIN = Kernel(
     update=_kmin_update,
     combine=_kmin_combine,
     finalize=lambda s: (jnp.swapaxes(s[0], -1, -2), jnp.swapaxes(s[1], -1, -2)),  # L + (K, D)
-    pad=jnp.inf,
+    pad=jnp.nan,
     empty=(jnp.inf, -1),  # K <= N: only seen with no output rows
     outputs=2,
 )

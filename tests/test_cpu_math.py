@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import jax_lazy
 from jax_lazy import Vi, cache
 from jax_lazy.backends import cpu
 
@@ -169,24 +170,124 @@ def test_sin_cos_special_values(dtype):
     assert (s[5:] == x[5:]).all() and (c[[0, 1, 5, 6]] == 1).all()
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_sin_cos_beyond_the_range_stay_in_minus_1_1(dtype):
-    """Past 1e5 (float32) / 1e9 (float64) the reduction loses bits: no accuracy is
-    promised, but the values stay those of a sine: finite and in [-1, 1]."""
+def _whole_range(dtype):
+    """Samples of [bound of the fast path / 2, largest finite value]: log-spaced, uniform
+    over a few decades, and the values nearest k pi/2 at every scale (sin or cos is tiny
+    there: a reduction that loses bits shows it first)."""
+    rng = np.random.default_rng(2)
+    top = np.log10(np.finfo(dtype).max) * (1 - 1e-12)
+    lo = 3e4 if dtype == np.float32 else 3e8
+    x = [np.logspace(np.log10(lo), top, 300_000), rng.uniform(lo, 30 * lo, 50_000), rng.uniform(1e15, 1e16, 50_000)]
+    k = rng.integers(1, 2**20, 2_000)
+    for scale in 2.0 ** np.arange(0, int(top * 3.32) - 21, 7):
+        x.append(_near_multiples_of_pio2(k * scale, np.float64))
+    if dtype == np.float64:  # the double nearest a multiple of pi/2 (relative distance 2^-61)
+        x.append(np.array([6381956970095103 * 2.0**797, np.finfo(dtype).max]))
+    x = np.concatenate(x)
+    with np.errstate(over="ignore"):
+        x = x[(x < np.finfo(dtype).max) & (x >= lo)].astype(dtype)
+    return np.concatenate([x, -x])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", ["sin", "cos"])
+def test_sin_cos_within_2_ulps_over_the_whole_range(op, dtype):
+    """Past the fast path's bound (2^16 in float, 2^29 in double) the lanes take the exact
+    (Payne-Hanek) reduction: the same accuracy up to the largest finite value."""
+    x = _whole_range(dtype)
+    ulps, _ = _trig_ulps(op, x, dtype)
+    assert ulps.max() <= 2.0, (ulps.max(), x[ulps.argmax()])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sin_cos_past_the_fast_range_inside_the_lane_loops(dtype):
+    """sin / cos of (i, j) values in the vectorised loops (fused Sum, buffered Min): a
+    kernel whose fast pass meets an argument past the fast reduction's range runs again
+    with the exact one, for every column."""
     import jax
 
-    big = np.logspace(5, 38, 10_000) if dtype == "float32" else np.logspace(9, 308, 10_000)
-    x = np.concatenate([big, -big, [np.finfo(dtype).max]]).astype(dtype)
-    with jax.enable_x64(dtype == "float64"):
-        for op in ("sin", "cos"):
-            v = _kernel(op, x)
-            assert (np.abs(v) <= 1).all(), op
+    big = 1e30 if dtype == np.float32 else 1e200
+    x = np.array([0.5, 3e5, big, -7e9, 1.0], dtype)[:, None]
+    ones = np.ones((70, 1), dtype)
+    with jax.enable_x64(dtype == np.float64):
+        f = (jax_lazy.Vi(x) * jax_lazy.Vj(ones))
+        s = np.asarray(f.sin().sum(axis=1, backend="cpu"))[:, 0]
+        c = np.asarray(f.cos().min(axis=1, backend="cpu"))[:, 0]
+    ref = x[:, 0].astype(np.float64)
+    np.testing.assert_allclose(s, 70 * np.sin(ref), rtol=1e-5 if dtype == np.float32 else 1e-13)
+    np.testing.assert_allclose(c, np.cos(ref), rtol=2e-7 if dtype == np.float32 else 3e-16)
+
+
+# ---- the tables of 2/pi bits of prelude_cpu.h (JL_2OPI_F32, JL_2OPI_F64), from Python integers
+
+
+def _arctan_inv(x: int, bits: int) -> int:
+    """atan(1/x) 2^bits by its Taylor series in integers (error below n units, n terms)."""
+    total, term, n, sign = 0, (1 << bits) // x, 1, 1
+    while term:
+        total += sign * (term // n)
+        term //= x * x
+        n, sign = n + 2, -sign
+    return total
+
+
+def _pi_scaled(bits: int, machin=((16, 5), (-4, 239))) -> int:
+    """pi 2^bits (error a few hundred units), from a Machin-like formula."""
+    return sum(c * _arctan_inv(x, bits) for c, x in machin)
+
+
+def two_over_pi(bits: int, machin=((16, 5), (-4, 239))) -> int:
+    """floor(2/pi 2^bits) (64 guard bits: exact unless 2/pi had 64 equal bits there)."""
+    g = bits + 64
+    return ((1 << (2 * g + 1)) // _pi_scaled(g, machin)) >> 64
+
+
+def _table_f32() -> list[float]:
+    """Row eb - 143, eb = 143 .. 254 (e = eb - 150): C_i = I_i 2^-(22 + 24 i), I_i = the
+    24 bits of 2/pi ending at bit e + 22 + 24 i."""
+    out = []
+    for e in range(143 - 150, 255 - 150):
+        for i in range(4):
+            sh = e + 22 + 24 * i
+            out.append(float((two_over_pi(sh) if sh >= 0 else 0) & 0xFFFFFF) * 2.0 ** -(22 + 24 * i))
+    return out
+
+
+def _table_f64() -> list[float]:
+    """Entry n + 2: the integer of bits 24 n + 1 .. 24 n + 24 of 2/pi; zeros for n < 0."""
+    return [0.0, 0.0] + [float(two_over_pi(24 * (n + 1)) & 0xFFFFFF) for n in range(50)]
+
+
+def _header_table(name: str) -> list[float]:
+    text = cpu._PRELUDE.read_text()
+    body = text[text.index(name):]
+    body = body[body.index("{") + 1: body.index("};")]
+    return [float.fromhex(v.strip().rstrip("f")) if "0x" in v else float(v.strip().rstrip("f"))
+            for v in body.replace("{", "").replace("}", "").split(",") if v.strip()]
+
+
+def test_two_over_pi_bits_are_right():
+    """Two Machin-like formulas agree to 1200 bits, and the leading bits are math.pi's."""
+    import math
+
+    bits = 1300
+    assert two_over_pi(bits) == two_over_pi(bits, machin=((48, 18), (32, 57), (-20, 239)))
+    assert abs(two_over_pi(60) / 2**60 - 2 / math.pi) < 1e-16
+
+
+def test_reduction_tables_are_the_bits_of_two_over_pi():
+    assert _header_table("JL_2OPI_F32[112][4]") == _table_f32()
+    assert _header_table("JL_2OPI_F64[52]") == _table_f64()
 
 
 _MATH = ("exp", "log", "sin", "cos", "sqrt", "rsqrt")
 _SIMD_LOOPS = "#define JL_T {T}\n#define JL_IDX int64_t\n{prelude}\n" + "".join(
     f"void {f}_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n"
-    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH)
+    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH) + "".join(
+    # the first pass of a kernel with sin / cos: fast reduction, or-ing whether it sufficed
+    f"int {f}_k_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n  int big = 0;\n"
+    f"#pragma omp simd reduction(|: big)\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}_k<false>(in[w], big);\n"
+    f"  return big;\n}}}}\n" for f in ("sin", "cos"))
 
 
 @pytest.mark.parametrize("march", ["default", "-march=x86-64-v3"])

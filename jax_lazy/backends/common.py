@@ -153,12 +153,15 @@ def merge(plan, outs, offsets):
         return (jax.nn.logsumexp(outs[0], axis=0),)
     if family is SOFTMAX:  # weights exp(lse_part - lse)
         lse = jax.nn.logsumexp(outs[1], axis=0)
-        return ((jnp.exp(outs[1] - lse) * outs[0]).sum(0), lse)
+        w = jnp.exp(outs[1] - lse)  # NaN where lse is NaN or +-inf: so is the result
+        # a part whose columns are all -inf has weight 0 and average 0 / 0: it adds nothing
+        return (jnp.where(w == 0, 0, w * outs[0]).sum(0), lse)
     sign = -1 if red.negate else 1
     shift = offsets.reshape((-1,) + (1,) * (outs[1].ndim - 1))
-    unfilled = jnp.iinfo(outs[1].dtype).max  # a part with fewer than K columns: sorts last
-    values, idx = sign * outs[0], jnp.where(outs[1] < 0, unfilled, outs[1] + shift)
+    unfilled = outs[1] < 0  # a part with fewer than K columns: (NaN, max index) sorts last
+    values, idx = sign * outs[0], jnp.where(unfilled, jnp.iinfo(outs[1].dtype).max, outs[1] + shift)
     if family is KMIN:  # states are (..., D, K)
+        values = jnp.where(unfilled, jnp.nan, values)
         values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
     state = (values[0], idx[0])
     for k in range(1, values.shape[0]):  # few parts: a Python fold of the kernel's combine

@@ -13,7 +13,8 @@ runs the loop over j with ``#pragma omp simd`` (the formula is scalarised by
   others        F of ``LANES`` columns goes to a small buffer (L1), then the reduction
                 updates its state: LogSumExp/SoftMax rescale once per chunk (one exp
                 per pair), Min/ArgMin keep one (value, index) per lane, KMin keeps a
-                sorted list per row (insertion only when a value beats the K-th).
+                sorted list per row (insertion only when a value goes before the K-th).
+                Special values: those of :mod:`jax_lazy.reductions`.
 
 j-variables are passed transposed, ``(*b, D, N)``, so that lanes load contiguously.
 
@@ -177,19 +178,45 @@ def kernel_source(plan) -> str:
     idx_ctype = {np.dtype("int32"): "int32_t", np.dtype("int64"): "int64_t"}[np.dtype(index_dtype())]
     body = {SUM: _sum_kernel, LSE: _lse_kernel, SOFTMAX: _lse_kernel, MIN: _min_kernel, KMIN: _kmin_kernel}[family]
     outputs = ["T"] if family in (SUM, LSE) else ["T", "T"] if family is SOFTMAX else ["T", "IDX"]
+    inner = [*_prologue(plan, em, outputs), *body(plan, em, roots, R)]
     lines = [
         f"// jax_lazy kernel: {plan.describe()}",
         f"#define JL_T {_CTYPES[plan.dtype]}",
         f"#define JL_IDX {idx_ctype}",
         _PRELUDE.read_text(),
-        'extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,',
-        "                                int64_t M, int64_t N, int64_t i0, int64_t i1) {",
-        "  (void)M;",
-        *_indent(_prologue(plan, em, outputs), 2),
-        *_indent(body(plan, em, roots, R), 2),
-        "}",
+        *(_two_pass(inner) if any(n.op in ("Sin", "Cos") for n in em.order) else _one_pass(inner)),
     ]
     return "\n".join(lines) + "\n"
+
+
+_SIGNATURE = "(const void* const* in_, void* const* out_, int64_t M, int64_t N, int64_t i0, int64_t i1)"
+
+
+def _one_pass(inner) -> list[str]:
+    return ['extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,',
+            "                                int64_t M, int64_t N, int64_t i0, int64_t i1) {",
+            "  (void)M;", *_indent(inner, 2), "}"]
+
+
+def _two_pass(inner) -> list[str]:
+    """A kernel with sin or cos: the body runs with the fast range reduction, every simd
+    loop or-ing into ``jl_big`` whether an argument was past its range, and again with
+    the exact reduction (slower) only then (prelude_cpu.h: jl_sin_k)."""
+    inner = [s.replace("#pragma omp simd", "#pragma omp simd reduction(|: jl_big)") for s in inner]
+    return [
+        "#define jl_sin(x) jl_sin_k<JL_EXACT>((x), jl_big)",
+        "#define jl_cos(x) jl_cos_k<JL_EXACT>((x), jl_big)",
+        "template <bool JL_EXACT>",
+        f"static int jl_kernel{_SIGNATURE} {{",
+        "  (void)M;",
+        "  int jl_big = 0;",
+        *_indent(inner, 2),
+        "  return jl_big;",
+        "}",
+        f'extern "C" void jax_lazy_kernel{_SIGNATURE} {{',
+        "  if (jl_kernel<false>(in_, out_, M, N, i0, i1)) jl_kernel<true>(in_, out_, M, N, i0, i1);",
+        "}",
+    ]
 
 
 def _row_loop(plan, em, R, inner) -> list[str]:
@@ -478,15 +505,14 @@ def _lse_kernel(plan, em, roots, R):
             f"  for (int w = 0; w < nw; ++w) cmax = fb[{f0} + w] > cmax ? fb[{f0} + w] : cmax;",
             f"  if (cmax > m{r}) {{ const T sc = jl_exp(m{r} - cmax); "
             + " ".join(f"s{r}_{e} *= sc;" for e in range(Dw)) + f" m{r} = cmax; }}",
-            f"  if (m{r} > -jl_inf()) {{",
-            "    T " + ", ".join(f"q{e} = T(0)" for e in range(Dw)) + ";",
-            f"    #pragma omp simd reduction(+: {parts})",
-            "    for (int w = 0; w < nw; ++w) {",
-            f"      const T ex = jl_exp(fb[{f0} + w] - m{r});",
-            *[f"      q{e} += ex * wb[{w0 + e * LANES} + w];" for e in range(Dw)],
-            "    }",
-            "    " + " ".join(f"s{r}_{e} += q{e};" for e in range(Dw)),
+            # every chunk adds its terms: a NaN (which the max skips) makes s NaN for good
+            "  T " + ", ".join(f"q{e} = T(0)" for e in range(Dw)) + ";",
+            f"  #pragma omp simd reduction(+: {parts})",
+            "  for (int w = 0; w < nw; ++w) {",
+            f"    const T ex = jl_exp_shift(fb[{f0} + w], m{r});",
+            *[f"    q{e} += ex * wb[{w0 + e * LANES} + w];" for e in range(Dw)],
             "  }",
+            "  " + " ".join(f"s{r}_{e} += q{e};" for e in range(Dw)),
             "}",
         ]
     if plan.red.kernel is LSE:
@@ -494,7 +520,8 @@ def _lse_kernel(plan, em, roots, R):
             f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log(s{r}_{e});" for e in range(Dw)) + " }" for r in range(R)]
     else:  # softmax: weights (1, W): out0 = s_W / s_1, out1 = m + log s_1
         write = [f"if (ib + {r} < i1) {{ " + " ".join(
-            f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = s{r}_{e} / s{r}_0;" for e in range(1, Dw))
+            f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = m{r} == jl_inf() ? jl_nan() : s{r}_{e} / s{r}_0;"
+            for e in range(1, Dw))
             + f" out1[ib + {r}] = m{r} + jl_log(s{r}_0); }}" for r in range(R)]
     decl, chunk = _buffered(plan, em, roots, R, update)
     return decl + _row_loop(plan, em, R, init + chunk + write)
@@ -541,17 +568,17 @@ def _min_kernel(plan, em, roots, R):
 def _kmin_kernel(plan, em, roots, R):
     D, K = roots[0].dim, plan.k
     size = R * D * K
-    init = [f"for (int q = 0; q < {size}; ++q) {{ kv[q] = jl_inf(); kk[q] = (IDX)-1; }}"]
-    # (value, index) order with unfilled slots (index -1) last: a candidate enters when it
-    # beats the K-th entry; it is inserted after equal values (smaller indices first).
+    init = [f"for (int q = 0; q < {size}; ++q) {{ kv[q] = jl_nan(); kk[q] = (IDX)-1; }}"]
+    # The order of a stable argsort (prelude: jl_kbefore): a candidate enters when it goes
+    # before the K-th entry, and after equal values (columns come in increasing order).
     update = [
         f"for (int re = 0; re < {R * D}; ++re) {{",
         f"  T* v = kv + re * {K}; IDX* k = kk + re * {K};",
         "  for (int w = 0; w < nw; ++w) {",
         f"    const T f = fb[re * {LANES} + w];",
-        f"    if (!(f < v[{K - 1}] || (k[{K - 1}] < 0 && f == f))) continue;",
+        f"    if (!jl_kbefore(f, v[{K - 1}], k[{K - 1}])) continue;",
         f"    int p = {K - 1};",
-        "    while (p > 0 && (k[p - 1] < 0 || v[p - 1] > f)) { v[p] = v[p - 1]; k[p] = k[p - 1]; --p; }",
+        "    while (p > 0 && jl_kbefore(f, v[p - 1], k[p - 1])) { v[p] = v[p - 1]; k[p] = k[p - 1]; --p; }",
         "    v[p] = f; k[p] = (IDX)(jb + w);",
         "  }",
         "}",

@@ -28,14 +28,17 @@ Parallel scheme (the ABI, launch geometry and batch addressing are fixed by
   Sum           ``acc += F``, folded into the accumulator once per tile (block summation:
                 the float32 rounding error grows like N / tile + tile, not N);
   LogSumExp     online max-shift: running max m and sums s_e = sum_j exp(F_j - m) W_je,
-                rescaled when m grows (one exp per pair); out = m + log s;
-  SumSoftMax    the same with weights (1, W): out0 = s_W / s_1, out1 = m + log s_1;
+                rescaled when m grows (one exp per pair); out = m + log s; NaN, +inf
+                and -inf as jax.nn.logsumexp;
+  SumSoftMax    the same with weights (1, W): out0 = s_W / s_1 (NaN where a column is
+                +inf, as jax.nn.softmax), out1 = m + log s_1;
   Min family    (value, index) per component, strict ``<`` so ties keep the smaller
                 index (columns are visited in increasing order), NaN wins and stays;
                 Max runs on -F and negates the values;
-  KMin family   a sorted list of K (value, index) per component, insertion only when a
-                value beats the K-th (after equal values: smaller indices first); NaN
-                never enters, unfilled slots keep index -1 (as the cpu kernels).
+  KMin family   a sorted list of K (value, index) per component, in the order of a
+                stable argsort (NaN last, ties to the smaller index), insertion only when
+                a value goes before the K-th; unfilled slots keep index -1 (as the cpu
+                kernels), and there are none once K <= N columns are seen.
                 The lists live in local memory: at most ``KMIN_STATE_BYTES`` (16 KiB)
                 per thread, BackendError beyond (K > 2048 at D = 1 in float32).
 
@@ -498,7 +501,8 @@ def _lse(plan, em, roots):
     if plan.red.kernel is LSE:
         write = [_UNROLL, f"for (int e = 0; e < {Dw}; ++e) jl_st(out0, i * {Dw} + e, m + jl_log(s[e]));"]
     else:  # weights (1, W): the softmax average and the log-sum-exp
-        write = [_UNROLL, f"for (int e = 1; e < {Dw}; ++e) jl_st(out0, i * {Dw - 1} + e - 1, s[e] / s[0]);",
+        write = [_UNROLL, f"for (int e = 1; e < {Dw}; ++e) jl_st(out0, i * {Dw - 1} + e - 1, "
+                 "m == jl_inf() ? jl_nan() : s[e] / s[0]);  // a +inf column: NaN, as jax.nn.softmax",
                  "jl_st(out1, i, m + jl_log(s[0]));"]
     return _Family(
         outputs=["S"] * (1 if plan.red.kernel is LSE else 2),
@@ -539,7 +543,7 @@ def _kmin(plan, em, roots):
     return _Family(
         outputs=["S", "IDX"],
         init=[f"T kv[{D * K}]; IDX kk[{D * K}];  // component e: entries [e*K, e*K + K), sorted",
-              f"for (int q = 0; q < {D * K}; ++q) {{ kv[q] = jl_inf(); kk[q] = -1; }}"],
+              f"for (int q = 0; q < {D * K}; ++q) {{ kv[q] = jl_nan(); kk[q] = -1; }}"],
         pair=[_array("f", em.comps(F, 0)), f"jl_kmin_update<{D}, {K}>(kv, kk, f, (IDX)j);"],
         uses_j=True,
         write=[f"for (int q = 0; q < {K}; ++q) for (int e = 0; e < {D}; ++e) {{",

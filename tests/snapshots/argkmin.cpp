@@ -41,7 +41,7 @@ extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
     const T x0_r7_0 = in0[row7 * 3 + 0];
     const T x0_r7_1 = in0[row7 * 3 + 1];
     const T x0_r7_2 = in0[row7 * 3 + 2];
-    for (int q = 0; q < 40; ++q) { kv[q] = jl_inf(); kk[q] = (IDX)-1; }
+    for (int q = 0; q < 40; ++q) { kv[q] = jl_nan(); kk[q] = (IDX)-1; }
     for (int64_t jb = 0; jb < N; jb += 64) {
       const int nw = (int)jl_min64(64, N - jb);
       #pragma omp simd
@@ -119,9 +119,9 @@ extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
         T* v = kv + re * 5; IDX* k = kk + re * 5;
         for (int w = 0; w < nw; ++w) {
           const T f = fb[re * 64 + w];
-          if (!(f < v[4] || (k[4] < 0 && f == f))) continue;
+          if (!jl_kbefore(f, v[4], k[4])) continue;
           int p = 4;
-          while (p > 0 && (k[p - 1] < 0 || v[p - 1] > f)) { v[p] = v[p - 1]; k[p] = k[p - 1]; --p; }
+          while (p > 0 && jl_kbefore(f, v[p - 1], k[p - 1])) { v[p] = v[p - 1]; k[p] = k[p - 1]; --p; }
           v[p] = f; k[p] = (IDX)(jb + w);
         }
       }

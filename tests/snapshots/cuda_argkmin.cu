@@ -13,7 +13,7 @@ extern "C" __global__ void __launch_bounds__(256) jax_lazy_kernel(const jl_cuda_
     const T x0_1 = jl_ld(in0, row * 3 + 1);
     const T x0_2 = jl_ld(in0, row * 3 + 2);
     T kv[5]; IDX kk[5];  // component e: entries [e*K, e*K + K), sorted
-    for (int q = 0; q < 5; ++q) { kv[q] = jl_inf(); kk[q] = -1; }
+    for (int q = 0; q < 5; ++q) { kv[q] = jl_nan(); kk[q] = -1; }
     for (long long jt = 0; jt < a.N; jt += 256) {
       const int nt = a.N - jt < 256 ? (int)(a.N - jt) : 256;
       __syncthreads();  // the previous tile is consumed

@@ -11,7 +11,7 @@ extern "C" __global__ void __launch_bounds__(128) jax_lazy_kernel(const jl_cuda_
     S* __restrict__ out0 = (S*)a.out[0] + b * a.out_bstride[0];
     IDX* __restrict__ out1 = (IDX*)a.out[1] + b * a.out_bstride[1];
     T kv[4]; IDX kk[4];  // component e: entries [e*K, e*K + K), sorted
-    for (int q = 0; q < 4; ++q) { kv[q] = jl_inf(); kk[q] = -1; }
+    for (int q = 0; q < 4; ++q) { kv[q] = jl_nan(); kk[q] = -1; }
     for (long long jt = 0; jt < a.N; jt += 32) {
       const int nt = a.N - jt < 32 ? (int)(a.N - jt) : 32;
       {  // s0 = sqdist(x0_i, y1_j) over 32 components: tensor cores, 3xTF32, |x|^2 + |y|^2 - 2<x, y> with a cancellation guard

@@ -44,7 +44,7 @@ extern "C" __global__ void __launch_bounds__(256) jax_lazy_kernel(const jl_cuda_
     }
     if (i < a.M) {
       #pragma unroll
-      for (int e = 1; e < 3; ++e) jl_st(out0, i * 2 + e - 1, s[e] / s[0]);
+      for (int e = 1; e < 3; ++e) jl_st(out0, i * 2 + e - 1, m == jl_inf() ? jl_nan() : s[e] / s[0]);  // a +inf column: NaN, as jax.nn.softmax
       jl_st(out1, i, m + jl_log(s[0]));
     }
   }

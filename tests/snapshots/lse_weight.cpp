@@ -160,128 +160,112 @@ extern "C" void jax_lazy_kernel(const void* const* in_, void* const* out_,
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[0 + w] > cmax ? fb[0 + w] : cmax;
         if (cmax > m0) { const T sc = jl_exp(m0 - cmax); s0_0 *= sc; s0_1 *= sc; m0 = cmax; }
-        if (m0 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[0 + w] - m0);
-            q0 += ex * wb[0 + w];
-            q1 += ex * wb[64 + w];
-          }
-          s0_0 += q0; s0_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[0 + w], m0);
+          q0 += ex * wb[0 + w];
+          q1 += ex * wb[64 + w];
         }
+        s0_0 += q0; s0_1 += q1;
       }
       {
         T cmax = -jl_inf();
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[64 + w] > cmax ? fb[64 + w] : cmax;
         if (cmax > m1) { const T sc = jl_exp(m1 - cmax); s1_0 *= sc; s1_1 *= sc; m1 = cmax; }
-        if (m1 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[64 + w] - m1);
-            q0 += ex * wb[128 + w];
-            q1 += ex * wb[192 + w];
-          }
-          s1_0 += q0; s1_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[64 + w], m1);
+          q0 += ex * wb[128 + w];
+          q1 += ex * wb[192 + w];
         }
+        s1_0 += q0; s1_1 += q1;
       }
       {
         T cmax = -jl_inf();
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[128 + w] > cmax ? fb[128 + w] : cmax;
         if (cmax > m2) { const T sc = jl_exp(m2 - cmax); s2_0 *= sc; s2_1 *= sc; m2 = cmax; }
-        if (m2 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[128 + w] - m2);
-            q0 += ex * wb[256 + w];
-            q1 += ex * wb[320 + w];
-          }
-          s2_0 += q0; s2_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[128 + w], m2);
+          q0 += ex * wb[256 + w];
+          q1 += ex * wb[320 + w];
         }
+        s2_0 += q0; s2_1 += q1;
       }
       {
         T cmax = -jl_inf();
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[192 + w] > cmax ? fb[192 + w] : cmax;
         if (cmax > m3) { const T sc = jl_exp(m3 - cmax); s3_0 *= sc; s3_1 *= sc; m3 = cmax; }
-        if (m3 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[192 + w] - m3);
-            q0 += ex * wb[384 + w];
-            q1 += ex * wb[448 + w];
-          }
-          s3_0 += q0; s3_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[192 + w], m3);
+          q0 += ex * wb[384 + w];
+          q1 += ex * wb[448 + w];
         }
+        s3_0 += q0; s3_1 += q1;
       }
       {
         T cmax = -jl_inf();
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[256 + w] > cmax ? fb[256 + w] : cmax;
         if (cmax > m4) { const T sc = jl_exp(m4 - cmax); s4_0 *= sc; s4_1 *= sc; m4 = cmax; }
-        if (m4 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[256 + w] - m4);
-            q0 += ex * wb[512 + w];
-            q1 += ex * wb[576 + w];
-          }
-          s4_0 += q0; s4_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[256 + w], m4);
+          q0 += ex * wb[512 + w];
+          q1 += ex * wb[576 + w];
         }
+        s4_0 += q0; s4_1 += q1;
       }
       {
         T cmax = -jl_inf();
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[320 + w] > cmax ? fb[320 + w] : cmax;
         if (cmax > m5) { const T sc = jl_exp(m5 - cmax); s5_0 *= sc; s5_1 *= sc; m5 = cmax; }
-        if (m5 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[320 + w] - m5);
-            q0 += ex * wb[640 + w];
-            q1 += ex * wb[704 + w];
-          }
-          s5_0 += q0; s5_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[320 + w], m5);
+          q0 += ex * wb[640 + w];
+          q1 += ex * wb[704 + w];
         }
+        s5_0 += q0; s5_1 += q1;
       }
       {
         T cmax = -jl_inf();
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[384 + w] > cmax ? fb[384 + w] : cmax;
         if (cmax > m6) { const T sc = jl_exp(m6 - cmax); s6_0 *= sc; s6_1 *= sc; m6 = cmax; }
-        if (m6 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[384 + w] - m6);
-            q0 += ex * wb[768 + w];
-            q1 += ex * wb[832 + w];
-          }
-          s6_0 += q0; s6_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[384 + w], m6);
+          q0 += ex * wb[768 + w];
+          q1 += ex * wb[832 + w];
         }
+        s6_0 += q0; s6_1 += q1;
       }
       {
         T cmax = -jl_inf();
         #pragma omp simd reduction(max: cmax)
         for (int w = 0; w < nw; ++w) cmax = fb[448 + w] > cmax ? fb[448 + w] : cmax;
         if (cmax > m7) { const T sc = jl_exp(m7 - cmax); s7_0 *= sc; s7_1 *= sc; m7 = cmax; }
-        if (m7 > -jl_inf()) {
-          T q0 = T(0), q1 = T(0);
-          #pragma omp simd reduction(+: q0, q1)
-          for (int w = 0; w < nw; ++w) {
-            const T ex = jl_exp(fb[448 + w] - m7);
-            q0 += ex * wb[896 + w];
-            q1 += ex * wb[960 + w];
-          }
-          s7_0 += q0; s7_1 += q1;
+        T q0 = T(0), q1 = T(0);
+        #pragma omp simd reduction(+: q0, q1)
+        for (int w = 0; w < nw; ++w) {
+          const T ex = jl_exp_shift(fb[448 + w], m7);
+          q0 += ex * wb[896 + w];
+          q1 += ex * wb[960 + w];
         }
+        s7_0 += q0; s7_1 += q1;
       }
     }
     if (ib + 0 < i1) { out0[(ib + 0) * 2 + 0] = m0 + jl_log(s0_0); out0[(ib + 0) * 2 + 1] = m0 + jl_log(s0_1); }

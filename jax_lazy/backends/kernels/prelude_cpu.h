@@ -164,10 +164,12 @@ JL_INLINE double jl_log(double x) {
 // sin(|x| + pi/2). Error for |x| <= 1e5 resp. 1e9: at most 1.5 ulp of the result, zeros
 // included (float: every float, against float64 sin/cos, max 1.49; double: dense samples and
 // the doubles nearest k pi/2, against 128-bit sinq/cosq, max 1.46; tests/test_cpu_math.py
-// checks 2 ulp against NumPy). Measured further: 1.6 ulp up to 2^18 (float), 1.5 up to 1e12
-// (double); beyond, the error of 2/pi in T can put |r| past the polynomials' interval, where
-// r is clamped: errors of 1e-2 and more, junk past 2^22 resp. 2^51, but always in [-1, 1].
-// Inf and NaN give NaN (r = inf - inf, or NaN).
+// checks 2 ulp against NumPy). Past 2^16 (float) resp. 2^29 (double) the error of 2/pi in T
+// would grow with |x| (junk past 2^22 resp. 2^51): those lanes take r and the quadrant from
+// an exact reduction instead (Payne-Hanek, jl_reduce_pio2_big, computed for every lane and
+// selected: no branch), up to the largest finite value: max 1.45 ulp measured (float:
+// 600k samples to 3.4e38; double: 400k samples to 1.8e308 and the double closest to a
+// multiple of pi/2, 6381956970095103 2^797). Inf and NaN give NaN (r = inf - inf, or NaN).
 
 // v with its sign bit flipped where s has it set.
 JL_INLINE float jl_flip_sign(float v, uint32_t s) {
@@ -185,7 +187,12 @@ JL_INLINE double jl_flip_sign(double v, uint64_t s) {
 struct jl_quadrant_f { float r; uint32_t q; };   // |x| = k pi/2 + r, q = k mod 4
 struct jl_quadrant_d { double r; uint64_t q; };
 
-JL_INLINE jl_quadrant_f jl_reduce_pio2(float ax) {  // ax = |x|
+// Past these the fast reduction (Cody-Waite) loses bits: the exact one takes over.
+// Inf and NaN are not: the fast path makes them NaN.
+JL_INLINE int jl_trig_big(float ax) { return (ax >= 65536.0f) & (ax < __builtin_inff()); }
+JL_INLINE int jl_trig_big(double ax) { return (ax >= 0x1p29) & (ax < __builtin_inf()); }
+
+JL_INLINE jl_quadrant_f jl_reduce_pio2_fast(float ax) {  // ax = |x| < 2^16
   const float t = __builtin_fmaf(ax, 0x1.45f306p-1f, 0x1.8p23f);  // 2^23 (1.5 + k 2^-23)
   uint32_t tb;
   std::memcpy(&tb, &t, 4);
@@ -198,7 +205,153 @@ JL_INLINE jl_quadrant_f jl_reduce_pio2(float ax) {  // ax = |x|
   return {r, tb & 3};
 }
 
-JL_INLINE jl_quadrant_d jl_reduce_pio2(double ax) {
+
+// Large arguments, 2^16 <= |x| < inf (Payne-Hanek, in double): x = m 2^e with an integer
+// m < 2^24, and x 2/pi = m sum_k b_k 2^(e - k) for the bits b_k of 2/pi. The bits k <= e - 2
+// add multiples of 4 (the quadrant is x 2/pi mod 4): dropped. Row e of JL_2OPI_F32 holds
+// the next 96 bits as C_i = I_i 2^-(22 + 24 i), I_i the 24-bit integer of bits
+// e - 1 + 24 i .. e + 22 + 24 i (exact in float), so each m C_i is exact in double (48 bits),
+// m C_0 mod 4 + m C_1 is exact (a multiple of 2^-46 below 8), its nearest integer k gives
+// the quadrant and f = that - k + m C_2 + m C_3 (rounded twice, relative 2^-52) misses
+// 2^-70 at most: |f| >= 2^-30 for every float (the closest a float comes to a multiple of
+// pi/2), so r = f pi/2 is accurate to ~2^-40, then rounded to float. The table is
+// generated, and checked, by tests/test_cpu_math.py (2/pi from Machin's formula in Python
+// integers): row eb - 143 for the biased exponent eb.
+static const float JL_2OPI_F32[112][4] = {
+  {0x1.45fp-8f, 0x1.836e4ep-23f, 0x1.1054ap-49f, 0x1.fc2756p-71f},
+  {0x1.45f2p-7f, 0x1.06dc9cp-23f, 0x1.1054a4p-48f, 0x1.f84eaep-71f},
+  {0x1.45f3p-6f, 0x1.b727p-28f, 0x1.1054a6p-47f, 0x1.f09d5ep-71f},
+  {0x1.45f3p-5f, 0x1.b7272p-27f, 0x1.054a7p-50f, 0x1.e13abep-71f},
+  {0x1.45f3p-4f, 0x1.b7272p-26f, 0x1.054a78p-49f, 0x1.c2757cp-71f},
+  {0x1.45f3p-3f, 0x1.b7272p-25f, 0x1.054a7cp-48f, 0x1.84eafap-71f},
+  {0x1.45f3p-2f, 0x1.b7272p-24f, 0x1.054a7ep-47f, 0x1.09d5f4p-71f},
+  {0x1.45f3p-1f, 0x1.b72722p-23f, 0x1.529fcp-52f, 0x1.3abe8p-75f},
+  {0x1.45f304p+0f, 0x1.6e4e44p-23f, 0x1.529fcp-51f, 0x1.3abe8p-74f},
+  {0x1.45f306p+1f, 0x1.b9391p-24f, 0x1.529fcp-50f, 0x1.3abe88p-73f},
+  {0x1.17cc18p+0f, 0x1.b9391p-23f, 0x1.529fcp-49f, 0x1.3abe8cp-72f},
+  {0x1.17cc1ap+1f, 0x1.72722p-23f, 0x1.529fcp-48f, 0x1.3abe8ep-71f},
+  {0x1.7cc1bp-2f, 0x1.c9c88p-24f, 0x1.529fc2p-47f, 0x1.d5f478p-73f},
+  {0x1.7cc1bp-1f, 0x1.c9c882p-23f, 0x1.4a7f08p-48f, 0x1.d5f47cp-72f},
+  {0x1.7cc1b4p+0f, 0x1.939104p-23f, 0x1.4a7f08p-47f, 0x1.d5f47cp-71f},
+  {0x1.7cc1b6p+1f, 0x1.27220ap-23f, 0x1.29fc24p-48f, 0x1.abe8fap-71f},
+  {0x1.f306dcp+0f, 0x1.39105p-25f, 0x1.29fc26p-47f, 0x1.57d1f4p-71f},
+  {0x1.f306dcp+1f, 0x1.391054p-24f, 0x1.4fe138p-49f, 0x1.5f47d4p-72f},
+  {0x1.e60db8p+1f, 0x1.391054p-23f, 0x1.4fe138p-48f, 0x1.5f47d4p-71f},
+  {0x1.cc1b72p+1f, 0x1.c882ap-25f, 0x1.4fe13ap-47f, 0x1.7d1f5p-72f},
+  {0x1.9836e4p+1f, 0x1.c882a4p-24f, 0x1.3f84e8p-48f, 0x1.7d1f52p-71f},
+  {0x1.306dc8p+1f, 0x1.c882a4p-23f, 0x1.3f84eap-47f, 0x1.f47d4cp-72f},
+  {0x1.836e48p-1f, 0x1.91054ap-23f, 0x1.fc275p-49f, 0x1.f47d4cp-71f},
+  {0x1.836e4cp+0f, 0x1.220a94p-23f, 0x1.fc2754p-48f, 0x1.e8fa9ap-71f},
+  {0x1.836e4ep+1f, 0x1.1054ap-25f, 0x1.fc2756p-47f, 0x1.d1f534p-71f},
+  {0x1.06dc9cp+1f, 0x1.1054a4p-24f, 0x1.f84eaep-47f, 0x1.a3ea68p-71f},
+  {0x1.b727p-4f, 0x1.1054a6p-23f, 0x1.f09d5ep-47f, 0x1.47d4d2p-71f},
+  {0x1.b7272p-3f, 0x1.054a7p-26f, 0x1.e13abep-47f, 0x1.1f534cp-72f},
+  {0x1.b7272p-2f, 0x1.054a78p-25f, 0x1.c2757cp-47f, 0x1.1f534cp-71f},
+  {0x1.b7272p-1f, 0x1.054a7cp-24f, 0x1.84eafap-47f, 0x1.f534dp-74f},
+  {0x1.b7272p+0f, 0x1.054a7ep-23f, 0x1.09d5f4p-47f, 0x1.f534d8p-73f},
+  {0x1.b72722p+1f, 0x1.529fcp-28f, 0x1.3abe8p-51f, 0x1.f534dcp-72f},
+  {0x1.6e4e44p+1f, 0x1.529fcp-27f, 0x1.3abe8p-50f, 0x1.f534dcp-71f},
+  {0x1.b9391p+0f, 0x1.529fcp-26f, 0x1.3abe88p-49f, 0x1.ea69bap-71f},
+  {0x1.b9391p+1f, 0x1.529fcp-25f, 0x1.3abe8cp-48f, 0x1.d4d376p-71f},
+  {0x1.72722p+1f, 0x1.529fcp-24f, 0x1.3abe8ep-47f, 0x1.a9a6eep-71f},
+  {0x1.c9c88p+0f, 0x1.529fc2p-23f, 0x1.d5f478p-49f, 0x1.534ddcp-71f},
+  {0x1.c9c882p+1f, 0x1.4a7f08p-24f, 0x1.d5f47cp-48f, 0x1.4d377p-72f},
+  {0x1.939104p+1f, 0x1.4a7f08p-23f, 0x1.d5f47cp-47f, 0x1.4d377p-71f},
+  {0x1.27220ap+1f, 0x1.29fc24p-24f, 0x1.abe8fap-47f, 0x1.34ddcp-72f},
+  {0x1.39105p-1f, 0x1.29fc26p-23f, 0x1.57d1f4p-47f, 0x1.34ddcp-71f},
+  {0x1.391054p+0f, 0x1.4fe138p-25f, 0x1.5f47d4p-48f, 0x1.a6eep-73f},
+  {0x1.391054p+1f, 0x1.4fe138p-24f, 0x1.5f47d4p-47f, 0x1.a6ee04p-72f},
+  {0x1.c882ap-1f, 0x1.4fe13ap-23f, 0x1.7d1f5p-48f, 0x1.a6ee06p-71f},
+  {0x1.c882a4p+0f, 0x1.3f84e8p-24f, 0x1.7d1f52p-47f, 0x1.4ddc0cp-71f},
+  {0x1.c882a4p+1f, 0x1.3f84eap-23f, 0x1.f47d4cp-48f, 0x1.377034p-72f},
+  {0x1.91054ap+1f, 0x1.fc275p-25f, 0x1.f47d4cp-47f, 0x1.377036p-71f},
+  {0x1.220a94p+1f, 0x1.fc2754p-24f, 0x1.e8fa9ap-47f, 0x1.bb81bp-73f},
+  {0x1.1054ap-1f, 0x1.fc2756p-23f, 0x1.d1f534p-47f, 0x1.bb81b4p-72f},
+  {0x1.1054a4p+0f, 0x1.f84eaep-23f, 0x1.a3ea68p-47f, 0x1.bb81b6p-71f},
+  {0x1.1054a6p+1f, 0x1.f09d5ep-23f, 0x1.47d4d2p-47f, 0x1.77036cp-71f},
+  {0x1.054a7p-2f, 0x1.e13abep-23f, 0x1.1f534cp-48f, 0x1.dc0db4p-72f},
+  {0x1.054a78p-1f, 0x1.c2757cp-23f, 0x1.1f534cp-47f, 0x1.dc0db6p-71f},
+  {0x1.054a7cp+0f, 0x1.84eafap-23f, 0x1.f534dp-50f, 0x1.b81b6cp-71f},
+  {0x1.054a7ep+1f, 0x1.09d5f4p-23f, 0x1.f534d8p-49f, 0x1.7036d8p-71f},
+  {0x1.529fcp-4f, 0x1.3abe8p-27f, 0x1.f534dcp-48f, 0x1.c0db6p-72f},
+  {0x1.529fcp-3f, 0x1.3abe8p-26f, 0x1.f534dcp-47f, 0x1.c0db62p-71f},
+  {0x1.529fcp-2f, 0x1.3abe88p-25f, 0x1.ea69bap-47f, 0x1.81b6c4p-71f},
+  {0x1.529fcp-1f, 0x1.3abe8cp-24f, 0x1.d4d376p-47f, 0x1.036d8ap-71f},
+  {0x1.529fcp+0f, 0x1.3abe8ep-23f, 0x1.a9a6eep-47f, 0x1.b6c5p-77f},
+  {0x1.529fc2p+1f, 0x1.d5f478p-25f, 0x1.534ddcp-47f, 0x1.b6c5p-76f},
+  {0x1.4a7f08p+0f, 0x1.d5f47cp-24f, 0x1.4d377p-48f, 0x1.b6c52p-75f},
+  {0x1.4a7f08p+1f, 0x1.d5f47cp-23f, 0x1.4d377p-47f, 0x1.b6c52p-74f},
+  {0x1.29fc24p+0f, 0x1.abe8fap-23f, 0x1.34ddcp-48f, 0x1.b6c528p-73f},
+  {0x1.29fc26p+1f, 0x1.57d1f4p-23f, 0x1.34ddcp-47f, 0x1.b6c528p-72f},
+  {0x1.4fe138p-1f, 0x1.5f47d4p-24f, 0x1.a6eep-49f, 0x1.b6c52ap-71f},
+  {0x1.4fe138p+0f, 0x1.5f47d4p-23f, 0x1.a6ee04p-48f, 0x1.6d8a56p-71f},
+  {0x1.4fe13ap+1f, 0x1.7d1f5p-24f, 0x1.a6ee06p-47f, 0x1.b62958p-72f},
+  {0x1.3f84e8p+0f, 0x1.7d1f52p-23f, 0x1.4ddc0cp-47f, 0x1.b62958p-71f},
+  {0x1.3f84eap+1f, 0x1.f47d4cp-24f, 0x1.377034p-48f, 0x1.6c52b2p-71f},
+  {0x1.fc275p-1f, 0x1.f47d4cp-23f, 0x1.377036p-47f, 0x1.b14accp-72f},
+  {0x1.fc2754p+0f, 0x1.e8fa9ap-23f, 0x1.bb81bp-49f, 0x1.b14accp-71f},
+  {0x1.fc2756p+1f, 0x1.d1f534p-23f, 0x1.bb81b4p-48f, 0x1.629598p-71f},
+  {0x1.f84eaep+1f, 0x1.a3ea68p-23f, 0x1.bb81b6p-47f, 0x1.8a5664p-72f},
+  {0x1.f09d5ep+1f, 0x1.47d4d2p-23f, 0x1.77036cp-47f, 0x1.8a5664p-71f},
+  {0x1.e13abep+1f, 0x1.1f534cp-24f, 0x1.dc0db4p-48f, 0x1.14acc8p-71f},
+  {0x1.c2757cp+1f, 0x1.1f534cp-23f, 0x1.dc0db6p-47f, 0x1.4acc9p-74f},
+  {0x1.84eafap+1f, 0x1.f534dp-26f, 0x1.b81b6cp-47f, 0x1.4acc98p-73f},
+  {0x1.09d5f4p+1f, 0x1.f534d8p-25f, 0x1.7036d8p-47f, 0x1.4acc9cp-72f},
+  {0x1.3abe8p-3f, 0x1.f534dcp-24f, 0x1.c0db6p-48f, 0x1.4acc9ep-71f},
+  {0x1.3abe8p-2f, 0x1.f534dcp-23f, 0x1.c0db62p-47f, 0x1.2b3278p-72f},
+  {0x1.3abe88p-1f, 0x1.ea69bap-23f, 0x1.81b6c4p-47f, 0x1.2b3278p-71f},
+  {0x1.3abe8cp+0f, 0x1.d4d376p-23f, 0x1.036d8ap-47f, 0x1.5993cp-73f},
+  {0x1.3abe8ep+1f, 0x1.a9a6eep-23f, 0x1.b6c5p-53f, 0x1.5993c4p-72f},
+  {0x1.d5f478p-1f, 0x1.534ddcp-23f, 0x1.b6c5p-52f, 0x1.5993c4p-71f},
+  {0x1.d5f47cp+0f, 0x1.4d377p-24f, 0x1.b6c52p-51f, 0x1.664f1p-72f},
+  {0x1.d5f47cp+1f, 0x1.4d377p-23f, 0x1.b6c52p-50f, 0x1.664f1p-71f},
+  {0x1.abe8fap+1f, 0x1.34ddcp-24f, 0x1.b6c528p-49f, 0x1.993c4p-72f},
+  {0x1.57d1f4p+1f, 0x1.34ddcp-23f, 0x1.b6c528p-48f, 0x1.993c42p-71f},
+  {0x1.5f47d4p+0f, 0x1.a6eep-25f, 0x1.b6c52ap-47f, 0x1.327886p-71f},
+  {0x1.5f47d4p+1f, 0x1.a6ee04p-24f, 0x1.6d8a56p-47f, 0x1.93c438p-73f},
+  {0x1.7d1f5p+0f, 0x1.a6ee06p-23f, 0x1.b62958p-48f, 0x1.93c438p-72f},
+  {0x1.7d1f52p+1f, 0x1.4ddc0cp-23f, 0x1.b62958p-47f, 0x1.93c438p-71f},
+  {0x1.f47d4cp+0f, 0x1.377034p-24f, 0x1.6c52b2p-47f, 0x1.278872p-71f},
+  {0x1.f47d4cp+1f, 0x1.377036p-23f, 0x1.b14accp-48f, 0x1.3c439p-73f},
+  {0x1.e8fa9ap+1f, 0x1.bb81bp-25f, 0x1.b14accp-47f, 0x1.3c439p-72f},
+  {0x1.d1f534p+1f, 0x1.bb81b4p-24f, 0x1.629598p-47f, 0x1.3c439p-71f},
+  {0x1.a3ea68p+1f, 0x1.bb81b6p-23f, 0x1.8a5664p-48f, 0x1.e21c8p-73f},
+  {0x1.47d4d2p+1f, 0x1.77036cp-23f, 0x1.8a5664p-47f, 0x1.e21c8p-72f},
+  {0x1.1f534cp+0f, 0x1.dc0db4p-24f, 0x1.14acc8p-47f, 0x1.e21c82p-71f},
+  {0x1.1f534cp+1f, 0x1.dc0db6p-23f, 0x1.4acc9p-50f, 0x1.c43904p-71f},
+  {0x1.f534dp-2f, 0x1.b81b6cp-23f, 0x1.4acc98p-49f, 0x1.887208p-71f},
+  {0x1.f534d8p-1f, 0x1.7036d8p-23f, 0x1.4acc9cp-48f, 0x1.10e41p-71f},
+  {0x1.f534dcp+0f, 0x1.c0db6p-24f, 0x1.4acc9ep-47f, 0x1.0e41p-74f},
+  {0x1.f534dcp+1f, 0x1.c0db62p-23f, 0x1.2b3278p-48f, 0x1.0e41p-73f},
+  {0x1.ea69bap+1f, 0x1.81b6c4p-23f, 0x1.2b3278p-47f, 0x1.0e4104p-72f},
+  {0x1.d4d376p+1f, 0x1.036d8ap-23f, 0x1.5993cp-49f, 0x1.0e4106p-71f},
+  {0x1.a9a6eep+1f, 0x1.b6c5p-29f, 0x1.5993c4p-48f, 0x1.c820ep-75f},
+  {0x1.534ddcp+1f, 0x1.b6c5p-28f, 0x1.5993c4p-47f, 0x1.c820fp-74f},
+  {0x1.4d377p+0f, 0x1.b6c52p-27f, 0x1.664f1p-48f, 0x1.c820f8p-73f},
+  {0x1.4d377p+1f, 0x1.b6c52p-26f, 0x1.664f1p-47f, 0x1.c820fcp-72f},
+  {0x1.34ddcp+0f, 0x1.b6c528p-25f, 0x1.993c4p-48f, 0x1.c820fep-71f},
+};
+
+JL_INLINE jl_quadrant_f jl_reduce_pio2(float ax) {  // ax = |x|
+  const jl_quadrant_f lo = jl_reduce_pio2_fast(ax);
+  uint32_t b;
+  std::memcpy(&b, &ax, 4);
+  int32_t row = (int32_t)(b >> 23) - 143;
+  row = row < 0 ? 0 : row > 111 ? 111 : row;  // lanes of the fast path or inf: any row
+  const double m = (double)(int32_t)((b & 0x7fffff) | 0x800000);
+  const double a = m * (double)JL_2OPI_F32[row][0];  // mod 4: minus its nearest multiple of 4
+  const double a4 = a + 0x1.8p54 - 0x1.8p54;          // (no floor: it does not vectorise here)
+  const double s = (a - a4) + m * (double)JL_2OPI_F32[row][1];  // in [-2, 6)
+  const double t = s + 0x1.8p52;  // 2^52 (1.5 + k 2^-52): k = nearest integer of s
+  uint64_t tb;
+  std::memcpy(&tb, &t, 8);
+  const double f = (s - (t - 0x1.8p52) + m * (double)JL_2OPI_F32[row][2]) + m * (double)JL_2OPI_F32[row][3];
+  const bool big = jl_trig_big(ax);
+  const uint32_t qb = (uint32_t)tb & 3;
+  return {jl_select(big, (float)(f * 0x1.921fb54442d18p+0), lo.r), lo.q ^ ((lo.q ^ qb) & (0u - big))};
+}
+
+JL_INLINE jl_quadrant_d jl_reduce_pio2_fast(double ax) {  // ax = |x| < 2^29
   const double t = __builtin_fma(ax, 0x1.45f306dc9c883p-1, 0x1.8p52);
   uint64_t tb;
   std::memcpy(&tb, &t, 8);
@@ -209,6 +362,82 @@ JL_INLINE jl_quadrant_d jl_reduce_pio2(double ax) {
   r = jl_select(r < -0.786, -0.786, r);
   r = jl_select(r > 0.786, 0.786, r);
   return {r, tb & 3};
+}
+
+
+// Large arguments, 2^29 <= |x| < inf (Payne-Hanek in double-double): x = m 2^e with an
+// integer m = m0 + m1 2^24 + m2 2^48 (m0, m1 < 2^24, m2 < 2^5), 2/pi = sum_n T_n 2^-24(n+1)
+// with 24-bit integers T_n (JL_2OPI_F64[n + 2]). With n1 = ceil((e - 1) / 24) and
+// w = e - 24 n1 in [-22, 1], the terms of x 2/pi that are not multiples of 4 are
+//   V_L = S_L 2^(w - 24 L),  S_L = m0 T_(n1-1+L) + m1 T_(n1+L) + m2 T_(n1+1+L),  L >= 0,
+// each S_L an exact integer below 2^50, V_L below 2^(51 - 24 L). V_0, V_1, V_2 are reduced
+// mod 4 exactly, their integer parts go to the quadrant, and the fraction is summed in
+// double-double down to V_7 (truncation below 2^-140): the doubles closest to a multiple
+// of pi/2 are 2^-61 away, so r keeps about 2^-55 relative accuracy.
+static const double JL_2OPI_F64[52] = {
+  0.0, 0.0, 10680707.0, 7228996.0, 1387004.0, 2578385.0, 16069853.0, 12639074.0,
+  9804092.0, 4427841.0, 16666979.0, 11263675.0, 12935607.0, 2387514.0, 4345298.0, 14681673.0,
+  3074569.0, 13734428.0, 16653803.0, 1880361.0, 10960616.0, 8533493.0, 3062596.0, 8710556.0,
+  7349940.0, 6258241.0, 3772886.0, 3769171.0, 3798172.0, 8675211.0, 12450088.0, 3874808.0,
+  9961438.0, 366607.0, 15675153.0, 9132554.0, 7151469.0, 3571407.0, 2607881.0, 12013382.0,
+  4155038.0, 6285869.0, 7677882.0, 13102053.0, 15825725.0, 473591.0, 9065106.0, 15363067.0,
+  6271263.0, 9264392.0, 5636912.0, 4652155.0,
+};
+
+JL_INLINE double jl_u2d(uint64_t u) {  // (double)u for u < 2^52, without int64 conversions
+  return jl_bits_to_double((int64_t)(0x4330000000000000ull | u)) - 0x1p52;
+}
+
+JL_INLINE double jl_mod4(double v) { return v - 4.0 * __builtin_nearbyint(0.25 * v); }  // in [-2, 2], exact
+
+// (h, l) += v, double-double: h + l exact up to 2^-105 |h|.
+JL_INLINE void jl_dd_add(double& h, double& l, double v) {
+  const double s = h + v, bv = s - h, e = (h - (s - bv)) + (v - bv);  // s + e = h + v exactly
+  const double t = l + e;
+  h = s + t;
+  l = t - (h - s);
+}
+
+JL_INLINE jl_quadrant_d jl_reduce_pio2_big(double ax) {
+  uint64_t b;
+  std::memcpy(&b, &ax, 8);
+  const uint64_t mant = (b & 0x000fffffffffffffull) | 0x0010000000000000ull;
+  const double m0 = jl_u2d(mant & 0xffffff), m1 = jl_u2d((mant >> 24) & 0xffffff), m2 = jl_u2d(mant >> 48);
+  // n1 = ceil((e - 1) / 24): (e - 1) / 24 is a multiple of 1/24 (no ceil: it does not vectorise)
+  const double e = jl_u2d(b >> 52) - 1075.0, n1 = __builtin_nearbyint((e - 1.0) / 24.0 + 23.0 / 48.0);
+  const double w = e - 24.0 * n1;
+  double fi = n1 + 1.0;  // T_(n1 - 1 + L) is JL_2OPI_F64[i + L]
+  fi = jl_select(fi < 0.0, 0.0, jl_select(fi > 42.0, 42.0, fi));  // fast-path lanes, inf, NaN: any i
+  uint64_t ib;
+  const double ft = fi + 0x1.8p52;
+  std::memcpy(&ib, &ft, 8);
+  const uint64_t i = ib & 63;
+#define JL_T(L) JL_2OPI_F64[i + (L)]
+#define JL_V(L) ((m0 * JL_T(L) + m1 * JL_T(L + 1) + m2 * JL_T(L + 2)) * jl_pow2i(w - 24.0 * L))
+  double h = jl_mod4(JL_V(0)) + jl_mod4(JL_V(1));  // exact: |h| <= 4, a multiple of 2^-46
+  const double k1 = __builtin_nearbyint(h), v2 = jl_mod4(JL_V(2)), k2 = __builtin_nearbyint(v2);
+  h -= k1;
+  double l = 0.0;
+  jl_dd_add(h, l, v2 - k2);  // exact
+  const double k3 = __builtin_nearbyint(h);
+  h -= k3;
+  jl_dd_add(h, l, JL_V(3));
+  jl_dd_add(h, l, JL_V(4));
+  jl_dd_add(h, l, JL_V(5));
+  l += JL_V(6) + JL_V(7);
+#undef JL_V
+#undef JL_T
+  const double t = (k1 + k2 + k3) + 0x1.8p52;  // the quadrant in the low bits
+  uint64_t tb;
+  std::memcpy(&tb, &t, 8);
+  const double r = __builtin_fma(h, 0x1.921fb54442d18p+0, __builtin_fma(h, 0x1.1a62633145c07p-54, l * 0x1.921fb54442d18p+0));
+  return {r, tb & 3};
+}
+
+JL_INLINE jl_quadrant_d jl_reduce_pio2(double ax) {  // ax = |x|
+  const jl_quadrant_d lo = jl_reduce_pio2_fast(ax), hi = jl_reduce_pio2_big(ax);
+  const bool big = jl_trig_big(ax);
+  return {jl_select(big, hi.r, lo.r), lo.q ^ ((lo.q ^ hi.q) & (0ull - big))};
 }
 
 JL_INLINE float jl_sin_poly(float r, float z) {  // sin r, z = r^2
@@ -249,16 +478,14 @@ JL_INLINE double jl_cos_poly(double z) {
 }
 
 // Quadrant q: sin x = sin r, cos r, -sin r, -cos r; bit 1 of q goes to the sign bit.
-JL_INLINE float jl_sin(float x) {
-  const jl_quadrant_f a = jl_reduce_pio2(__builtin_fabsf(x));
+JL_INLINE float jl_sin_q(float x, jl_quadrant_f a) {  // a: the reduction of |x|
   const float z = a.r * a.r, v = jl_select(a.q & 1, jl_cos_poly(z), jl_sin_poly(a.r, z));
   uint32_t sx;
   std::memcpy(&sx, &x, 4);
   return jl_flip_sign(v, ((a.q & 2) << 30) ^ (sx & 0x80000000u));
 }
 
-JL_INLINE double jl_sin(double x) {
-  const jl_quadrant_d a = jl_reduce_pio2(__builtin_fabs(x));
+JL_INLINE double jl_sin_q(double x, jl_quadrant_d a) {
   const double z = a.r * a.r, v = jl_select(a.q & 1, jl_cos_poly(z), jl_sin_poly(a.r, z));
   uint64_t sx;
   std::memcpy(&sx, &x, 8);
@@ -266,17 +493,20 @@ JL_INLINE double jl_sin(double x) {
 }
 
 // cos x = sin(|x| + pi/2): quadrant q + 1.
-JL_INLINE float jl_cos(float x) {
-  const jl_quadrant_f a = jl_reduce_pio2(__builtin_fabsf(x));
+JL_INLINE float jl_cos_q(jl_quadrant_f a) {
   const float z = a.r * a.r, v = jl_select(a.q & 1, jl_sin_poly(a.r, z), jl_cos_poly(z));
   return jl_flip_sign(v, ((a.q + 1) & 2) << 30);
 }
 
-JL_INLINE double jl_cos(double x) {
-  const jl_quadrant_d a = jl_reduce_pio2(__builtin_fabs(x));
+JL_INLINE double jl_cos_q(jl_quadrant_d a) {
   const double z = a.r * a.r, v = jl_select(a.q & 1, jl_sin_poly(a.r, z), jl_cos_poly(z));
   return jl_flip_sign(v, ((a.q + 1) & 2) << 62);
 }
+
+JL_INLINE float jl_sin(float x) { return jl_sin_q(x, jl_reduce_pio2(__builtin_fabsf(x))); }
+JL_INLINE double jl_sin(double x) { return jl_sin_q(x, jl_reduce_pio2(__builtin_fabs(x))); }
+JL_INLINE float jl_cos(float x) { return jl_cos_q(jl_reduce_pio2(__builtin_fabsf(x))); }
+JL_INLINE double jl_cos(double x) { return jl_cos_q(jl_reduce_pio2(__builtin_fabs(x))); }
 
 JL_INLINE float jl_sqrt(float x) { return __builtin_sqrtf(x); }
 JL_INLINE double jl_sqrt(double x) { return __builtin_sqrt(x); }
@@ -284,10 +514,66 @@ JL_INLINE float jl_round(float x) { return __builtin_nearbyintf(x); }  // half t
 JL_INLINE double jl_round(double x) { return __builtin_nearbyint(x); }
 JL_INLINE float jl_abs(float x) { return __builtin_fabsf(x); }
 JL_INLINE double jl_abs(double x) { return __builtin_fabs(x); }
+
+// The kernels of formulas with sin or cos run twice when needed (cpu.py, kernel_source):
+// first with the fast reduction only (JL_EXACT false), |= into `big` whether some argument
+// was past its range (2^16 in float, 2^29 in double; a simd reduction), then, only if so,
+// again with jl_sin / jl_cos (JL_EXACT true), which compute the exact reduction of every
+// lane too (a kernel of sin alone: about 8x slower in float, 20x in double).
+
+template <bool EXACT>
+JL_INLINE T jl_sin_k(T x, int& big) {
+  if (EXACT) return jl_sin(x);
+  big |= jl_trig_big(jl_abs(x));
+  return jl_sin_q(x, jl_reduce_pio2_fast(jl_abs(x)));
+}
+
+template <bool EXACT>
+JL_INLINE T jl_cos_k(T x, int& big) {
+  if (EXACT) return jl_cos(x);
+  big |= jl_trig_big(jl_abs(x));
+  return jl_cos_q(jl_reduce_pio2_fast(jl_abs(x)));
+}
+
 JL_INLINE T jl_rsqrt(T x) { return jl_select(x == T(0), T(0), T(1) / jl_sqrt(x)); }  // Rsqrt(0) = 0
-JL_INLINE T jl_clamp(T x, T lo, T hi) { x = x < lo ? lo : x; return x > hi ? hi : x; }
 JL_INLINE T jl_inf() { return __builtin_inf(); }
+JL_INLINE T jl_nan() { return __builtin_nan(""); }
 JL_INLINE int64_t jl_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+JL_INLINE bool jl_signbit(float x) { uint32_t b; std::memcpy(&b, &x, 4); return b >> 31; }
+JL_INLINE bool jl_signbit(double x) { uint64_t b; std::memcpy(&b, &x, 8); return b >> 63; }
+
+// Special values as jax.numpy: NaN propagates through sign, relu and clamp (a NaN bound
+// too); sign(+-0) = +-0; max and min of zeros as IEEE 754-2019 maximum / minimum (XLA's):
+// max(-0, +0) = +0, min(-0, +0) = -0, so relu(-0) = +0.
+JL_INLINE T jl_sign(T x) { return jl_select(x > T(0), T(1), jl_select(x < T(0), T(-1), x)); }
+JL_INLINE T jl_relu(T x) { return jl_select((x > T(0)) | (x != x), x, T(0)); }
+JL_INLINE T jl_clamp(T x, T lo, T hi) {  // min(max(x, lo), hi), NaN if any is NaN
+  x = jl_select((x < lo) | (lo != lo) | ((x == lo) & jl_signbit(x)), lo, x);
+  return jl_select((x > hi) | (hi != hi) | ((x == hi) & jl_signbit(hi)), hi, x);
+}
+
+// exp(f - m) for f <= m, the running max of a log-sum-exp: 1 where f = m = +inf (inf - inf
+// would be NaN), 0 where f = -inf (also when m = -inf), NaN where f is NaN.
+JL_INLINE T jl_exp_shift(T f, T m) {
+  return jl_select(f == jl_inf(), T(1), jl_exp(f - jl_select(m == -jl_inf(), T(0), m)));
+}
+
+// Whether value f goes before the K-list entry (v, k) in the order of a stable argsort:
+// smaller, or a number where v is NaN (NaN last); an unfilled entry (k < 0) comes last.
+// Equal values (+0 and -0 included) keep the earlier column.
+JL_INLINE bool jl_kbefore(T f, T v, IDX k) { return k < 0 || f < v || (v != v && f == f); }
+
+// x^y = exp(y log |x|) with pow's special cases: x^0 = 1^y = (-1)^(+-inf) = 1 (NaN
+// included), a negative finite x with a non-integer y gives NaN, an odd integer y keeps
+// the sign of x (-0 and -inf included).
+JL_INLINE T jl_powf(T x, T y) {
+  const T a = jl_abs(x), h = T(0.5) * y;
+  const bool yint = jl_round(y) == y, yodd = yint & (jl_round(h) != h);  // +-inf: even
+  T r = jl_exp(y * jl_log(a));
+  r = jl_select((y == T(0)) | (x == T(1)) | ((a == T(1)) & (jl_abs(y) == jl_inf())), T(1), r);
+  r = jl_select((x < T(0)) & (x > -jl_inf()) & !yint, jl_nan(), r);
+  return jl_select(jl_signbit(x) & yodd, -r, r);
+}
 
 // One vector register of T (GCC/Clang vector extension; split by the compiler where
 // registers are narrower), for the register tiles of the inner-product stage.

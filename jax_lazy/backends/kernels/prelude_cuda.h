@@ -72,8 +72,21 @@ JL_DEV double jl_round(double x) { return rint(x); }
 JL_DEV float jl_abs(float x) { return fabsf(x); }
 JL_DEV double jl_abs(double x) { return fabs(x); }
 JL_DEV T jl_rsqrt(T x) { return x == T(0) ? T(0) : T(1) / jl_sqrt(x); }  // Rsqrt(0) = 0
-JL_DEV T jl_clamp(T x, T lo, T hi) { x = x < lo ? lo : x; return x > hi ? hi : x; }
+// Special values as jax.numpy: NaN propagates through sign, relu and clamp (a NaN bound
+// too; fmaxf / fminf would drop it), sign(+-0) = +-0; max and min of zeros as IEEE
+// 754-2019 maximum / minimum (XLA's): max(-0, +0) = +0, min(-0, +0) = -0, so relu(-0) = +0;
+// powf is C's pow, as jnp.power.
+JL_DEV bool jl_signbit(T x) { return copysign(T(1), x) < T(0); }
+JL_DEV T jl_sign(T x) { return x > T(0) ? T(1) : x < T(0) ? T(-1) : x; }
+JL_DEV T jl_relu(T x) { return x > T(0) || x != x ? x : T(0); }
+JL_DEV T jl_clamp(T x, T lo, T hi) {  // min(max(x, lo), hi), NaN if any is NaN
+  x = x < lo || lo != lo || (x == lo && jl_signbit(x)) ? lo : x;
+  return x > hi || hi != hi || (x == hi && jl_signbit(hi)) ? hi : x;
+}
+JL_DEV float jl_powf(float x, float y) { return powf(x, y); }
+JL_DEV double jl_powf(double x, double y) { return pow(x, y); }
 JL_DEV T jl_inf() { return T(__int_as_float(0x7f800000)); }
+JL_DEV T jl_nan() { return T(__int_as_float(0x7fc00000)); }
 
 // ---------------------------------------------------------------- batch offsets
 // Offset (in elements) of input k for batch element b: b unravelled over a.bdims
@@ -94,14 +107,16 @@ JL_DEV long long jl_boffset(const jl_cuda_args& a, int k, long long b) {
 // jax_lazy/reductions.py and the cpu kernels.
 
 // LogSumExp with weights w (Dw components): running max m, s[e] = sum exp(f - m) w[e].
+// As jax.nn.logsumexp: a NaN f makes m and s NaN for good (f > NaN and NaN > m are false:
+// ex is NaN); a +inf f is a maximum with term 1 (inf - inf would be NaN); -inf adds 0.
 template <int Dw>
 JL_DEV void jl_lse_update(T& m, T* s, const T f, const T* w) {
   const bool up = f > m;                      // a new running max: rescale the sums
-  const T ex = jl_exp(up ? m - f : f - m);    // exp(-|f - m|), NaN if f is NaN
-  const bool none = f == -jl_inf();           // adds 0 (and skips exp(-inf + inf) = NaN)
+  const bool none = f == -jl_inf();           // term 0 (not exp(-inf + inf) = NaN); 0 * w as the cpu
+  const T ex = none ? T(0) : !up && f == jl_inf() ? T(1) : jl_exp(up ? m - f : f - m);  // exp(-|f - m|)
 #pragma unroll
-  for (int e = 0; e < Dw; ++e) s[e] = up ? s[e] * ex + w[e] : none ? s[e] : s[e] + ex * w[e];
-  m = up ? f : m;
+  for (int e = 0; e < Dw; ++e) s[e] = up ? s[e] * ex + w[e] : s[e] + ex * w[e];
+  m = up ? f : f != f ? f : m;
 }
 
 // Min with index, per component: NaN wins (and the first NaN stays); among equal values
@@ -116,8 +131,13 @@ JL_DEV void jl_min_update(T* v, IDX* k, const T* f, const IDX j) {
   }
 }
 
-// The K smallest (value, index) per component, sorted, unfilled slots (index -1) last:
-// a value enters when it beats the K-th (NaN never does) and goes after equal values.
+// Whether value f goes before the K-list entry (v, k) in the order of a stable argsort:
+// smaller, or a number where v is NaN (NaN last); an unfilled entry (k < 0) comes last.
+// Equal values (+0 and -0 included) keep the earlier column.
+JL_DEV bool jl_kbefore(T f, T v, IDX k) { return k < 0 || f < v || (v != v && f == f); }
+
+// The K smallest (value, index) per component, sorted by jl_kbefore: a value enters when
+// it goes before the K-th and after equal values (columns come in increasing order).
 template <int D, int K>
 JL_DEV void jl_kmin_update(T* v, IDX* k, const T* f, const IDX j) {
 #pragma unroll
@@ -125,9 +145,9 @@ JL_DEV void jl_kmin_update(T* v, IDX* k, const T* f, const IDX j) {
     T* ve = v + e * K;
     IDX* ke = k + e * K;
     const T x = f[e];
-    if (!(x < ve[K - 1] || (ke[K - 1] < 0 && x == x))) continue;
+    if (!jl_kbefore(x, ve[K - 1], ke[K - 1])) continue;
     int p = K - 1;
-    while (p > 0 && (ke[p - 1] < 0 || ve[p - 1] > x)) {
+    while (p > 0 && jl_kbefore(x, ve[p - 1], ke[p - 1])) {
       ve[p] = ve[p - 1];
       ke[p] = ke[p - 1];
       --p;
