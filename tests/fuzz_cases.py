@@ -139,7 +139,7 @@ BATCH = {  # operand category -> batch shape
     "bcast_p": ((), (2, 1), (1, 3)),
 }
 
-EMPTY = False  # empty axes join the draws once their rule lands (issue 9 item 11)
+EMPTY = True  # empty axes: nothing to reduce, or no output rows (issue 9 item 11)
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0])
 
 
@@ -218,7 +218,9 @@ def _empty(case: Case, F, W, ax):
     """Nothing to reduce: the identities (sum 0, logsumexp -inf, softmax-weighted sum 0,
     min +inf, max -inf) and index -1."""
     E = W.shape[-1] if case.reduction in ("logsumexp_w", "sumsoftmaxweight") else F.shape[-1]
-    shape = tuple(np.delete(np.array(F.shape[:-1]), F.ndim - 1 + ax)) + (E,)
+    lead = list(F.shape[:-1])
+    del lead[ax + 1]  # the reduced axis: -2 (i) or -1 (j) of the leading shape
+    shape = tuple(lead) + (E,)
     value = {"sum": 0.0, "logsumexp": -np.inf, "logsumexp_w": -np.inf, "sumsoftmaxweight": 0.0}.get(
         case.reduction, -np.inf if "max" in case.reduction else np.inf)
     val, idx = np.full(shape, value), np.full(shape, -1, np.int64)
@@ -304,7 +306,7 @@ def random_case(seed: int, domains=("normal", "normal", "int", "special")) -> Ca
     if reduced == 0 and REDUCTIONS[reduction][3]:  # K-lists need 1 <= K <= the reduced size
         M, N = max(M, 1), max(N, 1)
         reduced = (M, N)[axis]
-    K = int(rng.choice([1, reduced, rng.integers(1, reduced + 1)]))
+    K = int(rng.choice([1, reduced, rng.integers(1, max(reduced, 1) + 1)])) if reduced else 1
     domain = str(rng.choice(domains))
     grad = domain == "normal" and REDUCTIONS[reduction][4] and M * N > 0 and rng.random() < 0.5
     return Case(tree=tree, dims=tuple(int(d) for d in rng.integers(1, 4, 3)), reduction=reduction, axis=axis,

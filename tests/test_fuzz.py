@@ -26,7 +26,7 @@ from jax_lazy import Pm, Vi, Vj
 BACKENDS = [p for p in backend_params() if p.id != "backend=cuda-host"]
 FAST_EXAMPLES = {"jnp": 120, "cpu": 40, "cuda": 100}  # the cpu backend compiles each kernel with g++
 SLOW_EXAMPLES = {"jnp": 1500, "cpu": 400, "cuda": 1500}
-DOMAINS = ("normal", "normal", "int")  # "special" joins once the rules of issue 9 land
+DOMAINS = ("normal", "normal", "int", "special")
 RTOL = {"float32": 2e-4, "float64": 1e-9}
 GRAD_RTOL = {"float32": 2e-3, "float64": 1e-8}
 
