@@ -170,6 +170,10 @@ class Emitter:
         self.order = [n for n in full if n in kept]
         self.ids = {n: k for k, n in enumerate(self.order)}
         self.looped, self.loop_sums, self.loop_vars = _loop_sets(self)
+        # (row, lane) loops that read no (row, lane) or lane scalar: the kernel template
+        # runs them with the lanes innermost (see :meth:`outer`); they are not statements
+        self.outer = frozenset(n for n in self.loop_sums | (self.looped & set(self.roots))
+                               if self.levels[n] == "ij" and all(self.levels[a] in ("p", "i") for a in self.frontier(n)))
 
     def loop(self, node: Node, row, idx: str = "c") -> tuple[list[str], str]:
         """Component ``idx`` (a C++ index expression) of a looped ``node``: the declarations
@@ -186,6 +190,14 @@ class Emitter:
                 names[n] = f"t{self.ids[n]}"
                 stmts.append(f"const T {names[n]} = {self._elem(n, row, idx, names)};")
         return stmts, self._elem(node, row, idx, names)
+
+    def element(self, node: Node, row, idx: str = "c") -> tuple[list[str], str]:
+        """Like :meth:`loop`, for a looped node or a loop ``Sum`` (then: the term of its
+        operand that it adds)."""
+        if node in self.loop_sums:
+            arg = node.args[0]
+            return self.loop(arg, row, idx) if arg in self.looped else ([], self.var_elem(arg, idx, row))
+        return self.loop(node, row, idx)
 
     def _elem(self, n: Node, row, idx: str, names: dict) -> str:
         def arg(a):
@@ -234,10 +246,10 @@ class Emitter:
         ordered so that few values are live at once (see :func:`_schedule`)."""
         stmts = []
         for n in self.order:
-            if n.op in _LEAVES or self.levels[n] != lvl or n in self.external or n in self.looped:
+            if n.op in _LEAVES or self.levels[n] != lvl or n in self.external or n in self.looped or n in self.outer:
                 continue
             if n in self.loop_sums:
-                body, expr = self.loop(n.args[0], row) if n.args[0] in self.looped else ([], self.var_elem(n.args[0], "c", row))
+                body, expr = self.element(n, row)
                 (name,) = self.comps(n, row)
                 loop = " ".join(body + [f"acc += {expr};"])
                 stmts.append((name, f"({{ T acc = T(0); for (int c = 0; c < {n.args[0].dim}; ++c) {{ {loop} }} acc; }})"))
