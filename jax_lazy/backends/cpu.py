@@ -245,7 +245,7 @@ def _sum_kernel(plan, em, roots, R):
     (F,) = roots
     E = F.dim
     st = _Staging.make(plan, em, roots, R)
-    if F in em.outer:  # per component: a simd sweep over the lanes, its sum added to the output
+    if _outer_root(em, F):  # per component: a simd sweep over the lanes, its sum added to the output
         decl = []
         sums = [f"s{r}" for r in range(R)]
         inner = _outer_loop(em, F, R, lambda r, e: f"s{r} += {e};", pre=["T " + ", ".join(f"{s} = T(0)" for s in sums) + ";"],
@@ -435,20 +435,20 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
     stores = [(f, _lane_slot(buf, f.dim)) for f, buf in zip(roots, ("fb", "wb"))]
 
     def sink(r):
-        return [s for f, at in stores if f not in em.outer for s in _store(em, f, r, at(r))]
+        return [s for f, at in stores if not _outer_root(em, f) for s in _store(em, f, r, at(r))]
 
     st = _Staging.make(plan, em, roots, R, jblock=LANES)
     if st.inners or st.sums:  # j-stage, inner products and Sum loops per chunk, then the rest of the formula
         decl += st.buffers()
         lanes = [*st.jstage(), *st.stage(), *st.sum_loops(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
                  *_indent(st.lanes([sink(r) for r in range(R)]), 2), "}"]
-    elif not all(f in em.outer for f in roots):
+    elif not all(_outer_root(em, f) for f in roots):
         lanes = ["#pragma omp simd", "for (int w = 0; w < nw; ++w) {", "  const int64_t j = jb + w;",
                  *_indent(_lane_body(plan, em, R, sink), 2), "}"]
     else:
         lanes = []
     for f, at in stores:  # roots looped over their components: lanes innermost
-        if f in em.outer:
+        if _outer_root(em, f):
             lanes += _outer_loop(em, f, R, lambda r, e, at=at: f"{at(r)('c')} = {e};")
     chunk = [
         f"for (int64_t jb = 0; jb < N; jb += {LANES}) {{",
@@ -467,6 +467,11 @@ def _lane_slot(buf, dim):
         base = r * dim
         return lambda e: f"{buf}[{(base + e) * LANES} + w]" if isinstance(e, int) else f"{buf}[({base} + {e}) * {LANES} + w]"
     return at
+
+
+def _outer_root(em, f) -> bool:
+    """Whether root ``f`` is a vector computed by :func:`_outer_loop` (not by the lane loop)."""
+    return f in em.outer and f in em.looped
 
 
 def _outer_loop(em, node, R, sink, pre=(), post=(), clause="") -> list[str]:
