@@ -25,7 +25,9 @@ recomputing them per row block. The *inner-product stage* computes the products
 tiles (STAGE_ROWS rows x two vectors of columns, accumulated over the components, as
 in the micro-kernel of a matrix product) before the rest of the formula; they are
 computed exactly as written (no |x|^2 + |y|^2 - 2<x, y> expansion), so the results
-do not lose accuracy for close points.
+do not lose accuracy for close points. Component loops of large-D nodes that read no
+lane-level scalar (:attr:`codegen.Emitter.outer`) run before the lane loop with the
+lanes innermost (:func:`_outer_loop`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
-from .codegen import LOOP_MIN_DIM, Emitter, elem_vars
+from .codegen import INNER_LOOP_MIN_DIM, LOOP_MIN_DIM, Emitter, elem_vars
 from .common import inner_products, out_types
 
 
@@ -81,7 +83,7 @@ def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
     rts = common.roots(plan)
     return Emitter(rts, _var_name, external=frozenset(p.node for p in inner_products(plan, rts)),
-                   loop_min_dim=LOOP_MIN_DIM, var_elem=_var_elem)
+                   loop_min_dim=LOOP_MIN_DIM, inner_loop_min_dim=INNER_LOOP_MIN_DIM, var_elem=_var_elem)
 
 
 STAGE_ROWS = 4  # rows of one register tile of the inner-product stage
