@@ -65,11 +65,12 @@ LARGE_D = {  # name -> (lazy formula, reduction, its NumPy float64 value)
                 lambda x, y: np.exp(-np.abs(_diff(x, y)).sum(-1, keepdims=True) / 100.0).sum(1)),
     "sq_relu_max": (lambda X, Y: ((X * 0.5 - Y) ** 2).relu().sum(-1), "Max",
                     lambda x, y: ((0.5 * x[:, None] - y[None]) ** 2).sum(-1, keepdims=True).max(1)),
-    "l1_sum": (lambda X, Y: (X - Y).abs().sum(-1), "Sum", lambda x, y: np.abs(_diff(x, y)).sum(-1, keepdims=True).sum(1)),
+    "l1_sum": (lambda X, Y: (X - Y).abs().sum(-1), "Sum",
+               lambda x, y: np.abs(_diff(x, y)).sum(-1, keepdims=True).sum(1)),
     "l1_lse": (lambda X, Y: -(X - Y).abs().sum(-1) / 100.0, "LogSumExp",
                lambda x, y: np.log(np.exp(-np.abs(_diff(x, y)).sum(-1, keepdims=True) / 100.0).sum(1))),
     "kmin": (lambda X, Y: X - Y, "KMin_ArgKMin",
-             lambda x, y: (np.sort(_diff(x, y), axis=1, kind="stable")[:, :3], np.argsort(_diff(x, y), axis=1, kind="stable")[:, :3])),
+             lambda x, y: (np.sort(_diff(x, y), axis=1)[:, :3], np.argsort(_diff(x, y), axis=1, kind="stable")[:, :3])),
 }
 K = 3  # of the KMin cases
 _METHODS = {"Min_ArgMin": "min_argmin", "Sum": "sum", "Max": "max", "LogSumExp": "logsumexp"}

@@ -269,7 +269,7 @@ class Emitter:
         ordered so that few values are live at once (see :func:`_schedule`)."""
         stmts = []
         for n in self.order:
-            if n.op in _LEAVES or self.levels[n] != lvl or n in self.external or n in self.looped or n in self.outer:
+            if n.op in _LEAVES or self.levels[n] != lvl or any(n in s for s in (self.external, self.looped, self.outer)):
                 continue
             if n in self.loop_sums:
                 body, expr = self.element(n, row)

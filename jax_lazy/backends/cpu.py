@@ -203,7 +203,9 @@ class _Staging:
         return cls(plan, em, R, jblock or _jstage_block(len(slots), plan.dtype), inners, slots, sums)
 
     def buffers(self) -> list[str]:
-        sizes = {"jbuf": len(self.slots), "sbuf": len(self.inners) * self.R} | ({"lbuf": len(self.sums) * self.R} if self.sums else {})
+        sizes = {"jbuf": len(self.slots), "sbuf": len(self.inners) * self.R}
+        if self.sums:
+            sizes["lbuf"] = len(self.sums) * self.R
         return [
             "jl_buffer " + ", ".join(f"{name}_({max(1, n) * self.jblock})" for name, n in sizes.items()) + ";",
             *[f"T* __restrict {name} = {name}_.p;" for name in sizes],
@@ -250,7 +252,8 @@ def _sum_kernel(plan, em, roots, R):
     if _outer_root(em, F):  # per component: a simd sweep over the lanes, its sum added to the output
         decl = []
         sums = [f"s{r}" for r in range(R)]
-        inner = _outer_loop(em, F, R, lambda r, e: f"s{r} += {e};", pre=["T " + ", ".join(f"{s} = T(0)" for s in sums) + ";"],
+        inner = _outer_loop(em, F, R, lambda r, e: f"s{r} += {e};",
+                            pre=["T " + ", ".join(f"{s} = T(0)" for s in sums) + ";"],
                             post=[f"if (ib + {r} < i1) out0[(ib + {r}) * {E} + c] += s{r};" for r in range(R)],
                             clause=f" reduction(+: {', '.join(sums)})")
     elif F in em.looped:  # E partial sums per row in arrays, the lanes in turn (no simd reduction over E names)
@@ -466,8 +469,12 @@ def _lane_slot(buf, dim):
     """``at(r)(e)``: where component e (an int, or a C++ index expression) of row r's value
     of dim ``dim`` goes in ``buf``, for lane w."""
     def at(r):
-        base = r * dim
-        return lambda e: f"{buf}[{(base + e) * LANES} + w]" if isinstance(e, int) else f"{buf}[({base} + {e}) * {LANES} + w]"
+        return lambda e: slot(r * dim, e)
+
+    def slot(base, e):
+        if isinstance(e, int):
+            return f"{buf}[{(base + e) * LANES} + w]"
+        return f"{buf}[({base} + {e}) * {LANES} + w]"
     return at
 
 
