@@ -6,11 +6,14 @@
   runs go to a subprocess here, so that a crash fails the test instead of pytest.
 - A node of dim D used to become D C++ statements; past ``codegen.LOOP_MIN_DIM`` vector
   ops are loops over the components instead, so the source (and the compile time) of
-  ``(x_i - y_j).min()`` no longer grows with D.
+  ``(x_i - y_j).min()`` no longer grows with D. Those loops run with the lanes innermost
+  (vectorised over j), not inside the lane loop (where GCC vectorised them over the
+  components: ~10x slower per pair).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -62,19 +65,40 @@ LARGE_D = {  # name -> (lazy formula, reduction, its NumPy float64 value)
                 lambda x, y: np.exp(-np.abs(_diff(x, y)).sum(-1, keepdims=True) / 100.0).sum(1)),
     "sq_relu_max": (lambda X, Y: ((X * 0.5 - Y) ** 2).relu().sum(-1), "Max",
                     lambda x, y: ((0.5 * x[:, None] - y[None]) ** 2).sum(-1, keepdims=True).max(1)),
+    "l1_sum": (lambda X, Y: (X - Y).abs().sum(-1), "Sum",
+               lambda x, y: np.abs(_diff(x, y)).sum(-1, keepdims=True).sum(1)),
+    "l1_lse": (lambda X, Y: -(X - Y).abs().sum(-1) / 100.0, "LogSumExp",
+               lambda x, y: np.log(np.exp(-np.abs(_diff(x, y)).sum(-1, keepdims=True) / 100.0).sum(1))),
+    "kmin": (lambda X, Y: X - Y, "KMin_ArgKMin",
+             lambda x, y: (np.sort(_diff(x, y), axis=1)[:, :3], np.argsort(_diff(x, y), axis=1, kind="stable")[:, :3])),
 }
+K = 3  # of the KMin cases
+_METHODS = {"Min_ArgMin": "min_argmin", "Sum": "sum", "Max": "max", "LogSumExp": "logsumexp"}
 
 
-def _cpu_source(name, D):
+def _reduce(lazy, red, backend):
+    """The reduction ``red`` of ``lazy`` over j: a tuple of outputs."""
+    if red == "KMin_ArgKMin":
+        return lazy.Kmin_argKmin(K, axis=1, backend=backend)
+    out = getattr(lazy, _METHODS[red])(axis=1, backend=backend)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _plan(name, D):
     from jax_lazy import Vi, Vj, api
-    from jax_lazy.backends import cpu
     from jax_lazy.reductions import REDUCTIONS
 
     build, red, _ = LARGE_D[name]
     z = np.zeros((3, D), np.float32)
-    nodes, (vars_, *_rest) = build(Vi(z), Vj(z))._join()
-    plan = api.Plan(tuple(nodes), REDUCTIONS[red], None, tuple(vars_), "float32", "cpu")
-    source = cpu.kernel_source(plan)
+    lazy = build(Vi(z), Vj(z))
+    nodes, (vars_, *_rest) = lazy._join(1) if red == "LogSumExp" else lazy._join()  # LSE: its weight 1
+    return api.Plan(tuple(nodes), REDUCTIONS[red], K if "KMin" in red else None, tuple(vars_), "float32", "cpu")
+
+
+def _cpu_source(name, D):
+    from jax_lazy.backends import cpu
+
+    source = cpu.kernel_source(_plan(name, D))
     return source[source.index('extern "C"'):]  # the generated part
 
 
@@ -88,24 +112,97 @@ def test_cpu_source_does_not_grow_with_dim(name):
     assert len(large) < 2 * len(small), (name, len(small), len(large))
 
 
+@pytest.mark.parametrize("D", [64, 2000])
 @pytest.mark.parametrize("name", sorted(LARGE_D))
-def test_large_dim_values(backend, name, x64):
-    """D = 2000 against NumPy float64 (the cpu kernel loops over the components)."""
+def test_large_dim_values(backend, name, D, x64):
+    """D = 64 and 2000 against NumPy float64 (the cpu kernel loops over the components)."""
     if backend == "cuda" and jax.default_backend() != "gpu":
         pytest.skip("the cuda kernels scalarise every component: D = 2000 takes minutes through the host shim")
     from jax_lazy import Vi, Vj
 
     rng = np.random.default_rng(3)
-    x, y = rng.standard_normal((5, 2000)), rng.standard_normal((70, 2000))
+    x, y = rng.standard_normal((5, D)), rng.standard_normal((70, D))
     build, red, oracle = LARGE_D[name]
-    lazy = build(Vi(x), Vj(y))
-    method = {"Min_ArgMin": lazy.min_argmin, "Sum": lazy.sum, "Max": lazy.max}[red]
-    out = method(axis=1, backend=backend)
-    for got, want in zip(out if isinstance(out, tuple) else (out,), oracle(x, y) if red == "Min_ArgMin" else (oracle(x, y),)):
+    want = oracle(x, y)
+    for got, want in zip(_reduce(build(Vi(x), Vj(y)), red, backend), want if isinstance(want, tuple) else (want,)):
         if np.issubdtype(np.asarray(got).dtype, np.integer):
             np.testing.assert_array_equal(np.asarray(got), want)
         else:
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=0)
+
+
+def _unvectorised_simd_loops(source: str, report: str) -> list[str]:
+    """The ``#pragma omp simd`` loops of ``source`` that GCC's ``-fopt-info-vec`` report
+    does not call vectorised. GCC reports a loop at its header or at a line of its body;
+    a line holding a ``for`` of its own (a component loop written inline) is that loop's.
+    A one-line copy becomes a ``memcpy`` (no report): not counted."""
+    lines = source.splitlines()
+    done = {int(n) for n in re.findall(r"\.cpp:(\d+):\d+: optimized: loop vectorized", report)}
+    missing = []
+    for p, line in enumerate(lines, 1):
+        if "#pragma omp simd" not in line:
+            continue
+        if re.fullmatch(r"\s*for \(.*\) \w+\[[^]]+\] = \w+\[[^]]+\];", lines[p]):
+            continue
+        head, end, depth = p + 1, p + 1, lines[p].count("{") - lines[p].count("}")
+        while depth > 0:
+            depth += lines[end].count("{") - lines[end].count("}")
+            end += 1
+        if not any(n in done for n in range(head, end + 1) if n == head or "for (" not in lines[n - 1]):
+            missing.append(lines[p].strip())
+    return missing
+
+
+def _check_simd_loops(plan, tmp_path):
+    """Compile ``plan``'s cpu kernel with GCC's vectoriser report: every simd loop is vectorised."""
+    from jax_lazy import cache
+    from jax_lazy.backends import cpu
+
+    compiler = cache.find_compiler()
+    if compiler is None or "clang" in compiler.identity.lower():
+        pytest.skip("needs GCC's vectoriser report")
+    src = tmp_path / "kernel.cpp"
+    src.write_text(cpu.kernel_source(plan))
+    flags = [f for f in cache.default_flags() if f not in ("-shared", "-fPIC")]
+    proc = subprocess.run([*compiler.argv, *flags, "-S", "-o", str(tmp_path / "kernel.s"), str(src),
+                           "-fopt-info-vec-optimized"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _unvectorised_simd_loops(src.read_text(), proc.stderr) == []
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_D))
+def test_cpu_large_dim_loops_vectorise_over_lanes(name, tmp_path):
+    """At D = 300 every ``#pragma omp simd`` loop of the cpu kernel is vectorised (GCC's
+    report), i.e. over the lanes. The component loops used to sit inside the lane loop:
+    GCC vectorised them over the components instead (strided loads of the j-variables)
+    and left the lane loop scalar, ~10x slower per pair than unrolled statements."""
+    _check_simd_loops(_plan(name, 300), tmp_path)  # past LOOP_MIN_DIM on main too
+
+
+def _gauss_b(X, Y):
+    return (-X.sqdist(Y) / 64.0).exp() * Y  # a vector root that reads a (row, lane) scalar
+
+
+def test_cpu_lane_reading_loops_scalarised_below_inner_loop_min_dim(x64):
+    """exp(-|x - y|^2 / 64) y_j at D = 64: its component loop would read a (row, lane)
+    value, so it could only run inside the lane loop (slow); below INNER_LOOP_MIN_DIM its
+    nodes are scalarised instead (nothing looped); values vs NumPy float64."""
+    from jax_lazy import Vi, Vj, api
+    from jax_lazy.backends import cpu
+    from jax_lazy.backends.codegen import INNER_LOOP_MIN_DIM, LOOP_MIN_DIM
+    from jax_lazy.reductions import REDUCTIONS
+
+    D = 64
+    assert LOOP_MIN_DIM <= D < INNER_LOOP_MIN_DIM
+    z = np.zeros((3, D), np.float32)
+    nodes, (vars_, *_rest) = _gauss_b(Vi(z), Vj(z))._join()
+    em = cpu._emitter(api.Plan(tuple(nodes), REDUCTIONS["Sum"], None, tuple(vars_), "float32", "cpu"))
+    assert not em.looped and not em.loop_sums
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((9, D)), rng.standard_normal((40, D))
+    want = (np.exp(-(_diff(x, y) ** 2).sum(-1, keepdims=True) / 64.0) * y[None]).sum(1)
+    got = _gauss_b(Vi(x), Vj(y)).sum(axis=1, backend="cpu")
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)  # terms of size <= |y| ~ 1 cancel
 
 
 # ---------------------------------------------------------------- large K on every backend

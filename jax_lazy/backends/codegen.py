@@ -24,7 +24,10 @@ a root (the kernel template's sink calls :meth:`Emitter.loop`). Variables of tha
 are read in the loop through ``var_elem(var, index, row)`` (a pointer access), not
 loaded as D scalars. A looped node is recomputed by each loop that reads it (at most
 once per loop); a node a structural op (``Extract``, ``Concat``, ...) reads stays
-scalarised, and so do its operands.
+scalarised, and so do its operands. The loops that read no lane-level scalar
+(:attr:`Emitter.outer`) are not statements at all: the kernel template runs them with
+the lanes innermost (``cpu._outer_loop``); the others are statements inside the lane
+loop, only from ``inner_loop_min_dim`` on (below, their nodes are scalarised).
 """
 
 from __future__ import annotations
@@ -104,12 +107,15 @@ VECTOR = {
 }
 
 _LEAVES = {"Var", "IntCst", "Cst", "Zero"}
-# The cpu backend loops over the components of nodes of this dim and more. Not lower: the
-# loops do not vectorise over the lanes yet (GCC does not vectorise the outer loop of a
-# lane loop holding a component loop), so per pair they run ~10x slower than unrolled
-# statements (Laplace kernel at D = 256: 0.55 s against 0.05 s for M = N = 1000), while
-# unrolled statements still compile in seconds at D = 200 (5-7 s; 55 s to minutes at D = 2000).
-LOOP_MIN_DIM = 256
+# The cpu backend loops over the components of nodes of LOOP_MIN_DIM and more when the
+# loop can run outside the lane loop (Emitter.outer: one vectorised sweep of the lanes per
+# component), which is as fast as unrolled statements from D = 32 on and faster past 64
+# (no register spills; docs/design.md). A loop that reads lane-level scalars has to run
+# inside the lane loop, where GCC vectorises it over the components instead (~10x slower
+# per pair than unrolled statements): that only from INNER_LOOP_MIN_DIM, where unrolled
+# statements would take long to compile (5-7 s at D = 200; 55 s to minutes at D = 2000).
+LOOP_MIN_DIM = 32
+INNER_LOOP_MIN_DIM = 256
 _missing = set(OPS) - set(CPP) - set(VECTOR) - _LEAVES
 assert not _missing, f"ops without a C++ printer: {sorted(_missing)}"
 
@@ -154,6 +160,7 @@ class Emitter:
     chains: int = 8  # interleaved running sums of a long Sum (see _chained_sum)
     external: frozenset = frozenset()
     loop_min_dim: int | None = None  # None: every node scalarised (see the module docstring)
+    inner_loop_min_dim: int | None = None  # loops not in ``outer`` only from this dim (see LOOP_MIN_DIM)
     var_elem: callable = None  # (var, index expression, row) -> its component, for loops
 
     def __post_init__(self):
@@ -170,6 +177,26 @@ class Emitter:
         self.order = [n for n in full if n in kept]
         self.ids = {n: k for k, n in enumerate(self.order)}
         self.looped, self.loop_sums, self.loop_vars = _loop_sets(self)
+        self.outer = self._outer()
+        if self.inner_loop_min_dim is not None:  # scalarise the (slow) loops inside lane loops below that dim
+            inside, stack = set(), list(self.outer)
+            while stack:
+                for a in stack.pop().args:
+                    if a in self.looped and a not in inside:
+                        inside.add(a)
+                        stack.append(a)
+            slow = {n.args[0] if n in self.loop_sums else n for n in self.looped | self.loop_sums
+                    if n not in self.outer and n not in inside}
+            drop = {n for n in slow if n.dim < self.inner_loop_min_dim}
+            if drop:
+                self.looped, self.loop_sums, self.loop_vars = _loop_sets(self, drop)
+                self.outer = self._outer()
+
+    def _outer(self) -> frozenset:
+        """The (row, lane) loops (Sums and vector roots) that read no (row, lane) or lane
+        scalar: the kernel template runs them with the lanes innermost; not statements."""
+        return frozenset(n for n in self.loop_sums | (self.looped & set(self.roots))
+                         if self.levels[n] == "ij" and all(self.levels[a] in ("p", "i") for a in self.frontier(n)))
 
     def loop(self, node: Node, row, idx: str = "c") -> tuple[list[str], str]:
         """Component ``idx`` (a C++ index expression) of a looped ``node``: the declarations
@@ -186,6 +213,14 @@ class Emitter:
                 names[n] = f"t{self.ids[n]}"
                 stmts.append(f"const T {names[n]} = {self._elem(n, row, idx, names)};")
         return stmts, self._elem(node, row, idx, names)
+
+    def element(self, node: Node, row, idx: str = "c") -> tuple[list[str], str]:
+        """Like :meth:`loop`, for a looped node or a loop ``Sum`` (then: the term of its
+        operand that it adds)."""
+        if node in self.loop_sums:
+            arg = node.args[0]
+            return self.loop(arg, row, idx) if arg in self.looped else ([], self.var_elem(arg, idx, row))
+        return self.loop(node, row, idx)
 
     def _elem(self, n: Node, row, idx: str, names: dict) -> str:
         def arg(a):
@@ -234,10 +269,10 @@ class Emitter:
         ordered so that few values are live at once (see :func:`_schedule`)."""
         stmts = []
         for n in self.order:
-            if n.op in _LEAVES or self.levels[n] != lvl or n in self.external or n in self.looped:
+            if n.op in _LEAVES or self.levels[n] != lvl or any(n in s for s in (self.external, self.looped, self.outer)):
                 continue
             if n in self.loop_sums:
-                body, expr = self.loop(n.args[0], row) if n.args[0] in self.looped else ([], self.var_elem(n.args[0], "c", row))
+                body, expr = self.element(n, row)
                 (name,) = self.comps(n, row)
                 loop = " ".join(body + [f"acc += {expr};"])
                 stmts.append((name, f"({{ T acc = T(0); for (int c = 0; c < {n.args[0].dim}; ++c) {{ {loop} }} acc; }})"))
@@ -256,12 +291,13 @@ class Emitter:
         return [f"const T {name} = {expr};" for name, expr in _schedule(stmts)]
 
 
-def _loop_sets(em) -> tuple[frozenset, frozenset, frozenset]:
+def _loop_sets(em, exclude=frozenset()) -> tuple[frozenset, frozenset, frozenset]:
     """(looped nodes, Sums that loop over their operand, variables read only in loops).
 
     A node is looped when it is element-wise (or ``Pow``) of dim >= ``em.loop_min_dim``,
-    its vector operands are looped, variables or zeros, and every node that reads it is
-    looped or a Sum (or it is a root): fixpoint of removing the nodes that break this."""
+    not in ``exclude``, its vector operands are looped, variables or zeros, and every
+    node that reads it is looped or a Sum (or it is a root): fixpoint of removing the
+    nodes that break this. (A Sum over an excluded variable is no loop.)"""
     if em.loop_min_dim is None:
         return frozenset(), frozenset(), frozenset()
     users: dict = {n: [] for n in em.order}
@@ -269,7 +305,7 @@ def _loop_sets(em) -> tuple[frozenset, frozenset, frozenset]:
         if n not in em.external:
             for a in n.args:
                 users[a].append(n)
-    looped = {n for n in em.order if n.dim >= em.loop_min_dim and n not in em.external
+    looped = {n for n in em.order if n.dim >= em.loop_min_dim and n not in em.external and n not in exclude
               and (n.op in CPP or n.op == "Pow")}
     changed = True
     while changed:
@@ -281,7 +317,8 @@ def _loop_sets(em) -> tuple[frozenset, frozenset, frozenset]:
                 looped.discard(n)
                 changed = True
     sums = {n for n in em.order if n.op == "Sum" and n not in em.external
-            and (n.args[0] in looped or (n.args[0].op == "Var" and n.args[0].dim >= em.loop_min_dim))}
+            and (n.args[0] in looped or (n.args[0].op == "Var" and n.args[0].dim >= em.loop_min_dim
+                                         and n.args[0] not in exclude))}
     in_loops = looped | sums
     loop_vars = {n for n in em.order if n.op == "Var" and n.dim > 1 and n not in em.roots
                  and users[n] and all(u in in_loops for u in users[n])}

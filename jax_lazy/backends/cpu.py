@@ -26,7 +26,9 @@ recomputing them per row block. The *inner-product stage* computes the products
 tiles (STAGE_ROWS rows x two vectors of columns, accumulated over the components, as
 in the micro-kernel of a matrix product) before the rest of the formula; they are
 computed exactly as written (no |x|^2 + |y|^2 - 2<x, y> expansion), so the results
-do not lose accuracy for close points.
+do not lose accuracy for close points. Component loops of large-D nodes that read no
+lane-level scalar (:attr:`codegen.Emitter.outer`) run before the lane loop with the
+lanes innermost (:func:`_outer_loop`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
-from .codegen import LOOP_MIN_DIM, Emitter, elem_vars
+from .codegen import INNER_LOOP_MIN_DIM, LOOP_MIN_DIM, Emitter, elem_vars
 from .common import inner_products, out_types
 
 
@@ -106,7 +108,7 @@ def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
     rts = common.roots(plan)
     return Emitter(rts, _var_name, external=frozenset(p.node for p in inner_products(plan, rts)),
-                   loop_min_dim=LOOP_MIN_DIM, var_elem=_var_elem)
+                   loop_min_dim=LOOP_MIN_DIM, inner_loop_min_dim=INNER_LOOP_MIN_DIM, var_elem=_var_elem)
 
 
 STAGE_ROWS = 4  # rows of one register tile of the inner-product stage
@@ -115,8 +117,14 @@ STAGE_ROWS = 4  # rows of one register tile of the inner-product stage
 def _rows_per_block(em: Emitter) -> int:
     """Rows processed together: more rows reuse each loaded j value more, but need more
     registers. The cost proxy is the number of scalars computed per (row, lane)."""
-    cost = sum(n.dim for n in em.order if em.levels[n] == "ij")
+    cost = sum(_cost(em, n) for n in em.order if em.levels[n] == "ij")
     return 8 if cost <= 12 else 4 if cost <= 48 else 2 if cost <= 160 else 1
+
+
+def _cost(em, n) -> int:
+    """Scalars of ``n`` live at once per (row, lane): one for a node computed component by
+    component in a loop, except a looped root (its state and buffers hold every component)."""
+    return 1 if (n in em.looped and n not in em.roots) or n in em.loop_sums else n.dim
 
 
 def _var_name(v, c, row):
@@ -226,8 +234,9 @@ def _row_loop(plan, em, R, inner) -> list[str]:
 @dataclass
 class _Staging:
     """What the lane loop of a kernel reads from buffers rather than computes: the
-    j-stage values (``jbuf``, see :func:`_jstage`) and the inner products of the stage
-    (``sbuf``, see :func:`_stage`), for blocks of ``jblock`` columns."""
+    j-stage values (``jbuf``, see :func:`_jstage`), the inner products of the stage
+    (``sbuf``, see :func:`_stage`) and the component-loop Sums (``lbuf``, see
+    :meth:`sum_loops`), for blocks of ``jblock`` columns."""
 
     plan: object
     em: Emitter
@@ -235,20 +244,34 @@ class _Staging:
     jblock: int
     inners: list
     slots: list
+    sums: list
 
     @classmethod
     def make(cls, plan, em, roots, R, jblock=None):
         inners = inner_products(plan, roots)
         slots = list(dict.fromkeys([c for p in inners for c in em.comps(p.y, None)] + _slots(em, roots)))
-        return cls(plan, em, R, jblock or _jstage_block(len(slots), plan.dtype), inners, slots)
+        sums = [n for n in em.order if n in em.outer and n in em.loop_sums]
+        return cls(plan, em, R, jblock or _jstage_block(len(slots), plan.dtype), inners, slots, sums)
 
     def buffers(self) -> list[str]:
+        sizes = {"jbuf": len(self.slots), "sbuf": len(self.inners) * self.R}
+        if self.sums:
+            sizes["lbuf"] = len(self.sums) * self.R
         return [
-            f"jl_buffer jbuf_({max(1, len(self.slots)) * self.jblock}), "
-            f"sbuf_({max(1, len(self.inners) * self.R) * self.jblock});",
-            "T* __restrict jbuf = jbuf_.p;",
-            "T* __restrict sbuf = sbuf_.p;",
+            "jl_buffer " + ", ".join(f"{name}_({max(1, n) * self.jblock})" for name, n in sizes.items()) + ";",
+            *[f"T* __restrict {name} = {name}_.p;" for name in sizes],
         ]
+
+    def sum_loops(self) -> list[str]:
+        """The Sums over components that read no lane-level scalar, for the rows of the
+        block: ``lbuf[(k * R + r) * jblock + w]``, the components outermost and the lanes
+        innermost (one vectorised sweep per component: see :func:`_outer_loop`)."""
+        lines = []
+        for k, n in enumerate(self.sums):
+            at = lambda r, k=k: f"lbuf[{(k * self.R + r) * self.jblock} + w]"  # noqa: E731
+            lines += [f"for (int w = 0; w < nw; ++w) {{ {' '.join(f'{at(r)} = T(0);' for r in range(self.R))} }}",
+                      *_outer_loop(self.em, n, self.R, lambda r, e, at=at: f"{at(r)} += {e};")]
+        return lines
 
     def jstage(self) -> list[str]:
         return _jstage(self.plan, self.em, self.slots, self.jblock)
@@ -259,6 +282,8 @@ class _Staging:
     def lanes(self, sinks) -> list[str]:
         """Body of the loop over ``w < nw``: loads from the buffers, then the rows."""
         loads = {name: f"jbuf[{k * self.jblock} + w]" for k, name in enumerate(self.slots)}
+        for k, n in enumerate(self.sums):
+            loads.update({self.em.comps(n, r)[0]: f"lbuf[{(k * self.R + r) * self.jblock} + w]" for r in range(self.R)})
         for k, p in enumerate(self.inners):
             loads.update({self.em.comps(p.node, r)[0]: f"sbuf[{(k * self.R + r) * self.jblock} + w]"
                           for r in range(self.R)})
@@ -275,7 +300,14 @@ def _sum_kernel(plan, em, roots, R):
     (F,) = roots
     E = F.dim
     st = _Staging.make(plan, em, roots, R)
-    if F in em.looped:  # E partial sums per row in arrays, the lanes in turn (no simd reduction over E names)
+    if _outer_root(em, F):  # per component: a simd sweep over the lanes, its sum added to the output
+        decl = []
+        sums = [f"s{r}" for r in range(R)]
+        inner = _outer_loop(em, F, R, lambda r, e: f"s{r} += {e};",
+                            pre=["T " + ", ".join(f"{s} = T(0)" for s in sums) + ";"],
+                            post=[f"if (ib + {r} < i1) out0[(ib + {r}) * {E} + c] += s{r};" for r in range(R)],
+                            clause=f" reduction(+: {', '.join(sums)})")
+    elif F in em.looped:  # E partial sums per row in arrays, the lanes in turn (no simd reduction over E names)
         decl = _scratch(plan, [("T", f"part{r}", E) for r in range(R)])
         sinks = [_store(em, F, r, lambda e, r=r: f"part{r}[{e}]", op="+=") for r in range(R)]
         inner = [
@@ -293,6 +325,7 @@ def _sum_kernel(plan, em, roots, R):
         sinks = [[f"part{r}_{e} += {c};" for e, c in enumerate(em.comps(F, r))] for r in range(R)]
         inner = [
             *st.stage(),
+            *st.sum_loops(),
             "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
             f"#pragma omp simd reduction(+: {', '.join(parts)})",
             "for (int w = 0; w < nw; ++w) {",
@@ -455,17 +488,24 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
         arrays.append(("T", "wb", R * dims[1] * LANES))
     decl = _scratch(plan, arrays + list(state))
 
+    stores = [(f, _lane_slot(buf, f.dim)) for f, buf in zip(roots, ("fb", "wb"))]
+
     def sink(r):
-        return [s for f, buf in zip(roots, ("fb", "wb")) for s in _store(em, f, r, _lane_slot(buf, r * f.dim))]
+        return [s for f, at in stores if not _outer_root(em, f) for s in _store(em, f, r, at(r))]
 
     st = _Staging.make(plan, em, roots, R, jblock=LANES)
-    if st.inners:  # j-stage and inner products per chunk, then the rest of the formula
+    if st.inners or st.sums:  # j-stage, inner products and Sum loops per chunk, then the rest of the formula
         decl += st.buffers()
-        lanes = [*st.jstage(), *st.stage(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
+        lanes = [*st.jstage(), *st.stage(), *st.sum_loops(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
                  *_indent(st.lanes([sink(r) for r in range(R)]), 2), "}"]
-    else:
+    elif not all(_outer_root(em, f) for f in roots):
         lanes = ["#pragma omp simd", "for (int w = 0; w < nw; ++w) {", "  const int64_t j = jb + w;",
                  *_indent(_lane_body(plan, em, R, sink), 2), "}"]
+    else:
+        lanes = []
+    for f, at in stores:  # roots looped over their components: lanes innermost
+        if _outer_root(em, f):
+            lanes += _outer_loop(em, f, R, lambda r, e, at=at: f"{at(r)('c')} = {e};")
     chunk = [
         f"for (int64_t jb = 0; jb < N; jb += {LANES}) {{",
         f"  const int nw = (int)jl_min64({LANES}, N - jb);",
@@ -476,9 +516,48 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
     return decl, chunk
 
 
-def _lane_slot(buf, base):
-    """Where component e (an int, or a C++ index expression) of lane w goes in ``buf``."""
-    return lambda e: f"{buf}[{(base + e) * LANES} + w]" if isinstance(e, int) else f"{buf}[({base} + {e}) * {LANES} + w]"
+def _lane_slot(buf, dim):
+    """``at(r)(e)``: where component e (an int, or a C++ index expression) of row r's value
+    of dim ``dim`` goes in ``buf``, for lane w."""
+    def at(r):
+        return lambda e: slot(r * dim, e)
+
+    def slot(base, e):
+        if isinstance(e, int):
+            return f"{buf}[{(base + e) * LANES} + w]"
+        return f"{buf}[({base} + {e}) * {LANES} + w]"
+    return at
+
+
+def _outer_root(em, f) -> bool:
+    """Whether root ``f`` is a vector computed by :func:`_outer_loop` (not by the lane loop)."""
+    return f in em.outer and f in em.looped
+
+
+def _outer_loop(em, node, R, sink, pre=(), post=(), clause="") -> list[str]:
+    """A node of :attr:`Emitter.outer` for the R rows of a block, the components
+    outermost: for each component c, one ``#pragma omp simd`` sweep over the lanes
+    w < nw (column j = jb + w: the j-variables are (D, N), so the loads are contiguous)
+    gives ``sink(r, expr)`` each row's value. (The other nesting, a component loop inside
+    the lane loop, is vectorised by GCC over the components, with strided loads: ~10x
+    slower per pair than unrolled statements.) ``pre``/``post``: statements around
+    the sweep, per component; ``clause``: more of the simd pragma (a reduction)."""
+    rows = []
+    for r in range(R):
+        body, expr = em.element(node, r)
+        rows.append("{ " + " ".join(body + [sink(r, expr)]) + " }")
+    dim = node.args[0].dim if node in em.loop_sums else node.dim
+    return [
+        f"for (int c = 0; c < {dim}; ++c) {{",
+        *_indent(pre, 2),
+        f"  #pragma omp simd{clause}",
+        "  for (int w = 0; w < nw; ++w) {",
+        "    const int64_t j = jb + w;",
+        *_indent(rows, 4),
+        "  }",
+        *_indent(post, 2),
+        "}",
+    ]
 
 
 def _store(em, f, r, at, op="=") -> list[str]:
