@@ -206,3 +206,14 @@ def test_fuzz_many(backend):
 
 
 # ---------------------------------------------------------------- regressions found by the fuzz
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_regression_all_nan_columns_of_a_batched_max_over_i(backend):
+    """Found by the fuzz: whole columns of F are NaN (-inf + inf in a vector sum, with
+    relu(-inf) = 0 on the way) in a batched max_argmax over i: the value is NaN, the index
+    that of the first NaN, on every backend. (The failure was the oracle's relu(-inf).)"""
+    tree = ("bin", "add", ("bin", "add", ("bin", "div1", ("leaf", 1), ("un", "relu", ("leaf", 1))), ("leaf", 0)),
+            ("leaf", 2))
+    check(fc.Case(tree=tree, dims=(3, 3, 2), reduction="max_argmax", axis=0, K=1, M=3, N=5, batch="bcast",
+                  dtype="float64", domain="special", seed=2007792140, grad=False), backend)
