@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import api
+from . import plan as plan_mod
 from .errors import AxisError, DtypeError, FormulaError, ShapeError
 from .ir import I, J, P, Cst, IntCst, Var, derived, ops, substitute, to_string
 from .ir.evaluate import evaluate
@@ -310,8 +311,8 @@ class LazyArray:
 
     def t(self) -> "LazyArray":
         """The transpose: i and j exchanged, shape ``(*batch, N, M, D)``."""
-        swapped = tuple(api._swap_var(v) for v in self._vars)
-        return LazyArray._build(api.swap_ij(self.formula), swapped, self._arrays, self.nj, self.ni, self.batch_shape)
+        swapped = tuple(plan_mod.swap_var(v) for v in self._vars)
+        return LazyArray._build(plan_mod.swap_ij(self.formula), swapped, self._arrays, self.nj, self.ni, self.batch_shape)
 
     T = property(t)
 

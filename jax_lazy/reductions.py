@@ -40,6 +40,7 @@ class Kernel:
     finalize: Callable  # (state) -> tuple of outputs, each L + (...)
     pad: float  # value of F on padded columns: contributes nothing
     empty: tuple  # each finalized output over an empty axis (N = 0): the identity, -1 for indices
+    tails: Callable  # (formulas, K) -> each finalized output's shape after the (*batch, M) axes
     outputs: int = 1  # number of finalized outputs
 
 
@@ -55,6 +56,7 @@ SUM = Kernel(
     finalize=lambda s: s,
     pad=0.0,
     empty=(0.0,),
+    tails=lambda fs, K: ((fs[0].dim,),),
 )
 
 
@@ -102,6 +104,7 @@ LSE = Kernel(
     finalize=lambda s: (s[0] + jnp.log(s[1]),),  # log sum_j exp(F_j) w_j
     pad=-jnp.inf,
     empty=(-jnp.inf,),  # log 0
+    tails=lambda fs, K: ((fs[1].dim,),),
 )
 
 # SumSoftMaxWeight: the same state with weights (1, w); outputs s_w / s_1 and the lse.
@@ -112,6 +115,7 @@ SOFTMAX = Kernel(
     finalize=_softmax_finalize,
     pad=-jnp.inf,
     empty=(0.0, -jnp.inf),  # an empty weighted sum, not 0 / 0
+    tails=lambda fs, K: ((fs[1].dim,), (1,)),
     outputs=2,
 )
 
@@ -137,7 +141,7 @@ def _min_update(s, F, W, j0, K):
 
 
 MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf,
-             empty=(jnp.inf, -1), outputs=2)  # -1: no column to point to
+             empty=(jnp.inf, -1), tails=lambda fs, K: ((fs[0].dim,), (fs[0].dim,)), outputs=2)  # -1: no column
 
 
 # ---------------------------------------------------------------- KMin / ArgKMin family
@@ -197,8 +201,12 @@ KMIN = Kernel(
     finalize=lambda s: (jnp.swapaxes(s[0], -1, -2), jnp.swapaxes(s[1], -1, -2)),  # L + (K, D)
     pad=jnp.nan,
     empty=(jnp.inf, -1),  # K <= N: only seen with no output rows
+    tails=lambda fs, K: ((K, fs[0].dim), (K, fs[0].dim)),
     outputs=2,
 )
+
+
+FAMILIES = (SUM, LSE, SOFTMAX, MIN, KMIN)  # every state machine: tables keyed by family cover these
 
 
 # ---------------------------------------------------------------- the reductions

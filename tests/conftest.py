@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import jax_lazy
-import jax_lazy.api
+import jax_lazy.primitive
 import jax_lazy.backends
 import jax_lazy.backends.cpu
 import jax_lazy.backends.jnp
@@ -117,7 +117,7 @@ def clear_plan_caches(jax_caches: bool = False):
     caches by identity), so the next reduction is traced with the current tile sizes.
     ``jax.clear_caches()`` also drops every compiled executable of the process; that
     costs ~0.5 s of recompiling per test, so it is only done on request."""
-    jax_lazy.api._reduction_fn.cache_clear()
+    jax_lazy.primitive._executable.cache_clear()
     if jax_caches:
         jax.clear_caches()
 

@@ -293,7 +293,7 @@ def test_next_compile_removes_stale_temporary_files(tmp_path, monkeypatch):
 def test_slow_compile_logs_once_what_why_and_where(tmp_path, monkeypatch, caplog):
     """A compile longer than SLOW_COMPILE_S logs one warning naming the formula, that it
     is a new kernel, and its source file; a cached kernel logs nothing."""
-    import jax_lazy.api
+    import jax_lazy.primitive
     from jax_lazy import Vi, Vj
 
     monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path / "cache"))
@@ -308,7 +308,7 @@ def test_slow_compile_logs_once_what_why_and_where(tmp_path, monkeypatch, caplog
     src = msgs[0].split("Source: ")[1].split(";")[0]
     assert Path(src).is_file() and Path(src).parent.parent == tmp_path / "cache"
     caplog.clear()
-    jax_lazy.api._reduction_fn.cache_clear()
+    jax_lazy.primitive._executable.cache_clear()
     cache._entries.clear()
     with caplog.at_level(logging.WARNING, logger="jax_lazy"):
         (-scale * Vi(x).sqdist(Vj(x))).exp().sum(axis=1, backend="cpu")

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import Vi, Vj, Pm, api
+from jax_lazy import Vi, Vj, Pm
+from jax_lazy import plan as plan_mod
 from jax_lazy.backends import cpu
 from jax_lazy.reductions import REDUCTIONS
 
@@ -31,7 +32,7 @@ def _kernel_body(name):
     build, red, k = CASES[name]
     lazies = build()
     nodes, (vars_, *_rest) = lazies[0]._join(*lazies[1:])
-    plan = api.Plan(tuple(nodes), REDUCTIONS[red], k, tuple(vars_), "float32", "cpu")
+    plan = plan_mod.Plan(tuple(nodes), REDUCTIONS[red], k, tuple(vars_), "float32", "cpu")
     source = cpu.kernel_source(plan)
     return source[source.index('extern "C"'):]  # the prelude is hand-written, not generated
 

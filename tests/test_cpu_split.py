@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jax_lazy.api as api
+from jax_lazy import primitive
 from jax_lazy import Vi, Vj
 from jax_lazy.backends import common, cpu
 
@@ -21,9 +21,9 @@ def small_parts(monkeypatch):
     calls = []
     merge = common.merge
     monkeypatch.setattr(common, "merge", lambda *a: calls.append(1) or merge(*a))
-    api._reduction_fn.cache_clear()
+    primitive._executable.cache_clear()
     yield calls
-    api._reduction_fn.cache_clear()
+    primitive._executable.cache_clear()
 
 
 CASES = {

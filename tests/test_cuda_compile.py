@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import Pm, Vi, Vj, api, cache
+from jax_lazy import Pm, Vi, Vj, cache
+from jax_lazy import plan as plan_mod
 from jax_lazy.backends import cuda, nvrtc
 from jax_lazy.errors import BackendError, CompileError
 from jax_lazy.reductions import REDUCTIONS
@@ -46,9 +47,9 @@ def make_plan(lazies, red, k=None, dtype="float32", axis=1):
     nodes, (vars_, *_rest) = lazies[0]._join(*lazies[1:])
     nodes, vars_ = tuple(nodes), tuple(vars_)
     if axis == 0:
-        nodes = tuple(api.swap_ij(n) for n in nodes)
-        vars_ = tuple(api._swap_var(v) for v in vars_)
-    return api.Plan(nodes, REDUCTIONS[red], k, vars_, dtype, "cuda")
+        nodes = tuple(plan_mod.swap_ij(n) for n in nodes)
+        vars_ = tuple(plan_mod.swap_var(v) for v in vars_)
+    return plan_mod.Plan(nodes, REDUCTIONS[red], k, vars_, dtype, "cuda")
 
 
 def compile_all(plans, arch="sm_90", syntax_only=False):

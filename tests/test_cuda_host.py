@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lazy import Pm, Vi, Vj, api, cache
+from jax_lazy import Pm, Vi, Vj, cache
+from jax_lazy import plan as plan_mod
 from jax_lazy.backends import cuda
 from jax_lazy.backends import jnp as jnp_backend
 
@@ -72,11 +73,11 @@ def _compare(plan, arrays, dtype, rtol=None):
     else float32 on the same (rounded) inputs."""
     ref_dtype = np.float64 if dtype == np.float64 else np.float32
     with precision(ref_dtype):
-        geom = api.geometry(plan, arrays)
+        geom = plan_mod.geometry(plan, arrays)
         got = cuda.reduce(plan, [jnp.asarray(a) for a in arrays], geom)
         ref_plan = replace(plan, dtype=np.dtype(ref_dtype).name, backend="jnp")
         ref_arrays = [jnp.asarray(a.astype(ref_dtype)) for a in arrays]
-        want = jnp_backend.reduce(ref_plan, ref_arrays, api.geometry(ref_plan, ref_arrays))
+        want = jnp_backend.reduce(ref_plan, ref_arrays, plan_mod.geometry(ref_plan, ref_arrays))
     assert len(got) == len(want)
     for pos, (g, w) in enumerate(zip(got, want)):
         g, w = np.asarray(g), np.asarray(w)
@@ -122,7 +123,7 @@ def test_nan_propagates_through_min(host_backend, rng):
     plan, (x, y) = _plan_and_arrays("min_argmin", np.float32, rng)
     y[[5, 400, 650], 1] = np.nan  # first NaN of column 1 at j = 5, in the first tile
     x[7, 1] = np.nan  # the whole row
-    geom = api.geometry(plan, [x, y])
+    geom = plan_mod.geometry(plan, [x, y])
     values, idx = cuda.reduce(plan, [jnp.asarray(x), jnp.asarray(y)], geom)
     values, idx = np.asarray(values), np.asarray(idx)
     assert np.isnan(values[:, 1]).all() and (idx[np.arange(M) != 7, 1] == 5).all() and idx[7, 1] == 0
@@ -156,7 +157,7 @@ def test_split_j_for_few_rows(name, monkeypatch, rng):
     y = np.concatenate([y] * 8)[: 2 * cuda.SPLIT_COLUMNS + 5]
     rest = [np.concatenate([r] * 8)[: len(y)] if r.shape[0] == N else r for r in rest]
     arrays = [a for a in (x, y, *rest)]
-    geom = api.geometry(plan, arrays)
+    geom = plan_mod.geometry(plan, arrays)
     assert cuda._split_count(plan, geom) == 2
     _compare(plan, arrays, np.float32)
 
@@ -214,7 +215,7 @@ def test_op_rows_match_the_oracle(r, host_backend, rng):
         outs = []
         for axis in (0, 1):
             plan = make_plan((F,), "Sum", dtype="float64", axis=axis)
-            (out,) = cuda.reduce(plan, [jnp.asarray(a) for a in bound], api.geometry(plan, bound))
+            (out,) = cuda.reduce(plan, [jnp.asarray(a) for a in bound], plan_mod.geometry(plan, bound))
             outs.append(out)
     assert_close(outs[0], dense.sum(-3), np.float64, terms=np.abs(dense).sum(-3), err_msg=f"{r.name} over i")
     assert_close(outs[1], dense.sum(-2), np.float64, terms=np.abs(dense).sum(-2), err_msg=f"{r.name} over j")
@@ -304,10 +305,10 @@ def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng,
         _, (_, bound, *_rest) = lazies[0]._join(*lazies[1:])
     assert len(cuda.config(plan).inners) == 1, "the stage computes the inner product"
     arrays = [np.asarray(b).astype(store) for b in bound]
-    geom = api.geometry(plan, arrays)
+    geom = plan_mod.geometry(plan, arrays)
     if gpu:
         with precision(np.float64 if dtype == "float64" else np.float32):
-            got = cuda.reduce(plan, [jnp.asarray(a) for a in arrays], api.geometry(plan, arrays))
+            got = cuda.reduce(plan, [jnp.asarray(a) for a in arrays], plan_mod.geometry(plan, arrays))
         got = [np.asarray(g) for g in got]
     else:
         got = cuda_host.launch(plan, arrays, cuda_host.out_types(plan, geom), batch, STAGE_M, STAGE_N)
@@ -369,7 +370,7 @@ def test_sqdist_expansion_matches_the_float64_oracle(D, kind, monkeypatch, rng):
             _, (_, bound, *_rest) = F._join()
         assert "jl_store_sqdist" in cuda.kernel_body(plan, arch="sm_90")
         arrays = [np.asarray(b).astype(np.float32) for b in bound]
-        geom = api.geometry(plan, arrays)
+        geom = plan_mod.geometry(plan, arrays)
         got = cuda_host.launch(plan, arrays, cuda_host.out_types(plan, geom), (), STAGE_M, STAGE_N)[-1]
         hits.append(cuda_host.guard_hits)
         if red == "Sum":
@@ -399,7 +400,7 @@ def test_sqdist_expansion_duplicates_are_exactly_zero(monkeypatch, rng):
     with precision(np.float64):
         F = Vi(x.astype(np.float64)).sqdist(Vj(y.astype(np.float64)))
         plan = make_plan((F,), "KMin_ArgKMin", 1, "float32")
-    geom = api.geometry(plan, [x, y])
+    geom = plan_mod.geometry(plan, [x, y])
     values, idx = cuda_host.launch(plan, [x, y], cuda_host.out_types(plan, geom), (), STAGE_M, STAGE_N)
     assert (values.reshape(-1)[:20] == 0).all() and (idx.reshape(-1)[:20] == np.arange(20)).all()
     assert (values.reshape(-1)[20:] > 0).all()

@@ -91,14 +91,15 @@ def _reduce(lazy, red, backend):
 
 
 def _plan(name, D):
-    from jax_lazy import Vi, Vj, api
+    from jax_lazy import Vi, Vj
+    from jax_lazy import plan as plan_mod
     from jax_lazy.reductions import REDUCTIONS
 
     build, red, _ = LARGE_D[name]
     z = np.zeros((3, D), np.float32)
     lazy = build(Vi(z), Vj(z))
     nodes, (vars_, *_rest) = lazy._join(1) if red == "LogSumExp" else lazy._join()  # LSE: its weight 1
-    return api.Plan(tuple(nodes), REDUCTIONS[red], K if "KMin" in red else None, tuple(vars_), "float32", "cpu")
+    return plan_mod.Plan(tuple(nodes), REDUCTIONS[red], K if "KMin" in red else None, tuple(vars_), "float32", "cpu")
 
 
 def _cpu_source(name, D):
@@ -198,7 +199,8 @@ def test_cpu_lane_reading_loops_scalarised_below_inner_loop_min_dim(x64):
     """exp(-|x - y|^2 / 64) y_j at D = 64: its component loop would read a (row, lane)
     value, so it could only run inside the lane loop (slow); below INNER_LOOP_MIN_DIM its
     nodes are scalarised instead (nothing looped); values vs NumPy float64."""
-    from jax_lazy import Vi, Vj, api
+    from jax_lazy import Vi, Vj
+    from jax_lazy import plan as plan_mod
     from jax_lazy.backends import cpu
     from jax_lazy.backends.codegen import INNER_LOOP_MIN_DIM, LOOP_MIN_DIM
     from jax_lazy.reductions import REDUCTIONS
@@ -207,7 +209,7 @@ def test_cpu_lane_reading_loops_scalarised_below_inner_loop_min_dim(x64):
     assert LOOP_MIN_DIM <= D < INNER_LOOP_MIN_DIM
     z = np.zeros((3, D), np.float32)
     nodes, (vars_, *_rest) = _gauss_b(Vi(z), Vj(z))._join()
-    em = cpu._emitter(api.Plan(tuple(nodes), REDUCTIONS["Sum"], None, tuple(vars_), "float32", "cpu"))
+    em = cpu._emitter(plan_mod.Plan(tuple(nodes), REDUCTIONS["Sum"], None, tuple(vars_), "float32", "cpu"))
     assert not em.looped and not em.loop_sums
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((9, D)), rng.standard_normal((40, D))
@@ -236,14 +238,15 @@ def test_kmin_at_the_cuda_state_limit(backend, x64):
 def test_cuda_kmin_past_the_state_limit_is_refused():
     """One pair more than KMIN_STATE_BYTES of K-lists per thread: a BackendError that says
     what to do, raised while generating the source (no GPU needed)."""
-    from jax_lazy import Vi, Vj, api
+    from jax_lazy import Vi, Vj
+    from jax_lazy import plan as plan_mod
     from jax_lazy.backends import cuda
     from jax_lazy.errors import BackendError
     from jax_lazy.reductions import REDUCTIONS
 
     z = np.zeros((3, 1), np.float32)
     nodes, (vars_, *_rest) = (Vi(z) - Vj(z))._join()
-    plan = lambda K: api.Plan(tuple(nodes), REDUCTIONS["ArgKMin"], K, tuple(vars_), "float32", "cuda")  # noqa: E731
+    plan = lambda K: plan_mod.Plan(tuple(nodes), REDUCTIONS["ArgKMin"], K, tuple(vars_), "float32", "cuda")  # noqa: E731
     assert "jl_kmin_update<1, 2048>" in cuda.kernel_source(plan(2048))
     with pytest.raises(BackendError, match="KMIN_STATE_BYTES.*backend='cpu'"):
         cuda.kernel_source(plan(2049))

@@ -21,7 +21,7 @@ import pytest
 
 import jax_lazy
 from jax_lazy import Vi, Vj
-from jax_lazy.api import Plan
+from jax_lazy.plan import Plan
 from jax_lazy.autodiff import vjp
 from jax_lazy.ir import I, Var, topo_order, to_string
 from jax_lazy.ir import printing

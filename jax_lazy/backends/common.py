@@ -6,6 +6,7 @@ reduction's ``combine``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import jax
@@ -14,7 +15,8 @@ import jax.numpy as jnp
 from ..errors import BackendError
 from ..ir import I, J, P, Node, topo_order
 from ..ir.ops import Concat, IntCst, Minus
-from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
+from ..plan import out_shapes
+from ..reductions import KMIN, LSE, SOFTMAX, SUM, index_dtype
 
 
 def roots(plan):
@@ -67,23 +69,11 @@ def inner_products(plan, roots) -> list[Inner]:
 
 
 def out_types(plan, geom):
-    """The kernel's outputs, ``(*batch, M, width)`` each: Sum (E), LSE (Dw), softmax (Dw)
-    and its log-normaliser (1), Min values and indices (D each), KMin values and indices
-    (K * D each, element (q, e) at q * D + e)."""
-    red, F = plan.red, plan.formulas[0]
-    lead = geom.batch + (geom.M,)
-    f, i = geom.dtype, index_dtype()
-    family = red.kernel
-    if family is SUM:
-        return [jax.ShapeDtypeStruct(lead + (F.dim,), f)]
-    if family is LSE:
-        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f)]
-    if family is SOFTMAX:
-        return [jax.ShapeDtypeStruct(lead + (plan.formulas[1].dim,), f), jax.ShapeDtypeStruct(lead + (1,), f)]
-    if family is MIN:
-        return [jax.ShapeDtypeStruct(lead + (F.dim,), f), jax.ShapeDtypeStruct(lead + (F.dim,), i)]
-    width = plan.k * F.dim
-    return [jax.ShapeDtypeStruct(lead + (width,), f), jax.ShapeDtypeStruct(lead + (width,), i)]
+    """The kernel's outputs, ``(*batch, M, width)`` each: the finalized outputs
+    (:func:`jax_lazy.plan.out_shapes`) with their trailing axes flattened (KMin values and
+    indices: K * D each, element (q, e) at q * D + e)."""
+    return [jax.ShapeDtypeStruct(s.shape[: len(geom.batch) + 1] + (math.prod(s.shape[len(geom.batch) + 1 :]),), s.dtype)
+            for s in out_shapes(plan, geom)]
 
 
 def empty_outputs(plan, geom):
@@ -92,9 +82,7 @@ def empty_outputs(plan, geom):
     its reduction family's ``empty`` value (the identity: Sum 0, LogSumExp -inf,
     SumSoftMaxWeight 0, Min +inf, Max -inf, indices -1), shaped as the backends'."""
     red = plan.red
-    outs = [jnp.full(t.shape, v, t.dtype) for t, v in zip(out_types(plan, geom), red.kernel.empty)]
-    if red.kernel is KMIN:
-        outs = [o.reshape(geom.batch + (geom.M, plan.k, plan.formulas[0].dim)) for o in outs]
+    outs = [jnp.full(t.shape, v, t.dtype) for t, v in zip(out_shapes(plan, geom), red.kernel.empty)]
     if red.negate:  # Max runs Min on -F
         outs[0] = -outs[0]
     return tuple(outs)

@@ -686,7 +686,7 @@ def _tuning_inputs(plan, cands):
         keys = jax.random.split(jax.random.key(0), len(plan.variables))
         sizes = {I: (M,), J: (N,), P: ()}
         arrays = [jax.random.normal(k, sizes[v.attr[1]] + (v.dim,), dtype) for k, v in zip(keys, plan.variables)]
-    from ..api import Geometry
+    from ..plan import Geometry
 
     return arrays, Geometry((), M, N, dtype)
 
