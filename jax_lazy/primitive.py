@@ -111,12 +111,16 @@ batching.primitive_batchers[reduction_p] = _batch
 # ---------------------------------------------------------------- derived reductions
 
 
-def derived(parent: Plan, formulas, red_name: str, pairs, axis: int = 1):
+def derived(parent: Plan, formulas, red_name: str, pairs, size: int, axis: int = 1):
     """Bind the reduction ``red_name`` of ``formulas`` over j (``axis=1``) or i (``axis=0``)
     for a derivative of ``parent``: same dtype, same backend policy. ``pairs`` maps the
     formulas' variables to arrays; only the variables the formulas use are bound, renumbered
     0..n-1. Returns the finalized outputs."""
     used = variables(*formulas)
+    reduced = J if axis == 1 else I
+    # Without a variable of the reduced axis the formula is constant along it: a Sum over
+    # one column, times the parent's size (Σ_j G_i = N G_i).
+    scale = size if red_name == "Sum" and not any(v.attr[1] == reduced for v in used) else 1
     renumber = {v: Var(q, v.dim, v.attr[1]) for q, v in enumerate(used)}
     formulas = tuple(substitute(f, renumber) for f in formulas)
     vars_ = tuple(renumber[v] for v in used)
@@ -131,7 +135,8 @@ def derived(parent: Plan, formulas, red_name: str, pairs, axis: int = 1):
             plan = backends.with_kernels(plan, plan.auto)
         except BackendError as e:
             raise BackendError(e.message, parent.describe) from None
-    return bind(plan, arrays)
+    outs = bind(plan, arrays)
+    return outs if scale == 1 else tuple(o * scale for o in outs)
 
 
 def _sum_to(x, shape):
@@ -149,8 +154,8 @@ def _sum_to(x, shape):
 # finalized output (None: zero). Plans are canonical: every sum below is over j.
 
 
-def _jvp_sum(plan, outs, dF, pairs):
-    (t,) = derived(plan, (dF[0],), "Sum", pairs)
+def _jvp_sum(plan, outs, dF, pairs, N):
+    (t,) = derived(plan, (dF[0],), "Sum", pairs, N)
     return [t]
 
 
@@ -162,26 +167,26 @@ def _saved(plan, pairs, *outs):
     return vs
 
 
-def _jvp_lse(plan, outs, dF, pairs):
+def _jvp_lse(plan, outs, dF, pairs, N):
     # out^e = log sum_j exp(F_j) W_j^e:  d out^e = sum_j exp(F_j - out^e) (W_j^e dF_j + dW_j^e)
     F, W = plan.formulas
     (R,) = _saved(plan, pairs, outs[0])
-    (t,) = derived(plan, (Mult(Exp(Subtract(F, R)), Add(Mult(W, dF[0]), dF[1])),), "Sum", pairs)
+    (t,) = derived(plan, (Mult(Exp(Subtract(F, R)), Add(Mult(W, dF[0]), dF[1])),), "Sum", pairs, N)
     return [t]
 
 
-def _jvp_softmax(plan, outs, dF, pairs):
+def _jvp_softmax(plan, outs, dF, pairs, N):
     # out = sum_j p_j W_j with p_j = exp(F_j - lse):  d out = sum_j p_j (dF_j (W_j - out) + dW_j),
     # and d lse = sum_j p_j dF_j.
     F, W = plan.formulas
     O, R = _saved(plan, pairs, outs[0], outs[1])
     p = Exp(Subtract(F, R))
     body = Concat(Mult(p, Add(Mult(dF[0], Subtract(W, O)), dF[1])), Mult(p, dF[0]))
-    (t,) = derived(plan, (body,), "Sum", pairs)
+    (t,) = derived(plan, (body,), "Sum", pairs, N)
     return [t[..., : W.dim], t[..., W.dim :]]
 
 
-def _jvp_select(plan, outs, dF, pairs):
+def _jvp_select(plan, outs, dF, pairs, N):
     """Min/Max/KMin: each value is F_d at one selected pair (i, j = idx), so its tangent
     is dF_d at that pair: evaluated on the M x S selected pairs (S = D, or K * D) with
     jax.numpy, O(M * K * D) work; JAX transposes the gathers into scatter-adds."""
@@ -227,8 +232,10 @@ def _jvp(primals, tangents, *, plan: Plan):
     if all(d.op == "Zero" for d in dF) or geometry(plan, primals).empty:
         touts = [None] * len(outs)
     else:
-        touts = JVP[plan.red.kernel](plan, outs, dF, pairs)
-    return outs, [_zero_tangent(o) if t is None else t for o, t in zip(outs, touts)]
+        touts = JVP[plan.red.kernel](plan, outs, dF, pairs, geometry(plan, primals).N)
+    # A derivative reduction binds only the variables its formula uses: its rows or batch
+    # axes may be 1 where the primal's are not (e.g. d(x_i + y_j) along y alone).
+    return outs, [_zero_tangent(o) if t is None else jnp.broadcast_to(t, o.shape) for o, t in zip(outs, touts)]
 
 
 def _zero_tangent(x):
@@ -279,14 +286,15 @@ def _transpose(cts, *args, plan: Plan):
         body = forms[group[0]]
         for v in group[1:]:
             body = Concat(body, forms[v])
-        (total,) = derived(plan, (body,), "Sum", pairs, axis)
+        (total,) = derived(plan, (body,), "Sum", pairs, geom.N if axis == 1 else geom.M, axis)
         start = 0
         for v in group:
             part = total[..., start : start + v.dim]
             start += v.dim
             if v.attr[1] == P:
                 part = part.sum(axis=-2)
-            grads[v] = _sum_to(part, shapes[v].shape).astype(shapes[v].dtype)
+            # broadcast: the reduction binds only the variables its formula uses (see _jvp)
+            grads[v] = jnp.broadcast_to(_sum_to(part, shapes[v].shape), shapes[v].shape).astype(shapes[v].dtype)
     wanted = set(undefined)
     return [grads.get(v, ad.Zero(shapes[v].to_tangent_aval())) if v in wanted else None for v in plan.variables]
 
