@@ -34,7 +34,7 @@ from jax.interpreters import ad, batching, mlir
 from . import backends, memo
 from .autodiff import jvp, vjp
 from .backends import common
-from .errors import BackendError, FormulaError
+from .errors import FormulaError
 from .ir import I, J, P, Var, substitute, to_string, variables
 from .ir.ops import Add, Concat, Exp, Mult, Subtract
 from .ir.evaluate import evaluate
@@ -57,6 +57,9 @@ def run(*arrays, plan: Plan):
     geom = geometry(plan, arrays)
     if geom.empty:
         return common.empty_outputs(plan, geom)
+    # Derivative reductions are bound unchecked (a tangent reduction that is only
+    # transposed never runs): the kernels are looked for here, when one does run.
+    plan = backends.with_kernels(plan, plan.auto)
     _dump(plan)
     return backends.get(plan.backend).reduce(plan, arrays, geom)
 
@@ -130,11 +133,6 @@ def derived(parent: Plan, formulas, red_name: str, pairs, size: int, axis: int =
         vars_ = tuple(swap_var(v) for v in vars_)
     backend = backends.resolve("auto", parent.dtype) if parent.auto else parent.backend
     plan = Plan(formulas, REDUCTIONS[red_name], None, vars_, parent.dtype, backend, auto=parent.auto)
-    if not geometry(plan, arrays).empty:
-        try:
-            plan = backends.with_kernels(plan, plan.auto)
-        except BackendError as e:
-            raise BackendError(e.message, parent.describe) from None
     outs = bind(plan, arrays)
     return outs if scale == 1 else tuple(o * scale for o in outs)
 
