@@ -138,7 +138,7 @@ def test_reduction_grad_matches_dense(name, tiling, backend, rng, monkeypatch):
 
 @pytest.mark.parametrize("name", ["sum_j", "logsumexp_weight_j", "sumsoftmaxweight_i", "min_j", "kmin_argkmin_i"])
 def test_reduction_hvp_matches_dense(name, backend, rng):
-    """Hessian-vector products, reverse over reverse (custom_vjp has no forward mode)."""
+    """Hessian-vector products, reverse over reverse (forward over reverse: test_forward_transpose)."""
     args = _reduction_data(rng, batched=True)
     vs = tuple(jnp.asarray(rng.normal(size=a.shape)) for a in args)
     f, f_ref = _red_lazy(name, backend), _red_dense(name)
