@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import oracle as o
 from jax_lazy import Pm, Vi, Vj
@@ -117,3 +118,15 @@ def _red_dense(name):
         return fn(*_dense(x, y, p, w), w)
 
     return f
+
+
+def assert_tree_close(got, want, rtol):
+    """Same pytree structure and shapes; finite values within ``rtol`` (relative to each
+    leaf's largest magnitude)."""
+    got, want = jax.tree.leaves(got), jax.tree.leaves(want)
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want)):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.shape == w.shape, (k, g.shape, w.shape)
+        assert np.all(np.isfinite(g)), k
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * max(1.0, float(np.abs(w).max())), err_msg=f"leaf {k}")

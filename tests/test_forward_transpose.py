@@ -17,7 +17,7 @@ import pytest
 
 from jax_lazy import FormulaError, Pm, Vi, Vj
 from op_table import DIFF_ROWS, FAST_GRAD_ROWS, batch_rank, dense_reference, lazy_operands, sample_operands
-from reduction_table import REDUCTIONS, _red_dense, _red_lazy, _reduction_data
+from reduction_table import REDUCTIONS, _red_dense, _red_lazy, _reduction_data, assert_tree_close
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -28,13 +28,7 @@ RED_PARAMS = [pytest.param(n, id=n, marks=() if n in FAST_REDUCTIONS else pytest
 
 
 def _close(got, want, rtol=RTOL):
-    got, want = jax.tree.leaves(got), jax.tree.leaves(want)
-    assert len(got) == len(want)
-    for k, (g, w) in enumerate(zip(got, want)):
-        g, w = np.asarray(g), np.asarray(w)
-        assert g.shape == w.shape, (k, g.shape, w.shape)
-        assert np.all(np.isfinite(g)), k
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * max(1.0, float(np.abs(w).max())), err_msg=f"leaf {k}")
+    assert_tree_close(got, want, rtol)
 
 
 def _tangents(rng, args):

@@ -20,7 +20,7 @@ from jax.test_util import check_grads
 import oracle as o
 from conftest import use_tiling
 from jax_lazy import Pm, Vi, Vj
-from reduction_table import REDUCTIONS, _red_dense, _red_lazy, _reduction_data
+from reduction_table import REDUCTIONS, _red_dense, _red_lazy, _reduction_data, assert_tree_close
 from op_table import (
     DIFF_ROWS,
     FAST_GRAD_ROWS,
@@ -48,12 +48,7 @@ def _all_argnums(arrays):
 
 
 def _assert_grads_close(got, want, rtol=RTOL):
-    assert len(got) == len(want)
-    for k, (g, w) in enumerate(zip(got, want)):
-        g, w = np.asarray(g), np.asarray(w)
-        assert g.shape == w.shape, (k, g.shape, w.shape)
-        assert np.all(np.isfinite(g)), k
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * max(1.0, float(np.abs(w).max())), err_msg=f"arg {k}")
+    assert_tree_close(got, want, rtol)
 
 
 # ---------------------------------------------------------------- op rows
