@@ -132,7 +132,7 @@ def _lse_merge(outs, offsets, K):
 
 def _softmax_merge(outs, offsets, K):
     lse = jax.nn.logsumexp(outs[1], axis=0)
-    w = jnp.exp(outs[1] - lse)  # weights exp(lse_part - lse): NaN where lse is NaN or +-inf, so is the result
+    w = jnp.exp(outs[1] - lse)  # weights exp(lse_part - lse); NaN where lse is NaN or +-inf: so is the result
     # a part whose columns are all -inf has weight 0 and average 0 / 0: it adds nothing
     return (jnp.where(w == 0, 0, w * outs[0]).sum(0), lse)
 
@@ -288,7 +288,7 @@ KMIN = Family(
 )
 
 
-FAMILIES = (SUM, LSE, SOFTMAX, MIN, KMIN)  # every state machine: tables keyed by family cover these
+FAMILIES = (SUM, LSE, SOFTMAX, MIN, KMIN)  # every family: tables keyed by family cover these
 
 
 # ---------------------------------------------------------------- the reductions
