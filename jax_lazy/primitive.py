@@ -236,7 +236,7 @@ def _jvp(primals, tangents, *, plan: Plan):
     if all(d.op == "Zero" for d in dF) or geometry(plan, primals).empty:
         touts = [None] * len(outs)
     else:
-        touts = JVP[plan.red.kernel](plan, outs, dF, pairs, geometry(plan, primals).N)
+        touts = JVP[plan.red.family](plan, outs, dF, pairs, geometry(plan, primals).N)
     # A derivative reduction binds only the variables its formula uses: its rows or batch
     # axes may be 1 where the primal's are not (e.g. d(x_i + y_j) along y alone).
     return outs, [_zero_tangent(o) if t is None else jnp.broadcast_to(t, o.shape) for o, t in zip(outs, touts)]
@@ -263,7 +263,7 @@ def _transpose(cts, *args, plan: Plan):
     undefined = [v for v, a in zip(plan.variables, args) if ad.is_undefined_primal(a)]
     shapes = {v: (a.aval if ad.is_undefined_primal(a) else a) for v, a in zip(plan.variables, args)}
     text = plan.describe
-    if plan.red.kernel is not SUM:
+    if plan.red.family is not SUM:
         raise FormulaError(f"{plan.red.name} is not linear in its inputs: it cannot be transposed", text)
     (ct,) = cts
     if type(ct) is ad.Zero or not undefined:
