@@ -24,7 +24,7 @@ evaluates per pair (``roots``), how the outputs of disjoint column ranges merge
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -294,17 +294,13 @@ FAMILIES = (SUM, LSE, SOFTMAX, MIN, KMIN)  # every family: tables keyed by famil
 # ---------------------------------------------------------------- the reductions
 @dataclass(frozen=True)
 class Reduction:
-    """A user-facing reduction: a family plus which of its outputs the user sees.
-
-    ``grad`` names the VJP recipe of :mod:`jax_lazy.api`: "sum", "lse", "softmax",
-    "select" (through the selected indices: Min/Max/KMin and the value of the _arg
-    variants), or None (index outputs only: the gradient is zero).
-    """
+    """A user-facing reduction: a family plus which of its outputs the user sees. Its
+    derivatives are its family's (:data:`jax_lazy.primitive.JVP`): index outputs have
+    none."""
 
     name: str
     family: Family
     public: tuple  # positions, in the finalized outputs, of what the user gets
-    grad: Optional[str]
     negate: bool = False  # run on -F and negate the values (Max from Min): roots() and signed()
     weighted: bool = False  # takes a weight formula (LogSumExp with weight, SumSoftMaxWeight)
     scalar: bool = False  # F must be scalar (dim 1)
@@ -330,17 +326,17 @@ class Reduction:
 
 # fmt: off
 REDUCTIONS = {r.name: r for r in [
-    Reduction("Sum",              SUM,     (0,),   "sum"),
-    Reduction("LogSumExp",        LSE,     (0,),   "lse",     weighted=True, scalar=True),
-    Reduction("SumSoftMaxWeight", SOFTMAX, (0,),   "softmax", weighted=True, scalar=True),
-    Reduction("Min",              MIN,     (0,),   "select"),
-    Reduction("ArgMin",           MIN,     (1,),   None),
-    Reduction("Min_ArgMin",       MIN,     (0, 1), "select"),
-    Reduction("Max",              MIN,     (0,),   "select",  negate=True),
-    Reduction("ArgMax",           MIN,     (1,),   None,      negate=True),
-    Reduction("Max_ArgMax",       MIN,     (0, 1), "select",  negate=True),
-    Reduction("KMin",             KMIN,    (0,),   "select",  uses_k=True),
-    Reduction("ArgKMin",          KMIN,    (1,),   None,      uses_k=True),
-    Reduction("KMin_ArgKMin",     KMIN,    (0, 1), "select",  uses_k=True),
+    Reduction("Sum",              SUM,     (0,)),
+    Reduction("LogSumExp",        LSE,     (0,), weighted=True, scalar=True),
+    Reduction("SumSoftMaxWeight", SOFTMAX, (0,), weighted=True, scalar=True),
+    Reduction("Min",              MIN,     (0,)),
+    Reduction("ArgMin",           MIN,     (1,)),
+    Reduction("Min_ArgMin",       MIN,     (0, 1)),
+    Reduction("Max",              MIN,     (0,), negate=True),
+    Reduction("ArgMax",           MIN,     (1,), negate=True),
+    Reduction("Max_ArgMax",       MIN,     (0, 1), negate=True),
+    Reduction("KMin",             KMIN,    (0,), uses_k=True),
+    Reduction("ArgKMin",          KMIN,    (1,), uses_k=True),
+    Reduction("KMin_ArgKMin",     KMIN,    (0, 1), uses_k=True),
 ]}
 # fmt: on
