@@ -283,3 +283,19 @@ def test_shard_map_forward_and_grad_on_four_devices(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert float(out.stdout.split()[-1]) < 1e-12, out.stdout
+
+
+def test_export_of_a_forward_over_reverse_function(backend, rng):
+    """``jax.export`` of jvp(grad(f)): the derivative reductions serialise like any
+    reduction and the deserialised module gives the same values."""
+    pytest.importorskip("flatbuffers", reason="jax.export needs flatbuffers (the test extra)")
+    if backend == "cuda" and jax.default_backend() != "gpu":
+        pytest.skip("the cuda host shim runs kernels in-process, not through the exported custom call")
+    x, y = jnp.asarray(rng.normal(size=(30, 3))), jnp.asarray(rng.normal(size=(20, 3)))
+    f = lambda x, y: (-(Vi(x).sqdist(Vj(y)))).exp().sum(axis=1, backend=backend).sum()  # noqa: E731
+    g = jax.jit(lambda x, y: jax.jvp(jax.grad(f), (x, y), (y[:1] + x, x[:20]))[1])
+    checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in ("jax_lazy_cpu", "jax_lazy_cuda")]
+    module = jax.export.deserialize(jax.export.export(g, disabled_checks=checks)(x, y).serialize())
+    f_ref = lambda x, y: jnp.exp(-((x[:, None] - y[None]) ** 2).sum(-1)).sum()  # noqa: E731
+    want = jax.jvp(jax.grad(f_ref), (x, y), (y[:1] + x, x[:20]))[1]
+    _close(module.call(x, y), want)
