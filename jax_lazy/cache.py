@@ -42,9 +42,9 @@ target architecture; the image bytes are returned (the CUDA FFI side loads them)
 Measured launch configurations (:mod:`jax_lazy.backends.tuning`) sit beside them as
 ``<key>.tune.json``.
 
-Environment: ``JAX_LAZY_CACHE_DIR``, ``JAX_LAZY_CXX`` / ``CXX`` (the compiler, may
-contain arguments), ``JAX_LAZY_CXXFLAGS`` (appended to :func:`default_flags`),
-``JAX_LAZY_DUMP`` (print the paths of each kernel's source and binary to stderr).
+Settings (:mod:`jax_lazy.options`): ``cache_dir``, ``cxx`` (the compiler, may contain
+arguments), ``cxxflags`` (appended to :func:`default_flags`), ``dump`` (print the paths
+of each kernel's source and binary to stderr); the CUDA switches are in :func:`cubin_key`.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ import filelock
 import platformdirs
 
 from .errors import BackendError, CompileError
+from .options import kernel_material
+from .options import options as settings  # build_cubin has an argument named options
 
 SYMBOL = "jax_lazy_kernel"
 _MANIFEST_FORMAT = 1
@@ -101,8 +103,7 @@ def cache_dir() -> Path:
     """The cache directory: ``$JAX_LAZY_CACHE_DIR``, else ``platformdirs.user_cache_dir
     ("jax_lazy")``; created if missing and possible (one that cannot be created or
     written is still searched; new kernels then go to a temporary directory)."""
-    env = os.environ.get("JAX_LAZY_CACHE_DIR")
-    path = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("jax_lazy"))
+    path = settings().cache_dir or Path(platformdirs.user_cache_dir("jax_lazy"))
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -162,30 +163,27 @@ class Compiler:
     identity: str
 
 
-_probe_result: tuple[Compiler | None, str | None] | None = None
+# (the options it was found under, (compiler, problem)): found again when they change.
+_probe_result: tuple[object, tuple[Compiler | None, str | None]] | None = None
 
 
 def _probe() -> tuple[Compiler | None, str | None]:
     global _probe_result
     with _lock:
-        if _probe_result is None:
-            _probe_result = _find()
-        return _probe_result
+        if _probe_result is None or _probe_result[0] is not settings():
+            _probe_result = settings(), _find()
+        return _probe_result[1]
 
 
 def _find() -> tuple[Compiler | None, str | None]:
     fix = ("Install a C++17 compiler (e.g. `apt-get install g++`) or set JAX_LAZY_CXX to one "
            "(a path or a command, arguments allowed)")
-    for var in ("JAX_LAZY_CXX", "CXX"):
-        value = os.environ.get(var, "").strip()
-        if not value:
-            continue
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            return None, f"${var}={value!r} cannot be parsed ({exc}). Fix it or unset it."
-        if not argv:
-            continue
+    var, value = settings().cxx_var, settings().cxx
+    try:
+        argv = shlex.split(value)
+    except ValueError as exc:
+        return None, f"${var}={value!r} cannot be parsed ({exc}). Fix it or unset it."
+    if argv:
         exe = shutil.which(argv[0])
         if exe is None:
             return None, (f"${var}={value!r}: {argv[0]!r} is not an executable file or a "
@@ -217,7 +215,8 @@ def find_compiler() -> Compiler | None:
 
     ``$JAX_LAZY_CXX``, else ``$CXX`` (both may carry arguments, split with shlex; when
     set, they are the only candidate), else the first of ``c++``, ``g++``, ``clang++`` on
-    PATH. Memoised; :func:`reset_compiler` forgets the result.
+    PATH. Memoised until the options change (:func:`jax_lazy.options.reset`);
+    :func:`reset_compiler` forgets the result (e.g. after a change of PATH).
     """
     return _probe()[0]
 
@@ -244,7 +243,7 @@ def default_flags() -> list[str]:
     flags win, e.g. ``JAX_LAZY_CXXFLAGS=-march=x86-64-v3``)."""
     flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno",
              "-fopenmp-simd"]
-    return flags + shlex.split(os.environ.get("JAX_LAZY_CXXFLAGS", ""))
+    return flags + list(settings().cxxflags)
 
 
 _host_tag: str | None = None
@@ -267,6 +266,14 @@ def _host() -> str:
             pass
         _host_tag = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return _host_tag
+
+
+def library_key(source: str, flags: list[str] | None = None) -> str:
+    """The key of the library that :func:`find_compiler` builds from ``source`` with
+    ``flags`` (default :func:`default_flags`): the options that change cpu kernels
+    (``JAX_LAZY_CXX``, ``JAX_LAZY_CXXFLAGS``) enter it through the compiler's identity and
+    the flags."""
+    return _key(source, find_compiler(), default_flags() if flags is None else [str(f) for f in flags])
 
 
 def _key(source: str, compiler: Compiler | None, flags: list[str]) -> str:
@@ -327,7 +334,7 @@ def _unlink(path: Path) -> None:
 
 
 def _dump(name: str, paths: dict[str, Path], how: str) -> None:
-    if os.environ.get("JAX_LAZY_DUMP"):
+    if settings().dump:
         print(f"jax_lazy: kernel {name} ({how})\n  source: {paths['cpp']}\n  binary: {paths['so']}",
               file=sys.stderr, flush=True)
 
@@ -609,8 +616,7 @@ def build_cubin_keyed(name: str, source: str, arch: str, options=None,
     """(image, key): the cubin (``arch`` = ``sm_XX``) or PTX (``compute_XX``) that NVRTC makes of the
     CUDA ``source``, from the cache if there.
 
-    The key is the sha256 of (source, NVRTC version and library, options, arch, jax_lazy
-    version). Entries sit beside the libraries: ``<key>.cu`` (source), ``<key>.cubin`` or
+    The key is :func:`cubin_key`. Entries sit beside the libraries: ``<key>.cu`` (source), ``<key>.cubin`` or
     ``<key>.ptx``, ``<key>.json`` (manifest with the image's size and sha256, written
     last) and ``<key>.lock``; the same locking, atomic writes and rebuild of corrupted
     entries as :func:`build`, and the same fallback to a temporary directory when the cache
@@ -622,13 +628,10 @@ def build_cubin_keyed(name: str, source: str, arch: str, options=None,
       BackendError: NVRTC unavailable, or an architecture it cannot compile for.
       CompileError: NVRTC rejected the source: full log, options and source path.
     """
-    from . import __version__
     from .backends import nvrtc
 
     options = nvrtc.default_options(arch) if options is None else [str(o) for o in options]
-    material = {"source": source, "compiler": nvrtc.identity(), "flags": options, "arch": arch,
-                "version": __version__}
-    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    key = cubin_key(source, arch, options)
     source += key_stamp(key, "cuda")
     directory = cache_dir()
     slot = (str(directory), key)
@@ -652,11 +655,24 @@ def build_cubin_keyed(name: str, source: str, arch: str, options=None,
                 if image is None:
                     image = _compile_cuda(name, source, arch, options, key, paths, ext, formula)
                     how = f"compiled in {build_times[f'{name}/{key[:16]}']:.2f} s"
-        if os.environ.get("JAX_LAZY_DUMP"):
+        if settings().dump:
             print(f"jax_lazy: CUDA kernel {name} for {arch} ({how})\n  source: {paths['cu']}\n"
                   f"  binary: {paths[ext]}", file=sys.stderr, flush=True)
         _images[slot] = image
     return image, key
+
+
+def cubin_key(source: str, arch: str, options: list[str]) -> str:
+    """The key of the CUDA kernel NVRTC makes of ``source`` for ``arch`` with ``options``:
+    sha256 of them, NVRTC's identity, the jax_lazy version and the options that change
+    CUDA kernels (:func:`jax_lazy.options.kernel_material`; they also show in the source,
+    and are named here so that no code path can forget them)."""
+    from . import __version__
+    from .backends import nvrtc
+
+    material = {"source": source, "compiler": nvrtc.identity(), "flags": options, "arch": arch,
+                "version": __version__, "options": kernel_material("cuda")}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
 def _valid_image(path: Path, manifest_path: Path, key: str) -> bytes | None:

@@ -140,7 +140,7 @@ def _library(plan, cfg=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _library_of(name, source):  # by source: the index dtype and cuda.INNER / TF32 / SQDIST change it
+def _library_of(name, source):  # by source: the index dtype and the JAX_LAZY_CUDA_* options change it
     lib = ctypes.CDLL(str(cache.build(f"host_{name}", source, FLAGS)))
     lib.jl_host_launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
     lib.jl_host_launch.restype = None

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import cache, clear_cache
+from jax_lazy import cache, clear_cache, options
 from jax_lazy.errors import BackendError, CompileError
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 import ffi_kernels as K  # noqa: E402
+from conftest import set_env  # noqa: E402
 
 pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.compiler_problem()}")
 
@@ -33,9 +34,7 @@ pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.c
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / "cache"
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(d))
-    monkeypatch.delenv("JAX_LAZY_CXXFLAGS", raising=False)
-    monkeypatch.delenv("JAX_LAZY_DUMP", raising=False)
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=d, JAX_LAZY_CXXFLAGS=None, JAX_LAZY_DUMP=None)
     return d
 
 
@@ -88,7 +87,7 @@ def test_cache_dir_from_env(cache_dir):
 
 def test_build_layout_and_reuse(cache_dir, capfd, monkeypatch):
     src = unique_source()
-    monkeypatch.setenv("JAX_LAZY_DUMP", "1")
+    set_env(monkeypatch, JAX_LAZY_DUMP="1")
     path = cache.build("layout", src)
     err = capfd.readouterr().err
     key = path.stem
@@ -110,15 +109,13 @@ def test_build_layout_and_reuse(cache_dir, capfd, monkeypatch):
 def test_key_covers_flags_and_compiler(cache_dir, monkeypatch, fresh_compiler):
     src = unique_source()
     base = cache.build("k", src)
-    monkeypatch.setenv("JAX_LAZY_CXXFLAGS", "-DJAX_LAZY_TEST_FLAG=1")
+    set_env(monkeypatch, JAX_LAZY_CXXFLAGS="-DJAX_LAZY_TEST_FLAG=1")
     assert cache.default_flags()[-1] == "-DJAX_LAZY_TEST_FLAG=1"
     assert cache.default_flags()[:3] == ["-O3", "-march=native", "-std=c++17"]
     with_flag = cache.build("k", src)
     assert with_flag != base
-    monkeypatch.delenv("JAX_LAZY_CXXFLAGS")
     # A compiler given with arguments (split with shlex) is another compiler.
-    monkeypatch.setenv("CXX", f"{cache.find_compiler().argv[0]} -DOTHER=1")
-    monkeypatch.delenv("JAX_LAZY_CXX", raising=False)
+    set_env(monkeypatch, JAX_LAZY_CXXFLAGS=None, CXX=f"{cache.find_compiler().argv[0]} -DOTHER=1", JAX_LAZY_CXX=None)
     cache.reset_compiler()
     comp = cache.find_compiler()
     assert comp.argv[1:] == ("-DOTHER=1",) and "-DOTHER=1" in comp.identity
@@ -128,8 +125,7 @@ def test_key_covers_flags_and_compiler(cache_dir, monkeypatch, fresh_compiler):
 # ------------------------------------------------------------------ errors
 
 def test_no_compiler(cache_dir, monkeypatch, fresh_compiler):
-    monkeypatch.setenv("JAX_LAZY_CXX", "/nonexistent/c++")
-    monkeypatch.delenv("CXX", raising=False)
+    set_env(monkeypatch, JAX_LAZY_CXX="/nonexistent/c++", CXX=None)
     cache.reset_compiler()
     assert cache.find_compiler() is None
     problem = cache.compiler_problem()
@@ -227,8 +223,9 @@ def fresh_process_report(tmp_path_factory):
     cache_dir = tmp_path / "cache"
     srcs = {name: unique_source() for name in ("good", "truncated", "garbage")}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JAX_LAZY_CACHE_DIR", str(cache_dir))
+        set_env(mp, JAX_LAZY_CACHE_DIR=cache_dir)
         paths = {name: cache.build(name, s) for name, s in srcs.items()}
+    options.reset()
     data = paths["truncated"].read_bytes()
     paths["truncated"].write_bytes(data[: len(data) // 2])
     garbage = paths["garbage"]

@@ -30,6 +30,7 @@ from jax_lazy import cache
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 import ffi_kernels as K  # noqa: E402
+from conftest import set_env  # noqa: E402
 
 pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.compiler_problem()}")
 
@@ -274,7 +275,7 @@ def test_next_compile_removes_stale_temporary_files(tmp_path, monkeypatch):
     """Temporary files of a key left by a dead process (0-byte library, half-written
     source) are deleted by the next compile of that key, under its lock."""
     d = tmp_path / "cache"
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(d))
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=d)
     source = f"// {uuid.uuid4()}\n" + K.gauss_source(np.float64)
     key = cache._key(source, cache.find_compiler(), cache.default_flags())
     shard = d / key[:2]
@@ -296,7 +297,7 @@ def test_slow_compile_logs_once_what_why_and_where(tmp_path, monkeypatch, caplog
     import jax_lazy.primitive
     from jax_lazy import Vi, Vj
 
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path / "cache"))
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=tmp_path / "cache")
     monkeypatch.setattr(cache, "SLOW_COMPILE_S", 0.01)
     x = np.linspace(0, 1, 6, dtype=np.float32).reshape(3, 2)
     scale = float(uuid.uuid4().int % 1000) / 7 + 1.0  # a formula no cache holds
@@ -320,7 +321,7 @@ def test_slow_nvrtc_compile_logs_once(tmp_path, monkeypatch, caplog):
 
     if nvrtc.status():
         pytest.skip(f"NVRTC unavailable: {nvrtc.status()}")
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path / "cache"))
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=tmp_path / "cache")
     monkeypatch.setattr(cache, "SLOW_COMPILE_S", 0.0)
     src = f'// {uuid.uuid4()}\nextern "C" __global__ void k(float* x) {{ x[threadIdx.x] += 1.0f; }}\n'
     arch = f"compute_{nvrtc.supported_archs()[-1]}"

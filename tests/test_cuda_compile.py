@@ -34,6 +34,7 @@ from jax_lazy.backends import cuda, nvrtc
 from jax_lazy.errors import BackendError, CompileError
 from jax_lazy.reductions import REDUCTIONS
 
+from conftest import set_env
 from op_table import ROWS, lazy_operands, sample_operands
 
 pytestmark = pytest.mark.skipif(nvrtc.status() is not None, reason=f"NVRTC unavailable: {nvrtc.status()}")
@@ -170,7 +171,7 @@ def test_launch_config():
 def test_wide_j_variables_are_read_from_global_memory(monkeypatch):
     """Columns too wide for 32 per tile are not staged through shared memory (without the
     inner-product stage, which would take these inner products)."""
-    monkeypatch.setattr(cuda, "INNER", "off")
+    set_env(monkeypatch, JAX_LAZY_CUDA_INNER="off")
     wide = np.zeros((4, 200), np.float64)  # 1600 B per column: fewer than 32 in 48 KiB
     plan = make_plan(((Vi(wide) * Vj(wide)).sum(-1),), "Min_ArgMin", dtype="float64")
     cfg = cuda.config(plan)
@@ -220,7 +221,7 @@ SNAPSHOT_CASES = {
 
 @pytest.mark.parametrize("name", sorted(SNAPSHOT_CASES))
 def test_generated_kernel_matches_snapshot(name, monkeypatch):
-    monkeypatch.setattr(cuda, "SQDIST", "mma" if name.endswith("_mma") else "fma")
+    set_env(monkeypatch, JAX_LAZY_CUDA_SQDIST="mma" if name.endswith("_mma") else "fma")
     body = cuda.kernel_body(SNAPSHOT_CASES[name]())  # the prelude is hand-written, not generated
     path = SNAPSHOTS / f"{name}.cu"
     if os.environ.get("JAX_LAZY_UPDATE_SNAPSHOTS"):
@@ -264,9 +265,7 @@ def _inner_compile_params():
 def test_inner_stage_compiles(cases, variant, arch, monkeypatch):
     """Every implementation of the stage, to cubins for sm_80 and sm_90 (fast suite: a
     few plans, the default variant on both, the others on sm_90)."""
-    monkeypatch.setattr(cuda, "INNER", variant[0])
-    monkeypatch.setattr(cuda, "TF32", variant[1])
-    monkeypatch.setattr(cuda, "SQDIST", variant[2])
+    set_env(monkeypatch, JAX_LAZY_CUDA_INNER=variant[0], JAX_LAZY_CUDA_TF32=int(variant[1]), JAX_LAZY_CUDA_SQDIST=variant[2])
     plans = [_inner_plan(*c) for c in cases]
     assert all(cuda.config(p).inners for p in plans)
     images = compile_all(plans, arch)
@@ -304,7 +303,7 @@ def ptxas_usage(plan, arch="sm_90") -> tuple[int, int]:
 def test_inner_stage_does_not_spill_at_large_d(name, dtype, sqdist, monkeypatch):
     """D = 1000: without the stage every thread holds x_i (1000 values) and spills; with
     it, the registers do not depend on D."""
-    monkeypatch.setattr(cuda, "SQDIST", sqdist)
+    set_env(monkeypatch, JAX_LAZY_CUDA_SQDIST=sqdist)
     regs, spills = ptxas_usage(_inner_plan(name, 1000, dtype))
     assert spills == 0 and regs <= 255
 
@@ -328,7 +327,7 @@ def test_inner_stage_launch_config():
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / "cache"
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(d))
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=d)
     cuda._build.cache_clear()
     yield d
     cuda._build.cache_clear()
@@ -414,7 +413,7 @@ def test_the_wheel_of_jax_cuda_major_comes_first(major, monkeypatch):
     cu12, cu13 = _wheel_libs("nvidia.cuda_nvrtc"), _wheel_libs("nvidia.cu13")
     if not (cu12 and cu13):
         pytest.skip("needs both NVRTC wheels (the test extra)")
-    monkeypatch.delenv("JAX_LAZY_NVRTC", raising=False)
+    set_env(monkeypatch, JAX_LAZY_NVRTC=None)
     monkeypatch.setattr(nvrtc, "_jax_cuda_major", lambda: major)
     found = nvrtc._candidates()
     first, second = (cu12, cu13) if major == 12 else (cu13, cu12)

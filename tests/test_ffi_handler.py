@@ -22,6 +22,7 @@ from jax_lazy.backends import ffi
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ffi_kernels as K  # noqa: E402
+from conftest import set_env  # noqa: E402
 
 pytestmark = pytest.mark.skipif(ffi.available() is not None or cache.find_compiler() is None,
                                 reason=f"FFI handler: {ffi.available()}; compiler: {cache.compiler_problem()}")
@@ -34,7 +35,7 @@ INDEX = {np.float32: np.int32, np.float64: np.int64}
 def kernels(tmp_path_factory):
     """Kernel ids: ("gauss", dtype), ("argmin", dtype), "chunks"."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path_factory.mktemp("kernel_cache")))
+        set_env(mp, JAX_LAZY_CACHE_DIR=tmp_path_factory.mktemp("kernel_cache"))
         ids = {"chunks": cache.build_and_load("chunks", K.chunks_source())}
         for dt in (np.float32, np.float64):
             ids["gauss", dt] = cache.build_and_load(f"gauss_{np.dtype(dt)}", K.gauss_source(dt))

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import threading
 import time
 from typing import Callable, Sequence
 
 import jax
+
+from ..options import options
 
 FORMAT = 1
 REPEATS = 5  # timed runs per candidate, after one untimed run (loading, warming up)
@@ -86,14 +87,14 @@ def choose(material: dict, labels: Sequence[str], measure: Callable[[int], float
                     seconds.append(float(measure(c)))
                 except Exception as e:  # noqa: BLE001 - any failure rules the candidate out
                     seconds.append(None)
-                    if os.environ.get("JAX_LAZY_DUMP"):
+                    if options().dump:
                         print(f"jax_lazy: {name}: candidate {labels[c]} failed: {e}", file=sys.stderr, flush=True)
             timed = [(s, c) for c, s in enumerate(seconds) if s is not None]
             if not timed:
                 return 0
             found = min(timed)[1]
             _write(k, material, labels, seconds, found)
-            if os.environ.get("JAX_LAZY_DUMP"):
+            if options().dump:
                 table = ", ".join(f"{lab}: {'failed' if s is None else f'{s * 1e3:.3f} ms'}"
                                   for lab, s in zip(labels, seconds))
                 print(f"jax_lazy: {name}: chose {labels[found]} ({table})", file=sys.stderr, flush=True)
