@@ -8,7 +8,7 @@ the M x N matrix is never stored. Reductions compose with ``jax.jit``, ``jax.vma
 
 from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyError, ShapeError
 from .doctor import doctor
-from .cache import clear_cache
+from .store import clear_cache
 from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
 from .backends import register_targets as _register_targets
 

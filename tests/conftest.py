@@ -75,11 +75,11 @@ def backend_params():
 def _cuda_host_param():
     """Without a GPU: the cuda backend's generated kernels run on the CPU through the host
     shim (``cuda_host.py``, slow: a g++ build per kernel)."""
-    from jax_lazy import cache
+    from jax_lazy import compilers
 
     marks = [pytest.mark.slow]
-    if cache.find_compiler() is None:
-        marks.append(pytest.mark.skip(reason=f"the cuda host shim needs a C++20 compiler: {cache.compiler_problem()}"))
+    if compilers.find_compiler() is None:
+        marks.append(pytest.mark.skip(reason=f"the cuda host shim needs a C++20 compiler: {compilers.compiler_problem()}"))
     return pytest.param("cuda-host", marks=marks, id="backend=cuda-host")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import Pm, Vi, Vj, cache
+from jax_lazy import Pm, Vi, Vj, compilers, store
 from jax_lazy import plan as plan_mod
 from jax_lazy.backends import cuda, nvrtc
 from jax_lazy.errors import BackendError, CompileError
@@ -341,18 +341,18 @@ def test_build_goes_through_the_cache(cache_dir):
     manifest = json.loads(cubin.with_suffix(".json").read_text())
     assert manifest["arch"] == "sm_90" and manifest["size"] == len(image)
     key = cubin.stem
-    assert cubin.with_suffix(".cu").read_text() == cuda.kernel_source(plan, "sm_90") + cache.key_stamp(key, "cuda")
+    assert cubin.with_suffix(".cu").read_text() == cuda.kernel_source(plan, "sm_90") + compilers.key_stamp(key, "cuda")
     # the image carries its own key, a __device__ string the handler reads back on load
     assert b"jax_lazy_kernel_key" in image and key.encode() + b"\0" in image
     # a new process: found on disk, not compiled again
-    cache._images.clear()
-    compiled = dict(cache.build_times)
-    assert cache.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
-    assert cache.build_times == compiled
+    store.forget("image")
+    compiled = dict(compilers.build_times)
+    assert compilers.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
+    assert compilers.build_times == compiled
     # a corrupted image is rebuilt
-    cache._images.clear()
+    store.forget("image")
     cubin.write_bytes(b"garbage")
-    assert cache.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
+    assert compilers.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
     # another arch is another entry
     cuda.build(plan, "sm_80")
     assert len(list(cache_dir.glob("*/*.cubin"))) == 2
@@ -361,7 +361,7 @@ def test_build_goes_through_the_cache(cache_dir):
 def test_compile_error_has_the_log_and_the_source(cache_dir):
     source = 'extern "C" __global__ void jax_lazy_kernel() { undefined_thing(); }\n'
     with pytest.raises(CompileError) as info:
-        cache.build_cubin("broken", source, "sm_90")
+        compilers.build_cubin("broken", source, "sm_90")
     err = info.value
     assert "undefined_thing" in err.log and "undefined_thing" in str(err)
     assert Path(err.source_path).read_text().startswith(source) and str(err.source_path) in str(err)

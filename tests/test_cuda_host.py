@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lazy import Pm, Vi, Vj, cache
+from jax_lazy import Pm, Vi, Vj, compilers
 from jax_lazy import plan as plan_mod
 from jax_lazy.backends import cuda
 from jax_lazy.backends import jnp as jnp_backend
@@ -24,7 +24,7 @@ from conftest import assert_close, precision, set_env
 from op_table import ROWS, dense_reference, lazy_operands, sample_operands
 from test_cuda_compile import make_plan
 
-pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.compiler_problem()}")
+pytestmark = pytest.mark.skipif(compilers.find_compiler() is None, reason=f"{compilers.compiler_problem()}")
 slow = pytest.mark.slow
 
 M, N = 300, 700  # two blocks of 256 rows (the second one mostly past M), j tiles of 256 + a partial one

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import jax_lazy
-from jax_lazy import cache, options
+from jax_lazy import compilers, options
 from jax_lazy.options import OptionError, Options
 
 from conftest import set_env
@@ -102,19 +102,19 @@ def test_an_option_that_changes_kernels_changes_their_key(var, monkeypatch):
 
         if nvrtc.status():
             pytest.skip(f"NVRTC unavailable: {nvrtc.status()}")
-        key = lambda: cache.cubin_key(source, "sm_90", nvrtc.default_options("sm_90"))  # noqa: E731
+        key = lambda: compilers.cubin_key(source, "sm_90", nvrtc.default_options("sm_90"))  # noqa: E731
     else:
-        if cache.find_compiler() is None:
-            pytest.skip(cache.compiler_problem())
-        key = lambda: cache.library_key(source)  # noqa: E731
+        if compilers.find_compiler() is None:
+            pytest.skip(compilers.compiler_problem())
+        key = lambda: compilers.library_key(source)  # noqa: E731
     set_env(monkeypatch, **{v: None for v in CHANGES}, CXX=None)
-    cache.reset_compiler()
+    compilers.reset_compiler()
     before = key()
-    value = CHANGES[var].replace("COMPILER", cache.find_compiler().argv[0] if cache.find_compiler() else "c++")
+    value = CHANGES[var].replace("COMPILER", compilers.find_compiler().argv[0] if compilers.find_compiler() else "c++")
     set_env(monkeypatch, **{var: value})
-    cache.reset_compiler()
+    compilers.reset_compiler()
     try:
         assert key() != before
     finally:
         set_env(monkeypatch, **{var: None})
-        cache.reset_compiler()
+        compilers.reset_compiler()

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_lazy import Vi, Vj, cache
+from jax_lazy import Vi, Vj, store
 from jax_lazy.backends import cuda, nvrtc, tuning
 from jax_lazy.reductions import index_dtype
 
@@ -109,7 +109,7 @@ def test_clear_cache_removes_the_entries():
     tuning.choose({"source": "k7"}, LABELS, _timer([1e-3, 2e-3, 3e-3])[0])
     p = tuning.path(tuning.key({"source": "k7"}, LABELS))
     assert p.exists()
-    cache.clear_cache()
+    store.clear_cache()
     assert not p.exists()
     measure, calls = _timer([3e-3, 2e-3, 1e-3])
     assert tuning.choose({"source": "k7"}, LABELS, measure) == 2 and calls == [0, 1, 2]

@@ -563,9 +563,9 @@ def _switches() -> tuple[str, bool, str]:
 
 @memo.lru(memo.KERNELS)
 def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
-    from .. import cache
+    from .. import compilers
 
-    return cache.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch, formula=plan.describe())
+    return compilers.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch, formula=plan.describe())
 
 
 # ---------------------------------------------------------------- running
@@ -598,10 +598,10 @@ def kernel_key(plan, arch: str | None = None, cfg: Config | None = None) -> str:
 
 @memo.lru(memo.KERNELS)
 def _kernel_key(plan, arch, idx, inner, tf32, sqdist, cfg):
-    from .. import cache
+    from .. import compilers
     from . import cuda_ffi
 
-    image, key = cache.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch,
+    image, key = compilers.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch,
                                          formula=plan.describe())
     return cuda_ffi.load_kernel(image, key)
 
