@@ -390,7 +390,8 @@ def _mma_split(plan, p, arch) -> int:
     cancellation guard (``jl_store_sqdist``), its dot product always 3xTF32 for float32."""
     cc = int(re.search(r"\d+", arch).group(0))
     opts = options()
-    if opts.cuda_inner != "mma" or plan.dtype == "float64" or cc < 80 or (p.kind == "sqdist" and opts.cuda_sqdist != "mma"):
+    sqdist_off = p.kind == "sqdist" and opts.cuda_sqdist != "mma"
+    if opts.cuda_inner != "mma" or plan.dtype == "float64" or cc < 80 or sqdist_off:
         return 0
     half = plan.dtype in ("float16", "bfloat16")
     return 1 if half or (opts.cuda_tf32 and p.kind == "dot") else 3
@@ -565,7 +566,8 @@ def _switches() -> tuple[str, bool, str]:
 def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
     from .. import compilers
 
-    return compilers.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch, formula=plan.describe())
+    source = kernel_source(plan, arch, cfg=cfg, idx=idx)
+    return compilers.build_cubin(plan.red.name, source, arch, formula=plan.describe())
 
 
 # ---------------------------------------------------------------- running
