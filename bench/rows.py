@@ -43,7 +43,7 @@ TITLES = {"cpu": "jax_lazy-cpu", "jnp": "jax_lazy-jnp", "jax": "pure JAX jit (be
 @dataclasses.dataclass(frozen=True)
 class Row:
     name: str
-    kind: str  # gauss | grad | argkmin | lse
+    kind: str  # gauss | grad | jvp | hvp | argkmin | lse
     D: int
     n: int
     dtype: str = "float32"
@@ -52,6 +52,7 @@ class Row:
     @property
     def title(self) -> str:
         what = {"gauss": "Gaussian matvec", "grad": "Gaussian matvec, grad x",
+                "jvp": "Gaussian matvec, jvp along x", "hvp": "Gaussian matvec, HVP x (fwd-over-rev)",
                 "argkmin": f"argKmin K={K_NN}", "lse": "logsumexp"}[self.kind]
         return f"{what}, D={self.D}, {self.dtype}"
 
@@ -69,6 +70,9 @@ ROWS = [
     Row("gauss3-1e5", "gauss", 3, 100_000, big=True),
     Row("grad3-1e4", "grad", 3, 10_000),
     Row("grad3-1e5", "grad", 3, 100_000, big=True),
+    Row("jvp3-1e4", "jvp", 3, 10_000),
+    Row("jvp3-1e5", "jvp", 3, 100_000, big=True),
+    Row("hvp3-1e4", "hvp", 3, 10_000),
     Row("gauss64-1e4", "gauss", 64, 10_000),
     Row("argkmin3-1e4", "argkmin", 3, 10_000),
     Row("argkmin64-1e4", "argkmin", 64, 10_000),

@@ -89,6 +89,13 @@ def reference(row: Row, x, y, b):
     kb = np.exp(-d2 / (2 * s * s)) * b.astype(np.float64)[None, :]
     if row.kind == "gauss":
         return kb.sum(1)
+    if row.kind in ("jvp", "hvp"):  # tangent v = y[:REF_ROWS] along x (see with_transform)
+        v, y64 = y[:REF_ROWS].astype(np.float64), y.astype(np.float64)
+        diff = y64[None, :, :] - xs[:, None, :]  # y_j - x_i
+        a = (diff * v[:, None, :]).sum(-1) / (s * s)  # d/de of -|x_i + e v_i - y_j|^2 / (2 s^2)
+        if row.kind == "jvp":
+            return (kb * a).sum(1)
+        return (((kb * a)[:, :, None] * diff).sum(1) - v * kb.sum(1)[:, None]) / (s * s)
     return (kb @ y.astype(np.float64) - xs * kb.sum(1)[:, None]) / (s * s)  # d/dx_i of sum_i out_i
 
 
@@ -156,10 +163,19 @@ def jax_call(fn, args, repeats, budget, m: Measure, check_memory=False):
 
 
 def with_grad(row: Row, f):
-    """``f`` itself, or x -> grad_x sum(f(x, y, b)) for the gradient rows."""
+    """``f`` itself, or for the derivative rows, with the tangent v = y (N(0, 1), the
+    shape of x as M = N): x -> grad_x sum(f(x, y, b)) ("grad"), the jvp of f along v
+    ("jvp"), or the Hessian-vector product of sum(f) along v, forward over reverse ("hvp")."""
     import jax
 
-    return jax.grad(lambda x, y, b: f(x, y, b).sum()) if row.kind == "grad" else f
+    grad = jax.grad(lambda x, y, b: f(x, y, b).sum())
+    if row.kind == "grad":
+        return grad
+    if row.kind == "jvp":
+        return lambda x, y, b: jax.jvp(lambda x: f(x, y, b), (x,), (y,))[1]
+    if row.kind == "hvp":
+        return lambda x, y, b: jax.jvp(lambda x: grad(x, y, b), (x,), (y,))[1]
+    return f
 
 
 def lazy_fn(row: Row, backend: str):
@@ -288,8 +304,19 @@ def keops_fn(row: Row, x, y, b):
         g = np.array([1 / (2 * s * s)], dtype=x.dtype)
         e = np.ones((x.shape[0], 1), dtype=x.dtype)
         return lambda: routine(x, y, b[:, None], g, e, backend="CPU")
+    if row.kind == "hvp":  # no forward mode: reverse over reverse, Grad(Grad(F, x, e), x, v) = H v
+        routine = Genred("Grad(Grad(Exp(-SqDist(x,y)*g)*b, x, e), x, v)",
+                         [f"x = Vi({row.D})", f"y = Vj({row.D})", "b = Vj(1)", "g = Pm(1)", "e = Vi(1)",
+                          f"v = Vi({row.D})"], reduction_op="Sum", axis=1)
+        g = np.array([1 / (2 * s * s)], dtype=x.dtype)
+        e = np.ones((x.shape[0], 1), dtype=x.dtype)
+        return lambda: routine(x, y, b[:, None], g, e, y, backend="CPU")
     X, Y = LazyTensor(x[:, None, :]), LazyTensor(y[None, :, :])
     d2 = ((X - Y) ** 2).sum(-1)
+    if row.kind == "jvp":  # no forward mode: the directional derivative written out by hand
+        V = LazyTensor(y[:, None, :])
+        kernel = (-d2 / (2 * s * s)).exp() * LazyTensor(b[None, :, None])
+        return lambda: (kernel * ((Y - X) * V).sum(-1) / (s * s)).sum(dim=1)[:, 0]
     if row.kind == "argkmin":
         return lambda: d2.argKmin(K_NN, dim=1)
     if row.kind == "lse":

@@ -2,8 +2,9 @@
 
 Build a formula ``F(x_i, y_j, p)`` on symbolic arrays (:func:`Vi`, :func:`Vj`, :func:`Pm`),
 reduce it over i or j (``sum``, ``logsumexp``, ``argKmin``...) and get a ``jax.Array``;
-the M x N matrix is never stored. Reductions compose with ``jax.jit``, ``jax.vmap`` and
-``jax.grad`` (symbolic derivatives through ``custom_vjp``).
+the M x N matrix is never stored. Reductions compose with every JAX transformation
+(``jit``, ``vmap``, ``grad``, ``jvp``, ``linear_transpose``...): each is a JAX primitive
+whose derivatives are reductions of the formula's symbolic derivatives.
 """
 
 from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyError, ShapeError

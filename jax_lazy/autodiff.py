@@ -108,27 +108,9 @@ def jvp(roots, tangents: dict) -> list[Node]:
             ct = _fit(ct, a.dim)  # J^T g for this argument: linear in g
             # J a' = d/dg <J^T g, a'>: a reverse sweep over the nodes the rule built (the
             # formula's own nodes do not contain g: leaves here, so the cost stays linear).
-            (d,) = _sweep([(ct, tan[a])], [g], topo_order_until(ct, old))
+            (d,) = _sweep([(ct, tan[a])], [g], topo_order(ct, stop=old))
             total = d if total is None else Add(total, d)
         if total is not None and total.op != "Zero":
             tan[n] = total
     return [tan.get(r, Zero(r.dim)) for r in roots]
 
-
-def topo_order_until(root: Node, stop: set) -> list[Node]:
-    """:func:`topo_order` of ``root`` that does not descend below the nodes in ``stop``."""
-    seen: set[int] = set()
-    order: list[Node] = []
-    stack = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if node not in stop:
-            stack.extend((a, False) for a in reversed(node.args) if id(a) not in seen)
-    return order

@@ -95,7 +95,7 @@ def out_shapes(plan: Plan, geom: Geometry) -> list:
     """The finalized outputs of ``plan`` (``jax.ShapeDtypeStruct`` each, before the user's
     selection ``red.public``): ``(*batch, M, width)``, or ``(*batch, M, K, D)`` for KMin."""
     lead = geom.batch + (geom.M,)
-    tails = plan.red.kernel.tails(plan.formulas, plan.k)
+    tails = plan.red.family.tails(plan.formulas, plan.k)
     return [jax.ShapeDtypeStruct(lead + t, index_dtype() if plan.red.is_index(p) else geom.dtype)
             for p, t in enumerate(tails)]
 

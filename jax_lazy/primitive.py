@@ -33,7 +33,7 @@ from jax.interpreters import ad, batching, mlir
 from . import backends, memo
 from .autodiff import jvp, vjp
 from .backends import common
-from .errors import BackendError, FormulaError
+from .errors import FormulaError
 from .options import options
 from .ir import I, J, P, Var, substitute, to_string, variables
 from .ir.ops import Add, Concat, Exp, Mult, Subtract
@@ -57,6 +57,9 @@ def run(*arrays, plan: Plan):
     geom = geometry(plan, arrays)
     if geom.empty:
         return common.empty_outputs(plan, geom)
+    # Derivative reductions are bound unchecked (a tangent reduction that is only
+    # transposed never runs): the kernels are looked for here, when one does run.
+    plan = backends.with_kernels(plan, plan.auto)
     _dump(plan)
     return backends.get(plan.backend).reduce(plan, arrays, geom)
 
@@ -111,32 +114,35 @@ batching.primitive_batchers[reduction_p] = _batch
 # ---------------------------------------------------------------- derived reductions
 
 
-def derived(parent: Plan, formulas, red_name: str, pairs, size: int, axis: int = 1):
-    """Bind the reduction ``red_name`` of ``formulas`` over j (``axis=1``) or i (``axis=0``)
-    for a derivative of ``parent``: same dtype, same backend policy. ``pairs`` maps the
-    formulas' variables to arrays; only the variables the formulas use are bound, renumbered
-    0..n-1. Returns the finalized outputs."""
-    used = variables(*formulas)
+def derived_sum(parent: Plan, formula, pairs, size: int, axis: int = 1):
+    """Bind the Sum of ``formula`` over j (``axis=1``) or i (``axis=0``) for a derivative
+    of ``parent``: same dtype, same backend policy.
+
+    Args:
+      parent: the plan being differentiated (canonical).
+      formula: a formula over the variables of ``pairs``.
+      pairs: maps variables to arrays; only those ``formula`` uses are bound (renumbered
+        0..n-1), so the output's rows or batch axes may be 1 where the parent's are not.
+      size: the length of the reduced axis (it counts even if ``formula`` has no variable
+        indexed by it).
+
+    Returns:
+      The sum, ``(*batch, rows, formula.dim)``.
+    """
+    used = variables(formula)
     reduced = J if axis == 1 else I
     # Without a variable of the reduced axis the formula is constant along it: a Sum over
     # one column, times the parent's size (Σ_j G_i = N G_i).
-    scale = size if red_name == "Sum" and not any(v.attr[1] == reduced for v in used) else 1
+    scale = 1 if any(v.attr[1] == reduced for v in used) else size
     renumber = {v: Var(q, v.dim, v.attr[1]) for q, v in enumerate(used)}
-    formulas = tuple(substitute(f, renumber) for f in formulas)
+    formula = substitute(formula, renumber)
     vars_ = tuple(renumber[v] for v in used)
-    arrays = [pairs[v] for v in used]
     if axis == 0:
-        formulas = tuple(swap_ij(f) for f in formulas)
-        vars_ = tuple(swap_var(v) for v in vars_)
+        formula, vars_ = swap_ij(formula), tuple(swap_var(v) for v in vars_)
     backend = backends.resolve("auto", parent.dtype) if parent.auto else parent.backend
-    plan = Plan(formulas, REDUCTIONS[red_name], None, vars_, parent.dtype, backend, auto=parent.auto)
-    if not geometry(plan, arrays).empty:
-        try:
-            plan = backends.with_kernels(plan, plan.auto)
-        except BackendError as e:
-            raise BackendError(e.message, parent.describe) from None
-    outs = bind(plan, arrays)
-    return outs if scale == 1 else tuple(o * scale for o in outs)
+    plan = Plan((formula,), REDUCTIONS["Sum"], None, vars_, parent.dtype, backend, auto=parent.auto)
+    (out,) = bind(plan, [pairs[v] for v in used])
+    return out if scale == 1 else out * scale
 
 
 def _sum_to(x, shape):
@@ -148,18 +154,17 @@ def _sum_to(x, shape):
 
 
 # ---------------------------------------------------------------- JVP rules, one per family
-# Each rule gets the plan, the primal inputs, the primal outputs and ``dF``: the tangent
-# formulas of the plan's formulas (F, and W if weighted), linear in the tangent variables
-# of ``pairs`` (variable -> array: primals and tangents). It returns one tangent per
-# finalized output (None: zero). Plans are canonical: every sum below is over j.
+# Each rule gets the plan, its primal outputs, ``dF`` (the tangent formulas of the plan's
+# formulas F, and W if weighted, linear in new tangent variables), ``pairs`` (variable ->
+# array, for the primals and the tangents) and N, the reduced size. It returns one
+# tangent per finalized output (None: zero). Plans are canonical: every sum is over j.
 
 
 def _jvp_sum(plan, outs, dF, pairs, N):
-    (t,) = derived(plan, (dF[0],), "Sum", pairs, N)
-    return [t]
+    return [derived_sum(plan, dF[0], pairs, N)]
 
 
-def _saved(plan, pairs, *outs):
+def _saved(pairs, *outs):
     """New i-variables bound to primal outputs (the residuals of a tangent formula)."""
     n = max(v.attr[0] for v in pairs) + 1
     vs = [Var(n + q, o.shape[-1], I) for q, o in enumerate(outs)]
@@ -170,19 +175,18 @@ def _saved(plan, pairs, *outs):
 def _jvp_lse(plan, outs, dF, pairs, N):
     # out^e = log sum_j exp(F_j) W_j^e:  d out^e = sum_j exp(F_j - out^e) (W_j^e dF_j + dW_j^e)
     F, W = plan.formulas
-    (R,) = _saved(plan, pairs, outs[0])
-    (t,) = derived(plan, (Mult(Exp(Subtract(F, R)), Add(Mult(W, dF[0]), dF[1])),), "Sum", pairs, N)
-    return [t]
+    (R,) = _saved(pairs, outs[0])
+    return [derived_sum(plan, Mult(Exp(Subtract(F, R)), Add(Mult(W, dF[0]), dF[1])), pairs, N)]
 
 
 def _jvp_softmax(plan, outs, dF, pairs, N):
     # out = sum_j p_j W_j with p_j = exp(F_j - lse):  d out = sum_j p_j (dF_j (W_j - out) + dW_j),
     # and d lse = sum_j p_j dF_j.
     F, W = plan.formulas
-    O, R = _saved(plan, pairs, outs[0], outs[1])
+    O, R = _saved(pairs, outs[0], outs[1])
     p = Exp(Subtract(F, R))
     body = Concat(Mult(p, Add(Mult(dF[0], Subtract(W, O)), dF[1])), Mult(p, dF[0]))
-    (t,) = derived(plan, (body,), "Sum", pairs, N)
+    t = derived_sum(plan, body, pairs, N)
     return [t[..., : W.dim], t[..., W.dim :]]
 
 
@@ -232,7 +236,7 @@ def _jvp(primals, tangents, *, plan: Plan):
     if all(d.op == "Zero" for d in dF) or geometry(plan, primals).empty:
         touts = [None] * len(outs)
     else:
-        touts = JVP[plan.red.kernel](plan, outs, dF, pairs, geometry(plan, primals).N)
+        touts = JVP[plan.red.family](plan, outs, dF, pairs, geometry(plan, primals).N)
     # A derivative reduction binds only the variables its formula uses: its rows or batch
     # axes may be 1 where the primal's are not (e.g. d(x_i + y_j) along y alone).
     return outs, [_zero_tangent(o) if t is None else jnp.broadcast_to(t, o.shape) for o, t in zip(outs, touts)]
@@ -259,7 +263,7 @@ def _transpose(cts, *args, plan: Plan):
     undefined = [v for v, a in zip(plan.variables, args) if ad.is_undefined_primal(a)]
     shapes = {v: (a.aval if ad.is_undefined_primal(a) else a) for v, a in zip(plan.variables, args)}
     text = plan.describe
-    if plan.red.kernel is not SUM:
+    if plan.red.family is not SUM:
         raise FormulaError(f"{plan.red.name} is not linear in its inputs: it cannot be transposed", text)
     (ct,) = cts
     if type(ct) is ad.Zero or not undefined:
@@ -286,7 +290,7 @@ def _transpose(cts, *args, plan: Plan):
         body = forms[group[0]]
         for v in group[1:]:
             body = Concat(body, forms[v])
-        (total,) = derived(plan, (body,), "Sum", pairs, geom.N if axis == 1 else geom.M, axis)
+        total = derived_sum(plan, body, pairs, geom.N if axis == 1 else geom.M, axis)
         start = 0
         for v in group:
             part = total[..., start : start + v.dim]

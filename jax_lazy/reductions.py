@@ -9,12 +9,16 @@ blocks, devices), then ``finalize`` turns the state into the outputs.
 Array conventions (``L`` = the leading axes of a block of rows, e.g. ``(*batch, Ti)``):
   F tile  ``L + (Tj, D)``; the weight tile, if any, ``L + (Tj, Dw)``;
   j0      index of the tile's first column; columns past N are already padded with
-          ``Kernel.pad``.
+          ``Family.pad``.
 
-A family of reductions shares one state machine (a :class:`Kernel`): Min, ArgMin and
+A family of reductions shares one state machine (a :class:`Family`): Min, ArgMin and
 Min_ArgMin all track ``(value, index)`` and differ in which outputs the user sees; Max
 runs Min on ``-F``. The extra outputs (the index of a Min, the log-sum-exp of a softmax)
-are what the VJP needs.
+are what the VJP needs. A family is one record: its state machine, the formulas a kernel
+evaluates per pair (``roots``), how the outputs of disjoint column ranges merge
+(``merge``) and which outputs are indices; every backend keys its own per-family table
+(``EMIT``, the primitive's ``JVP``) by these records, and checks at import that it covers
+:data:`FAMILIES`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .ir.ops import Concat, IntCst, Minus
+
 
 def index_dtype():
     """int64 under ``jax_enable_x64``, else int32."""
@@ -33,7 +39,17 @@ def index_dtype():
 
 
 @dataclass(frozen=True)
-class Kernel:
+class Family:
+    """A reduction family: its state machine and what every backend needs to know of it.
+
+    ``roots`` maps the plan's formulas (F, and W if weighted) to the formulas evaluated per
+    pair (i, j): F, and the weights the state sums (Dw = the second root's dim, else 1).
+    ``merge`` maps finalized outputs of disjoint column ranges, stacked on a new axis 0,
+    with their first columns ``offsets`` (int array, one per range) to the outputs of the
+    whole range. Neither knows of Max's negation (:class:`Reduction` applies it).
+    """
+
+    name: str  # for messages and reprs
     init: Callable  # (L, D, Dw, K, dtype) -> state
     update: Callable  # (state, F, W, j0, K) -> state
     combine: Callable  # (state, state, K) -> state
@@ -41,7 +57,17 @@ class Kernel:
     pad: float  # value of F on padded columns: contributes nothing
     empty: tuple  # each finalized output over an empty axis (N = 0): the identity, -1 for indices
     tails: Callable  # (formulas, K) -> each finalized output's shape after the (*batch, M) axes
+    roots: Callable  # (formulas) -> the per-pair formulas: (F,) or (F, weights)
+    merge: Callable  # (outputs, offsets, K) -> outputs
     outputs: int = 1  # number of finalized outputs
+    index: tuple = ()  # positions of the finalized outputs that hold indices (index_dtype())
+
+    def __repr__(self) -> str:
+        return f"Family({self.name})"
+
+
+def _first(formulas):
+    return formulas[:1]
 
 
 # ---------------------------------------------------------------- Sum
@@ -49,7 +75,8 @@ def _sum_init(L, D, Dw, K, dtype):
     return (jnp.zeros(L + (D,), dtype),)
 
 
-SUM = Kernel(
+SUM = Family(
+    name="Sum",
     init=_sum_init,
     update=lambda s, F, W, j0, K: (s[0] + F.sum(-2),),
     combine=lambda a, b, K: (a[0] + b[0],),
@@ -57,6 +84,8 @@ SUM = Kernel(
     pad=0.0,
     empty=(0.0,),
     tails=lambda fs, K: ((fs[0].dim,),),
+    roots=_first,
+    merge=lambda outs, offsets, K: (outs[0].sum(0),),
 )
 
 
@@ -97,7 +126,19 @@ def _softmax_finalize(s):
     return (avg, s[0] + jnp.log(s[1][..., :1]))
 
 
-LSE = Kernel(
+def _lse_merge(outs, offsets, K):
+    return (jax.nn.logsumexp(outs[0], axis=0),)  # log sum_parts exp(lse_part)
+
+
+def _softmax_merge(outs, offsets, K):
+    lse = jax.nn.logsumexp(outs[1], axis=0)
+    w = jnp.exp(outs[1] - lse)  # weights exp(lse_part - lse); NaN where lse is NaN or +-inf: so is the result
+    # a part whose columns are all -inf has weight 0 and average 0 / 0: it adds nothing
+    return (jnp.where(w == 0, 0, w * outs[0]).sum(0), lse)
+
+
+LSE = Family(
+    name="LogSumExp",
     init=_lse_init,
     update=_lse_update,
     combine=_lse_combine,
@@ -105,10 +146,14 @@ LSE = Kernel(
     pad=-jnp.inf,
     empty=(-jnp.inf,),  # log 0
     tails=lambda fs, K: ((fs[1].dim,),),
+    roots=lambda fs: fs[:2],
+    merge=_lse_merge,
 )
 
-# SumSoftMaxWeight: the same state with weights (1, w); outputs s_w / s_1 and the lse.
-SOFTMAX = Kernel(
+# SumSoftMaxWeight: the same state with weights (1, W) (the normaliser and the weighted
+# sums share one max); outputs s_W / s_1 and the lse.
+SOFTMAX = Family(
+    name="SumSoftMaxWeight",
     init=_lse_init,
     update=_lse_update,
     combine=_lse_combine,
@@ -116,6 +161,8 @@ SOFTMAX = Kernel(
     pad=-jnp.inf,
     empty=(0.0, -jnp.inf),  # an empty weighted sum, not 0 / 0
     tails=lambda fs, K: ((fs[1].dim,), (1,)),
+    roots=lambda fs: (fs[0], Concat(IntCst(1), fs[1])),
+    merge=_softmax_merge,
     outputs=2,
 )
 
@@ -140,8 +187,31 @@ def _min_update(s, F, W, j0, K):
     return _min_combine(s, (v, (k + j0).astype(index_dtype())), K)
 
 
-MIN = Kernel(init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf,
-             empty=(jnp.inf, -1), tails=lambda fs, K: ((fs[0].dim,), (fs[0].dim,)), outputs=2)  # -1: no column
+def _shifted(outs, offsets):
+    """Values and indices of parts (Min and KMin merges): each part's indices shifted by
+    its first column, and where a part left a slot unfilled (index -1: fewer columns than
+    K), the maximum index, which sorts last."""
+    shift = offsets.reshape((-1,) + (1,) * (outs[1].ndim - 1))
+    unfilled = outs[1] < 0
+    return outs[0], jnp.where(unfilled, jnp.iinfo(outs[1].dtype).max, outs[1] + shift), unfilled
+
+
+def _fold(combine, values, idx, K):
+    """The parts' states folded with ``combine`` (few parts: a Python loop)."""
+    state = (values[0], idx[0])
+    for k in range(1, values.shape[0]):
+        state = combine(state, (values[k], idx[k]), K)
+    return state
+
+
+def _min_merge(outs, offsets, K):
+    values, idx, _ = _shifted(outs, offsets)
+    return _fold(_min_combine, values, idx, K)
+
+
+MIN = Family(name="Min", init=_min_init, update=_min_update, combine=_min_combine, finalize=lambda s: s, pad=jnp.inf,
+             empty=(jnp.inf, -1), tails=lambda fs, K: ((fs[0].dim,), (fs[0].dim,)),  # -1: no column
+             roots=_first, merge=_min_merge, outputs=2, index=(1,))
 
 
 # ---------------------------------------------------------------- KMin / ArgKMin family
@@ -194,7 +264,16 @@ def _kmin_update(s, F, W, j0, K):
     return _kmin_combine(s, (v, (k + j0).astype(index_dtype())), K)
 
 
-KMIN = Kernel(
+def _kmin_merge(outs, offsets, K):
+    values, idx, unfilled = _shifted(outs, offsets)
+    values = jnp.where(unfilled, jnp.nan, values)  # an unfilled slot is (NaN, max index): the initial state's
+    swap = lambda a: jnp.swapaxes(a, -1, -2)  # noqa: E731  (finalized (..., K, D), states (..., D, K))
+    values, idx = _fold(_kmin_combine, swap(values), swap(idx), K)
+    return (swap(values), swap(idx))
+
+
+KMIN = Family(
+    name="KMin",
     init=_kmin_init,
     update=_kmin_update,
     combine=_kmin_combine,
@@ -202,17 +281,20 @@ KMIN = Kernel(
     pad=jnp.nan,
     empty=(jnp.inf, -1),  # K <= N: only seen with no output rows
     tails=lambda fs, K: ((K, fs[0].dim), (K, fs[0].dim)),
+    roots=_first,
+    merge=_kmin_merge,
     outputs=2,
+    index=(1,),
 )
 
 
-FAMILIES = (SUM, LSE, SOFTMAX, MIN, KMIN)  # every state machine: tables keyed by family cover these
+FAMILIES = (SUM, LSE, SOFTMAX, MIN, KMIN)  # every family: tables keyed by family cover these
 
 
 # ---------------------------------------------------------------- the reductions
 @dataclass(frozen=True)
 class Reduction:
-    """A user-facing reduction: a state machine plus which of its outputs the user sees.
+    """A user-facing reduction: a family plus which of its outputs the user sees.
 
     ``grad`` names the VJP recipe of :mod:`jax_lazy.api`: "sum", "lse", "softmax",
     "select" (through the selected indices: Min/Max/KMin and the value of the _arg
@@ -220,17 +302,30 @@ class Reduction:
     """
 
     name: str
-    kernel: Kernel
+    family: Family
     public: tuple  # positions, in the finalized outputs, of what the user gets
     grad: Optional[str]
-    negate: bool = False  # run on -F and negate the values (Max from Min)
+    negate: bool = False  # run on -F and negate the values (Max from Min): roots() and signed()
     weighted: bool = False  # takes a weight formula (LogSumExp with weight, SumSoftMaxWeight)
     scalar: bool = False  # F must be scalar (dim 1)
     uses_k: bool = False  # takes K (KMin family)
 
     def is_index(self, pos: int) -> bool:
         """Whether finalized output ``pos`` holds indices."""
-        return self.kernel in (MIN, KMIN) and pos == 1
+        return pos in self.family.index
+
+    def roots(self, formulas) -> tuple:
+        """The formulas every backend evaluates per pair (i, j): the family's roots of
+        ``formulas`` (F, and W if weighted), with F negated for Max."""
+        F, *rest = formulas
+        return self.family.roots((Minus(F) if self.negate else F, *rest))
+
+    def signed(self, outputs) -> tuple:
+        """The finalized outputs of the family (run on ``roots``) as this reduction's:
+        the values (not the indices) negated for Max."""
+        if not self.negate:
+            return tuple(outputs)
+        return tuple(o if self.is_index(p) else -o for p, o in enumerate(outputs))
 
 
 # fmt: off

@@ -117,7 +117,7 @@ def x64():
 
 
 def clear_plan_caches(jax_caches: bool = False):
-    """Forget the memoised plans (each holds the custom_vjp function whose traces JAX
+    """Forget the memoised plans (each holds the jitted eager function whose traces JAX
     caches by identity), so the next reduction is traced with the current tile sizes.
     ``jax.clear_caches()`` also drops every compiled executable of the process; that
     costs ~0.5 s of recompiling per test, so it is only done on request."""

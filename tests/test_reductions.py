@@ -502,7 +502,7 @@ def test_kernel_combine_equals_one_pass(name, order, rng):
     from jax_lazy.reductions import REDUCTIONS
 
     red = REDUCTIONS[name]
-    kern, K = red.kernel, (3 if red.uses_k else None)
+    kern, K = red.family, (3 if red.uses_k else None)
     L, n, D = (4,), 9, (1 if red.scalar else 2)
     F = rng.integers(-2, 3, L + (n, D)).astype(np.float64) * 0.5
     W = rng.uniform(0.5, 2.0, L + (n, 2))
@@ -522,6 +522,39 @@ def test_kernel_combine_equals_one_pass(name, order, rng):
         merged = kern.finalize(kern.combine(a, b, K) if order == "in_order" else kern.combine(b, a, K))
     for got, want in zip(merged, whole):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12)
+
+
+@pytest.mark.parametrize("table", ["backends.cpu.EMIT", "backends.cuda.EMIT", "primitive.JVP"])
+def test_family_tables_cover_every_family(table):
+    """Each table keyed by reduction family (a backend's emitters, the JVP rules) has a
+    row for every family, and no other key (the modules also check this at import)."""
+    import importlib
+
+    from jax_lazy.reductions import FAMILIES
+
+    module, name = table.rsplit(".", 1)
+    rows = getattr(importlib.import_module(f"jax_lazy.{module}"), name)
+    assert set(rows) == set(FAMILIES) and len(rows) == len(FAMILIES)
+
+
+def test_family_records_agree_with_reductions():
+    """Index outputs, roots and the Max negation come from the family records: the
+    families with an index output are those whose reductions' index outputs have no
+    gradient, and Max evaluates -F and negates its values only."""
+    from jax_lazy.ir.ops import Minus
+    from jax_lazy.reductions import REDUCTIONS
+
+    F = Vi(np.zeros((2, 3), np.float32)).sqdist(Vj(np.zeros((4, 3), np.float32)))._join()[0][0]
+    for red in REDUCTIONS.values():
+        assert all(p < red.family.outputs for p in red.public + red.family.index)
+        if red.grad is None:  # ArgMin, ArgMax, ArgKMin: indices only
+            assert all(red.is_index(p) for p in red.public)
+        if not red.weighted:
+            assert red.roots((F,)) == ((Minus(F),) if red.negate else (F,))
+    red = REDUCTIONS["Max_ArgMax"]
+    values, idx = red.signed((np.array([1.0, -2.0]), np.array([3, 4])))
+    np.testing.assert_array_equal(values, [-1.0, 2.0])
+    np.testing.assert_array_equal(idx, [3, 4])
 
 
 def test_matmul_operator_is_matvec(rng):

@@ -1,8 +1,8 @@
-"""What the compiled backends (``cpu``, ``cuda``) share around their kernels: the
-formulas a kernel evaluates per pair, the inner products they stage, the outputs they
-write (and what every backend returns over empty axes), and the j-split (a j axis
-cut into parts run as one more batch axis, whose finalized outputs are merged with the
-reduction's ``combine``)."""
+"""What the compiled backends (``cpu``, ``cuda``) share around their kernels: the inner
+products they stage, the outputs they write (and what every backend returns over empty
+axes), and the j-split (a j axis cut into parts run as one more batch axis, whose
+finalized outputs are merged by the reduction family's ``merge``). The formulas a kernel
+evaluates per pair are the reduction's (:meth:`jax_lazy.reductions.Reduction.roots`)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,8 @@ import jax.numpy as jnp
 
 from ..errors import BackendError
 from ..ir import I, J, P, Node, topo_order
-from ..ir.ops import Concat, IntCst, Minus
 from ..plan import out_shapes
-from ..reductions import KMIN, LSE, SOFTMAX, SUM, index_dtype
-
-
-def roots(plan):
-    """The formulas a kernel evaluates per pair: F (negated for Max), and the weights
-    ((1, W) for the softmax: the normaliser and the weighted sums share one max)."""
-    red = plan.red
-    F = Minus(plan.formulas[0]) if red.negate else plan.formulas[0]
-    if red.kernel is SOFTMAX:
-        return (F, Concat(IntCst(1), plan.formulas[1]))
-    if red.kernel is LSE:
-        return (F, plan.formulas[1])
-    return (F,)
+from ..reductions import index_dtype
 
 
 STAGE_MIN_DIM = 16  # inner products over fewer components stay in the lane loop
@@ -76,16 +63,25 @@ def out_types(plan, geom):
             for s in out_shapes(plan, geom)]
 
 
+def finalized(plan, geom, outs) -> tuple:
+    """The kernel's outputs (:func:`out_types`) reshaped as the finalized outputs (KMin's
+    ``(*batch, M, K, D)``; the others are already)."""
+    return tuple(o.reshape(s.shape) for o, s in zip(outs, out_shapes(plan, geom)))
+
+
+def value_sign(plan) -> str:
+    """What a kernel writes before each value of the family's state: "-" for a reduction
+    that runs its family on -F (Max from Min: :meth:`Reduction.signed`), else nothing."""
+    return "-" if plan.red.negate else ""
+
+
 def empty_outputs(plan, geom):
     """The finalized outputs of ``plan`` when there is nothing to reduce or to write
     (M = 0, N = 0 or an empty batch axis): no backend runs; each output is filled with
     its reduction family's ``empty`` value (the identity: Sum 0, LogSumExp -inf,
     SumSoftMaxWeight 0, Min +inf, Max -inf, indices -1), shaped as the backends'."""
     red = plan.red
-    outs = [jnp.full(t.shape, v, t.dtype) for t, v in zip(out_shapes(plan, geom), red.kernel.empty)]
-    if red.negate:  # Max runs Min on -F
-        outs[0] = -outs[0]
-    return tuple(outs)
+    return red.signed(jnp.full(t.shape, v, t.dtype) for t, v in zip(out_shapes(plan, geom), red.family.empty))
 
 
 def reduce(plan, arrays, geom, *, supports, split_count, call):
@@ -133,28 +129,7 @@ def split_columns(plan, arrays, geom, parts: int, call):
 
 def merge(plan, outs, offsets):
     """Merge finalized outputs of disjoint column ranges stacked on axis 0 (column
-    offsets ``offsets``) into the outputs of the whole range."""
-    family, red = plan.red.kernel, plan.red
-    if family is SUM:
-        return (outs[0].sum(0),)
-    if family is LSE:  # log sum_parts exp(lse_part)
-        return (jax.nn.logsumexp(outs[0], axis=0),)
-    if family is SOFTMAX:  # weights exp(lse_part - lse)
-        lse = jax.nn.logsumexp(outs[1], axis=0)
-        w = jnp.exp(outs[1] - lse)  # NaN where lse is NaN or +-inf: so is the result
-        # a part whose columns are all -inf has weight 0 and average 0 / 0: it adds nothing
-        return (jnp.where(w == 0, 0, w * outs[0]).sum(0), lse)
-    sign = -1 if red.negate else 1
-    shift = offsets.reshape((-1,) + (1,) * (outs[1].ndim - 1))
-    unfilled = outs[1] < 0  # a part with fewer than K columns: (NaN, max index) sorts last
-    values, idx = sign * outs[0], jnp.where(unfilled, jnp.iinfo(outs[1].dtype).max, outs[1] + shift)
-    if family is KMIN:  # states are (..., D, K)
-        values = jnp.where(unfilled, jnp.nan, values)
-        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
-    state = (values[0], idx[0])
-    for k in range(1, values.shape[0]):  # few parts: a Python fold of the kernel's combine
-        state = family.combine(state, (values[k], idx[k]), plan.k)
-    values, idx = state
-    if family is KMIN:
-        values, idx = jnp.swapaxes(values, -1, -2), jnp.swapaxes(idx, -1, -2)
-    return (sign * values, idx)
+    offsets ``offsets``) into the outputs of the whole range: the family's ``merge``, on
+    the family's values (Max: on -values)."""
+    red = plan.red
+    return red.signed(red.family.merge(red.signed(outs), offsets, plan.k))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ import numpy as np
 from .. import memo
 from ..errors import BackendError
 from ..ir import I, J, P
-from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
+from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
 from .codegen import INNER_LOOP_MIN_DIM, LOOP_MIN_DIM, Emitter, elem_vars
 from .common import inner_products, out_types
@@ -106,7 +107,7 @@ def supports(dtype: str) -> str | None:
 
 def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
-    rts = common.roots(plan)
+    rts = plan.red.roots(plan.formulas)
     return Emitter(rts, _var_name, external=frozenset(p.node for p in inner_products(plan, rts)),
                    loop_min_dim=LOOP_MIN_DIM, inner_loop_min_dim=INNER_LOOP_MIN_DIM, var_elem=_var_elem)
 
@@ -179,14 +180,12 @@ def _indent(lines, n):
 
 def kernel_source(plan) -> str:
     """The complete C++ source of ``plan``'s kernel (canonical j-reduction)."""
-    roots = common.roots(plan)
+    roots = plan.red.roots(plan.formulas)
     em = _emitter(plan)
     R = _rows_per_block(em)
-    family = plan.red.kernel
     idx_ctype = {np.dtype("int32"): "int32_t", np.dtype("int64"): "int64_t"}[np.dtype(index_dtype())]
-    body = {SUM: _sum_kernel, LSE: _lse_kernel, SOFTMAX: _lse_kernel, MIN: _min_kernel, KMIN: _kmin_kernel}[family]
-    outputs = ["T"] if family in (SUM, LSE) else ["T", "T"] if family is SOFTMAX else ["T", "IDX"]
-    inner = [*_prologue(plan, em, outputs), *body(plan, em, roots, R)]
+    outputs = ["IDX" if plan.red.is_index(p) else "T" for p in range(plan.red.family.outputs)]
+    inner = [*_prologue(plan, em, outputs), *EMIT[plan.red.family](plan, em, roots, R)]
     lines = [
         f"// jax_lazy kernel: {plan.describe()}",
         f"#define JL_T {_CTYPES[plan.dtype]}",
@@ -569,7 +568,9 @@ def _store(em, f, r, at, op="=") -> list[str]:
     return [f"{at(e)} {op} {c};" for e, c in enumerate(em.comps(f, r))]
 
 
-def _lse_kernel(plan, em, roots, R):
+def _lse_kernel(plan, em, roots, R, write):
+    """LogSumExp and SumSoftMaxWeight: the state (m, s) per row, rescaled once per chunk;
+    ``write(R, Dw)``: the family's outputs from it."""
     Dw = roots[1].dim
     init = [f"T m{r} = -jl_inf();" for r in range(R)]
     init += ["T " + ", ".join(f"s{r}_{e} = T(0)" for e in range(Dw)) + ";" for r in range(R)]
@@ -594,16 +595,21 @@ def _lse_kernel(plan, em, roots, R):
             "  " + " ".join(f"s{r}_{e} += q{e};" for e in range(Dw)),
             "}",
         ]
-    if plan.red.kernel is LSE:
-        write = [f"if (ib + {r} < i1) {{ " + " ".join(
-            f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log(s{r}_{e});" for e in range(Dw)) + " }" for r in range(R)]
-    else:  # softmax: weights (1, W): out0 = s_W / s_1, out1 = m + log s_1
-        write = [f"if (ib + {r} < i1) {{ " + " ".join(
-            f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = m{r} == jl_inf() ? jl_nan() : s{r}_{e} / s{r}_0;"
-            for e in range(1, Dw))
-            + f" out1[ib + {r}] = m{r} + jl_log(s{r}_0); }}" for r in range(R)]
     decl, chunk = _buffered(plan, em, roots, R, update)
-    return decl + _row_loop(plan, em, R, init + chunk + write)
+    return decl + _row_loop(plan, em, R, init + chunk + write(R, Dw))
+
+
+def _lse_write(R, Dw):
+    return [f"if (ib + {r} < i1) {{ " + " ".join(
+        f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log(s{r}_{e});" for e in range(Dw)) + " }" for r in range(R)]
+
+
+def _softmax_write(R, Dw):
+    """Weights (1, W): out0 = s_W / s_1, out1 = m + log s_1."""
+    return [f"if (ib + {r} < i1) {{ " + " ".join(
+        f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = m{r} == jl_inf() ? jl_nan() : s{r}_{e} / s{r}_0;"
+        for e in range(1, Dw))
+        + f" out1[ib + {r}] = m{r} + jl_log(s{r}_0); }}" for r in range(R)]
 
 
 def _min_kernel(plan, em, roots, R):
@@ -622,7 +628,7 @@ def _min_kernel(plan, em, roots, R):
         "  }",
         "}",
     ]
-    sign = "-" if plan.red.negate else ""
+    sign = common.value_sign(plan)
     write = [
         f"for (int r = 0; r < {R}; ++r) {{",
         "  if (ib + r >= i1) break;",
@@ -662,7 +668,7 @@ def _kmin_kernel(plan, em, roots, R):
         "  }",
         "}",
     ]
-    sign = "-" if plan.red.negate else ""
+    sign = common.value_sign(plan)
     write = [
         f"for (int r = 0; r < {R}; ++r) {{",
         "  if (ib + r >= i1) break;",
@@ -674,6 +680,18 @@ def _kmin_kernel(plan, em, roots, R):
     ]
     decl, chunk = _buffered(plan, em, roots, R, update, state=[("T", "kv", size), ("IDX", "kk", size)])
     return decl + _row_loop(plan, em, R, init + chunk + write)
+
+
+# The kernel body of each family: (plan, emitter, roots, rows per block) -> C++ lines
+# (after the prologue, which declares the outputs: T values, IDX indices).
+EMIT = {
+    SUM: _sum_kernel,
+    LSE: partial(_lse_kernel, write=_lse_write),
+    SOFTMAX: partial(_lse_kernel, write=_softmax_write),
+    MIN: _min_kernel,
+    KMIN: _kmin_kernel,
+}
+assert set(EMIT) == set(FAMILIES), "a reduction family has no cpu kernel emitter"
 
 
 # ---------------------------------------------------------------- running
@@ -728,7 +746,4 @@ def _call(plan, arrays, geom):
     ins = [jnp.swapaxes(a, -1, -2) if v.attr[1] == J and v.dim > 1 else a for v, a in zip(plan.variables, arrays)]
     cats = [v.attr[1] for v in plan.variables]
     outs = ffi.call(key, ins, cats, out_types(plan, geom), geom.batch, geom.M, geom.N, row_block=R)
-    if plan.red.kernel is KMIN:
-        shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
-        outs = [o.reshape(shape) for o in outs]
-    return tuple(outs)
+    return common.finalized(plan, geom, outs)

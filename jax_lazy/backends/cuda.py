@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -105,7 +106,7 @@ from ..errors import BackendError
 from .. import memo
 from ..options import options
 from ..ir import I, J, P
-from ..reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
+from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
 from .codegen import Emitter
 from .common import inner_products, out_types
@@ -166,17 +167,6 @@ class Config:
         return xs, yc, [s0 + k * R * (TJ + 1) for k in range(len(self.inners))]
 
 
-def _state_size(plan) -> int:
-    F, family = plan.formulas[0], plan.red.kernel
-    if family in (LSE, SOFTMAX):
-        return plan.formulas[1].dim + 2
-    if family is MIN:
-        return 2 * F.dim
-    if family is KMIN:
-        return 2 * F.dim * plan.k
-    return F.dim
-
-
 def config(plan) -> Config:
     """The default launch configuration of ``plan``'s kernel (the first of
     :func:`candidates`)."""
@@ -196,7 +186,7 @@ def _emitter(plan) -> Emitter:
 
 @memo.lru(memo.KERNELS)
 def _scheme(plan, inner: str) -> tuple[Emitter, tuple[Config, ...]]:
-    roots = common.roots(plan)
+    roots = plan.red.roots(plan.formulas)
     size = _TYPES[plan.dtype][2]
     inners = tuple(inner_products(plan, roots)) if inner != "off" else ()
     if inners:
@@ -214,7 +204,7 @@ def _scheme(plan, inner: str) -> tuple[Emitter, tuple[Config, ...]]:
         if found:
             return em, tuple(found)
     em = Emitter(roots, _var_name)
-    default = BLOCK_THREADS if _state_size(plan) <= 32 else BLOCK_THREADS // 2
+    default = BLOCK_THREADS if EMIT[plan.red.family].state(plan) <= 32 else BLOCK_THREADS // 2
     width = sum(v.dim for v in _used_vars(plan, J, em)) * size  # bytes per column
     found = []
     for threads in sorted(BLOCK_SIZES, key=lambda t: t != default):
@@ -278,9 +268,10 @@ def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90", cfg: Config | Non
     if len(plan.variables) > MAX_INPUTS:
         raise BackendError(f"the cuda backend takes at most {MAX_INPUTS} variables per reduction "
                            f"(JL_MAX_INPUTS), this one has {len(plan.variables)}", plan.describe())
-    roots = common.roots(plan)
+    roots = plan.red.roots(plan.formulas)
     em, cfg = _emitter(plan), cfg or config(plan)
-    fam = _FAMILIES[plan.red.kernel](plan, em, roots)
+    fam = EMIT[plan.red.family].pieces(plan, em, roots)
+    outputs = ["IDX" if plan.red.is_index(p) else "S" for p in range(plan.red.family.outputs)]
     R = cfg.block_threads
     lines = [
         f"// {plan.describe()}",
@@ -293,7 +284,7 @@ def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90", cfg: Config | Non
         *(["  const long long row = i < a.M ? i : a.M - 1;  // threads past M help with the tiles, write nothing"]
           if _used_vars(plan, I, em) else []),
         "  for (long long b = blockIdx.y; b < a.nbatch; b += gridDim.y) {",
-        *_indent(_pointers(plan, em, fam.outputs), 4),
+        *_indent(_pointers(plan, em, outputs), 4),
         *_indent(em.statements("p"), 4),
         *_indent(_loads(plan, em, I, "row"), 4),
         *_indent(em.statements("i", 0), 4),
@@ -441,11 +432,10 @@ def _plus(offset: int, expr: str) -> str:
 
 
 @dataclass
-class _Family:
-    """What a reduction family adds to the kernel: output types, state declarations,
-    per-tile and per-pair updates, and the writes of row i."""
+class _Pieces:
+    """What a reduction family adds to the kernel: state declarations, per-tile and
+    per-pair updates, and the writes of row i (outputs: S values, IDX indices)."""
 
-    outputs: list
     init: list
     pair: list
     write: list
@@ -468,14 +458,12 @@ def _sum(plan, em, roots):
     (F,) = roots
     E = F.dim
     if plan.dtype == "float64" or E > BLOCKED_SUM_MAX:  # plain accumulation
-        return _Family(
-            outputs=["S"],
+        return _Pieces(
             init=[f"T acc[{E}] = {{}};"],
             pair=[f"acc[{e}] += {c};" for e, c in enumerate(em.comps(F, 0))],
             write=[_UNROLL, f"for (int e = 0; e < {E}; ++e) jl_st(out0, i * {E} + e, acc[e]);"],
         )
-    return _Family(
-        outputs=["S"],
+    return _Pieces(
         init=[f"T acc[{E}] = {{}};"],
         tile_begin=[f"T part[{E}] = {{}};  // this tile's partial sums (block summation)"],
         pair=[f"part[{e}] += {c};" for e, c in enumerate(em.comps(F, 0))],
@@ -484,28 +472,33 @@ def _sum(plan, em, roots):
     )
 
 
-def _lse(plan, em, roots):
+def _lse(plan, em, roots, write):
+    """LogSumExp and SumSoftMaxWeight: the state (m, s); ``write(Dw)``: the family's
+    outputs from it."""
     F, W = roots
     Dw = W.dim
-    if plan.red.kernel is LSE:
-        write = [_UNROLL, f"for (int e = 0; e < {Dw}; ++e) jl_st(out0, i * {Dw} + e, m + jl_log(s[e]));"]
-    else:  # weights (1, W): the softmax average and the log-sum-exp
-        write = [_UNROLL, f"for (int e = 1; e < {Dw}; ++e) jl_st(out0, i * {Dw - 1} + e - 1, "
-                 "m == jl_inf() ? jl_nan() : s[e] / s[0]);  // a +inf column: NaN, as jax.nn.softmax",
-                 "jl_st(out1, i, m + jl_log(s[0]));"]
-    return _Family(
-        outputs=["S"] * (1 if plan.red.kernel is LSE else 2),
+    return _Pieces(
         init=["T m = -jl_inf();", f"T s[{Dw}] = {{}};"],
         pair=[_array("w", em.comps(W, 0)), f"jl_lse_update<{Dw}>(m, s, {em.comps(F, 0)[0]}, w);"],
-        write=write,
+        write=write(Dw),
     )
+
+
+def _lse_write(Dw):
+    return [_UNROLL, f"for (int e = 0; e < {Dw}; ++e) jl_st(out0, i * {Dw} + e, m + jl_log(s[e]));"]
+
+
+def _softmax_write(Dw):
+    """Weights (1, W): the softmax average and the log-sum-exp."""
+    return [_UNROLL, f"for (int e = 1; e < {Dw}; ++e) jl_st(out0, i * {Dw - 1} + e - 1, "
+            "m == jl_inf() ? jl_nan() : s[e] / s[0]);  // a +inf column: NaN, as jax.nn.softmax",
+            "jl_st(out1, i, m + jl_log(s[0]));"]
 
 
 def _min(plan, em, roots):
     (F,) = roots
-    D, sign = F.dim, "-" if plan.red.negate else ""
-    return _Family(
-        outputs=["S", "IDX"],
+    D, sign = F.dim, common.value_sign(plan)
+    return _Pieces(
         init=[f"T mv[{D}]; IDX mk[{D}];", _UNROLL, f"for (int e = 0; e < {D}; ++e) {{ mv[e] = jl_inf(); mk[e] = -1; }}"],
         pair=[_array("f", em.comps(F, 0)), f"jl_min_update<{D}>(mv, mk, f, (IDX)j);"],
         uses_j=True,
@@ -522,15 +515,14 @@ def _kmin(plan, em, roots):
     H100: 16 KiB each is 4.3 GB; the limit per thread is 512 KiB). Past
     :data:`KMIN_STATE_BYTES` (e.g. K > 2048 at D = 1 in float32): BackendError."""
     (F,) = roots
-    D, K, sign = F.dim, plan.k, "-" if plan.red.negate else ""
+    D, K, sign = F.dim, plan.k, common.value_sign(plan)
     state = D * K * (_TYPES[plan.dtype][2] + np.dtype(index_dtype()).itemsize)
     if state > KMIN_STATE_BYTES:
         raise BackendError(
             f"the cuda kernel of {plan.red.name} keeps K * D = {K} * {D} (value, index) pairs per thread: "
             f"{state} bytes of local memory, more than cuda.KMIN_STATE_BYTES = {KMIN_STATE_BYTES}; "
             "use a smaller K (or D), or backend='cpu' or 'jnp'", plan.describe())
-    return _Family(
-        outputs=["S", "IDX"],
+    return _Pieces(
         init=[f"T kv[{D * K}]; IDX kk[{D * K}];  // component e: entries [e*K, e*K + K), sorted",
               f"for (int q = 0; q < {D * K}; ++q) {{ kv[q] = jl_nan(); kk[q] = -1; }}"],
         pair=[_array("f", em.comps(F, 0)), f"jl_kmin_update<{D}, {K}>(kv, kk, f, (IDX)j);"],
@@ -542,7 +534,24 @@ def _kmin(plan, em, roots):
     )
 
 
-_FAMILIES = {SUM: _sum, LSE: _lse, SOFTMAX: _lse, MIN: _min, KMIN: _kmin}
+@dataclass(frozen=True)
+class _Emit:
+    """A family in the cuda backend: its kernel pieces ``(plan, emitter, roots) ->
+    _Pieces``, and ``state(plan)``, the registers of its per-thread state (the default
+    block size halves past 32)."""
+
+    pieces: object
+    state: object
+
+
+EMIT = {
+    SUM: _Emit(_sum, lambda plan: plan.formulas[0].dim),
+    LSE: _Emit(partial(_lse, write=_lse_write), lambda plan: plan.formulas[1].dim + 2),
+    SOFTMAX: _Emit(partial(_lse, write=_softmax_write), lambda plan: plan.formulas[1].dim + 2),
+    MIN: _Emit(_min, lambda plan: 2 * plan.formulas[0].dim),
+    KMIN: _Emit(_kmin, lambda plan: 2 * plan.formulas[0].dim * plan.k),
+}
+assert set(EMIT) == set(FAMILIES), "a reduction family has no cuda kernel pieces"
 
 
 # ---------------------------------------------------------------- building
@@ -731,7 +740,4 @@ def _call(plan, arrays, geom, cfg: Config | None = None):
     cats = [v.attr[1] for v in plan.variables]
     outs = cuda_ffi.call(kernel_key(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
-    if plan.red.kernel is KMIN:
-        shape = geom.batch + (geom.M, plan.k, plan.formulas[0].dim)
-        outs = [o.reshape(shape) for o in outs]
-    return tuple(outs)
+    return common.finalized(plan, geom, outs)

@@ -55,7 +55,8 @@ def reduce(plan, arrays, geom):
 
     Returns the reduction's finalized outputs, each of shape ``geom.batch + (M, ...)``.
     """
-    red, kernel = plan.red, plan.red.kernel
+    red, family = plan.red, plan.red.family
+    roots = red.roots(plan.formulas)  # F (-F for Max), and the weights if any
     batch, M, N = geom.batch, geom.M, geom.N
     nb = len(batch)
     ti, tj = _tiles(plan, M, N)
@@ -81,27 +82,24 @@ def reduce(plan, arrays, geom):
     for v, a in zip(vars_, arrays):
         if v.attr[1] == P:
             pm[v] = a.reshape((1,) * (nb - (a.ndim - 1)) + a.shape[:-1] + (1, 1, a.shape[-1]))
-    dims = [f.dim for f in plan.formulas]
+    dims = [f.dim for f in roots]
     L = batch + (ti,)
 
     def i_block(xblk):
         def j_step(state, inp):
             yblk, j0 = inp
             env = {**pm, **dict(zip(ivars, xblk)), **dict(zip(jvars, yblk))}
-            vals = evaluate(plan.formulas, env, dtype)
+            vals = evaluate(roots, env, dtype)
             valid = (j0 + jnp.arange(tj) < N)[:, None]
             vals = [jnp.broadcast_to(val, L + (tj, d)) for val, d in zip(vals, dims)]
-            F = -vals[0] if red.negate else vals[0]  # negate first: padding must stay neutral
-            F = jnp.where(valid, F, kernel.pad)
-            W = jnp.where(valid, vals[1], 0) if red.weighted else jnp.ones((1,), dtype)
-            if red.name == "SumSoftMaxWeight":
-                W = jnp.concatenate([jnp.ones(W.shape[:-1] + (1,), dtype), W], -1)
-            return kernel.update(state, F, W, j0, plan.k), None
+            F = jnp.where(valid, vals[0], family.pad)  # F is negated already (Max): padding stays neutral
+            W = jnp.where(valid, vals[1], 0) if len(vals) > 1 else jnp.ones((1,), dtype)
+            return family.update(state, F, W, j0, plan.k), None
 
-        dw = dims[1] + (red.name == "SumSoftMaxWeight") if red.weighted else 1
-        state = kernel.init(L, dims[0], dw, plan.k, dtype)
+        dw = dims[1] if len(dims) > 1 else 1
+        state = family.init(L, dims[0], dw, plan.k, dtype)
         state, _ = lax.scan(j_step, state, (yj, jnp.arange(nbj) * tj))
-        return kernel.finalize(state)
+        return family.finalize(state)
 
     # each output (nbi, *b, ti, ...); with no i-variable there is a single row (M = 1).
     outs = lax.map(i_block, xi) if xi else tuple(o[None] for o in i_block(()))
@@ -110,6 +108,4 @@ def reduce(plan, arrays, geom):
         o = jnp.moveaxis(o, 0, nb)
         o = o.reshape(batch + (nbi * ti,) + o.shape[nb + 2 :])[(slice(None),) * nb + (slice(0, M),)]
         result.append(o)
-    if red.negate:
-        result[0] = -result[0]
-    return tuple(result)
+    return red.signed(result)

@@ -70,8 +70,9 @@ def make(op: str, args: tuple, dim: int, attr: tuple = ()) -> Node:
     return node
 
 
-def topo_order(*roots: Node) -> list[Node]:
-    """Every node reachable from ``roots``, each once, children before parents."""
+def topo_order(*roots: Node, stop=frozenset()) -> list[Node]:
+    """Every node reachable from ``roots``, each once, children before parents; nodes in
+    ``stop`` are included but not descended into."""
     seen: set[int] = set()
     order: list[Node] = []
     stack = [(r, False) for r in reversed(roots)]
@@ -84,7 +85,8 @@ def topo_order(*roots: Node) -> list[Node]:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        stack.extend((a, False) for a in reversed(node.args) if id(a) not in seen)
+        if node not in stop:
+            stack.extend((a, False) for a in reversed(node.args) if id(a) not in seen)
     return order
 
 
