@@ -305,7 +305,7 @@ def child_ready(row: Row, opts) -> None:
 
     args = jax.block_until_ready(tuple(jnp.asarray(a) for a in make_data(sized(row, opts))))  # initialises the device
     t = now()
-    from jax_lazy import cache
+    from jax_lazy import compilers
 
     res = {"import": now() - t}
     t = now()
@@ -314,7 +314,7 @@ def child_ready(row: Row, opts) -> None:
     t = now()
     jax.block_until_ready(compiled(*args))
     res["first"] = now() - t
-    res["build"] = sum(cache.build_times.values())
+    res["build"] = sum(compilers.build_times.values())
     Path(opts.child_out, "ready.json").write_text(json.dumps(res))
 
 

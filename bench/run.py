@@ -269,14 +269,14 @@ def run_pure_jax(row: Row, args, repeats, budget) -> tuple[Measure, object]:
 
 def run_lazy(row: Row, args, backend, repeats, budget) -> tuple[Measure, object]:
     try:
-        from jax_lazy import cache
+        from jax_lazy import compilers
     except ImportError:
-        cache = None
-    before = sum(getattr(cache, "build_times", {}).values()) if cache else 0.0
+        compilers = None
+    before = sum(getattr(compilers, "build_times", {}).values()) if compilers else 0.0
     m = Measure()
     out = jax_call(lazy_fn(row, backend), args, repeats, budget, m)
-    if cache is not None:
-        m.kernel_build = sum(getattr(cache, "build_times", {}).values()) - before
+    if compilers is not None:
+        m.kernel_build = sum(getattr(compilers, "build_times", {}).values()) - before
     return m, out
 
 

@@ -9,7 +9,7 @@ whose derivatives are reductions of the formula's symbolic derivatives.
 
 from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyError, ShapeError
 from .doctor import doctor
-from .cache import clear_cache
+from .store import clear_cache
 from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
 from .backends import register_targets as _register_targets
 

@@ -2,7 +2,7 @@
 
 Usage: ``python -S _compile_guard.py PARENT_PID OUTPUT -- COMMAND...``
 
-:mod:`jax_lazy.cache` runs the C++ compiler through this small guard process. The
+:mod:`jax_lazy.compilers` runs the C++ compiler through this small guard process. The
 guard asks the kernel for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``),
 starts COMMAND as the leader of a new process group, waits for it and exits with its
 exit code (the compiler's output goes to the guard's stdout and stderr, i.e. to the

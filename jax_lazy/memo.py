@@ -6,8 +6,8 @@ plan's jitted function holds XLA executables: about 1.8 MB per plan, measured. U
 a loop over changing floats grew by ~1.8 GB per 1,000 values. So every per-plan table is
 an LRU of bounded size registered here, and :func:`clear` empties them all.
 
-``JAX_LAZY_PLAN_CACHE`` (read at import) is the number of plans whose functions are kept
-(default 64: about 120 MB of executables for small problems); an evicted plan is traced and compiled
+``JAX_LAZY_PLAN_CACHE`` (:attr:`jax_lazy.options.Options.plan_cache`, read at import) is the
+number of plans whose functions are kept (default 64: about 120 MB of executables for small problems); an evicted plan is traced and compiled
 again when it is next used.
 """
 
@@ -17,9 +17,10 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import os
 
-PLANS = max(1, int(os.environ.get("JAX_LAZY_PLAN_CACHE", "64")))
+from .options import options
+
+PLANS = options().plan_cache
 KERNELS = 8 * PLANS  # small entries (kernel keys, sources, launch choices): keep more
 
 _tables: list = []

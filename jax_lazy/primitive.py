@@ -23,7 +23,6 @@ through the same planning, code generation and cache.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import jax
@@ -35,6 +34,7 @@ from . import backends, memo
 from .autodiff import jvp, vjp
 from .backends import common
 from .errors import FormulaError
+from .options import options
 from .ir import I, J, P, Var, substitute, to_string, variables
 from .ir.ops import Add, Concat, Exp, Mult, Subtract
 from .ir.evaluate import evaluate
@@ -66,7 +66,7 @@ def run(*arrays, plan: Plan):
 
 @memo.lru(memo.KERNELS)
 def _dump(plan: Plan) -> None:
-    if os.environ.get("JAX_LAZY_DUMP"):  # one line per new plan: "show me the formula"
+    if options().dump:  # one line per new plan: "show me the formula"
         print(f"[jax_lazy] plan {plan.backend}/{plan.dtype}: {plan.describe()}", file=sys.stderr)
 
 

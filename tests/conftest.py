@@ -8,6 +8,9 @@
   small problems run on many padded i- and j-tiles; the memoised plans are dropped
   around the change (see ``clear_plan_caches`` for why not ``jax.clear_caches()``).
 - ``JAX_LAZY_TEST_BACKENDS=jnp`` (comma-separated) restricts the backends tested.
+- ``set_env(monkeypatch, NAME=value, OTHER=None)``: set (or unset, None) environment
+  variables for one test and re-read jax_lazy's options (:func:`jax_lazy.options.reset`);
+  every test starts and ends with the options of the environment of that moment.
 - ``assert_close``: per-dtype tolerances, the absolute part scaled by the size of the
   summed terms (sums of signed terms cancel).
 """
@@ -26,6 +29,7 @@ import jax_lazy.primitive
 import jax_lazy.backends
 import jax_lazy.backends.cpu
 import jax_lazy.backends.jnp
+from jax_lazy import options
 
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
@@ -71,11 +75,11 @@ def backend_params():
 def _cuda_host_param():
     """Without a GPU: the cuda backend's generated kernels run on the CPU through the host
     shim (``cuda_host.py``, slow: a g++ build per kernel)."""
-    from jax_lazy import cache
+    from jax_lazy import compilers
 
     marks = [pytest.mark.slow]
-    if cache.find_compiler() is None:
-        marks.append(pytest.mark.skip(reason=f"the cuda host shim needs a C++20 compiler: {cache.compiler_problem()}"))
+    if compilers.find_compiler() is None:
+        marks.append(pytest.mark.skip(reason=f"the cuda host shim needs a C++20 compiler: {compilers.compiler_problem()}"))
     return pytest.param("cuda-host", marks=marks, id="backend=cuda-host")
 
 
@@ -134,6 +138,26 @@ def use_tiling(monkeypatch, kind: str):
     _TINY_USED.append(True)
     for name, value in TINY_TILES.items():
         monkeypatch.setattr(jax_lazy.backends.jnp, name, value, raising=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_options():
+    # Before: a module-scoped fixture may have changed the environment since the last test.
+    # After (torn down after monkeypatch, which this fixture precedes): its changes are undone.
+    options.reset()
+    yield
+    options.reset()
+
+
+def set_env(monkeypatch, **variables) -> None:
+    """Set (a str) or unset (None) environment variables until the end of the test, then
+    re-read jax_lazy's options."""
+    for name, value in variables.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, str(value))
+    options.reset()
 
 
 @pytest.fixture(autouse=True)

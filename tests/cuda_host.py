@@ -25,7 +25,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from jax_lazy import cache
+from jax_lazy import compilers
 from jax_lazy.backends import cuda, cuda_ffi
 from jax_lazy.backends.common import out_types as _out_types
 
@@ -140,8 +140,8 @@ def _library(plan, cfg=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _library_of(name, source):  # by source: the index dtype and cuda.INNER / TF32 / SQDIST change it
-    lib = ctypes.CDLL(str(cache.build(f"host_{name}", source, FLAGS)))
+def _library_of(name, source):  # by source: the index dtype and the JAX_LAZY_CUDA_* options change it
+    lib = ctypes.CDLL(str(compilers.build(f"host_{name}", source, FLAGS)))
     lib.jl_host_launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
     lib.jl_host_launch.restype = None
     lib.jl_host_guard_hits.restype = ctypes.c_longlong

@@ -1,4 +1,4 @@
-"""The persistent kernel cache (jax_lazy/cache.py): keys, concurrency between processes,
+"""The persistent kernel cache (jax_lazy/store.py, jax_lazy/compilers.py): keys, concurrency between processes,
 corrupted entries, missing compiler, compile errors, clearing, load latency.
 
 Every test uses its own JAX_LAZY_CACHE_DIR (tmp_path). Subprocesses run small scripts
@@ -20,30 +20,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import cache, clear_cache
+from jax_lazy import clear_cache, compilers, options, store
 from jax_lazy.errors import BackendError, CompileError
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 import ffi_kernels as K  # noqa: E402
+from conftest import set_env  # noqa: E402
 
-pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.compiler_problem()}")
+pytestmark = pytest.mark.skipif(compilers.find_compiler() is None, reason=f"{compilers.compiler_problem()}")
 
 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / "cache"
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(d))
-    monkeypatch.delenv("JAX_LAZY_CXXFLAGS", raising=False)
-    monkeypatch.delenv("JAX_LAZY_DUMP", raising=False)
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=d, JAX_LAZY_CXXFLAGS=None, JAX_LAZY_DUMP=None)
     return d
 
 
 @pytest.fixture
 def fresh_compiler():
-    cache.reset_compiler()
+    compilers.reset_compiler()
     yield
-    cache.reset_compiler()
+    compilers.reset_compiler()
 
 
 def unique_source(dtype=np.float64) -> str:
@@ -83,68 +82,85 @@ def run_script(body: str, env_extra: dict, timeout=120) -> dict:
 
 def test_cache_dir_from_env(cache_dir):
     assert not cache_dir.exists()
-    assert cache.cache_dir() == cache_dir and cache_dir.is_dir()
+    assert store.cache_dir() == cache_dir and cache_dir.is_dir()
 
 
 def test_build_layout_and_reuse(cache_dir, capfd, monkeypatch):
     src = unique_source()
-    monkeypatch.setenv("JAX_LAZY_DUMP", "1")
-    path = cache.build("layout", src)
+    set_env(monkeypatch, JAX_LAZY_DUMP="1")
+    path = compilers.build("layout", src)
     err = capfd.readouterr().err
     key = path.stem
     assert path == cache_dir / key[:2] / f"{key}.so" and len(key) == 64
     manifest = json.loads(path.with_suffix(".json").read_text())
-    assert manifest["key"] == key and manifest["so_size"] == path.stat().st_size
-    assert path.with_suffix(".cpp").read_text() == src + cache.key_stamp(key, "cpu")  # the kernel's own key
+    assert manifest["key"] == key and manifest["size"] == path.stat().st_size
+    assert path.with_suffix(".cpp").read_text() == src + compilers.key_stamp(key, "cpu")  # the kernel's own key
     assert str(path) in err and str(path.with_suffix(".cpp")) in err  # JAX_LAZY_DUMP
-    assert any(k.startswith("layout/") and t > 0 for k, t in cache.build_times.items())
+    assert any(k.startswith("layout/") and t > 0 for k, t in compilers.build_times.items())
     # Second lookup: same path, no compile (the file is untouched).
     mtime = path.stat().st_mtime_ns
-    n_builds = len(cache.build_times)
-    assert cache.build("layout", src) == path
-    cache._entries.clear()  # disk lookup this time
-    assert cache.build("layout", src) == path
-    assert path.stat().st_mtime_ns == mtime and len(cache.build_times) == n_builds
+    n_builds = len(compilers.build_times)
+    assert compilers.build("layout", src) == path
+    store.forget("so")  # disk lookup this time
+    assert compilers.build("layout", src) == path
+    assert path.stat().st_mtime_ns == mtime and len(compilers.build_times) == n_builds
+
+
+def test_entries_written_before_the_store_are_read(cache_dir):
+    """Library manifests of jax_lazy before jax_lazy/store.py named the library's size and
+    hash ``so_size`` / ``so_sha256``: such an entry is still valid, found by its source
+    (no compile) and by its key alone (modules exported then)."""
+    src = unique_source()
+    path = compilers.build("legacy", src)
+    key = path.stem
+    new = json.loads(path.with_suffix(".json").read_text())
+    old = {"format": 1, "key": key, "name": "legacy", "compiler": new["compiler"], "flags": new["flags"],
+           "so_size": new["size"], "so_sha256": new["sha256"], "compile_seconds": new["compile_seconds"]}
+    path.with_suffix(".json").write_text(json.dumps(old, indent=1))
+    store.forget()
+    n_builds = len(compilers.build_times)
+    assert compilers.build("legacy", src) == path and len(compilers.build_times) == n_builds
+    assert store.find("cpu", key) == path
+    old["so_size"] += 1  # and it is checked
+    path.with_suffix(".json").write_text(json.dumps(old, indent=1))
+    assert not store.valid(cache_dir, key, "so")
 
 
 def test_key_covers_flags_and_compiler(cache_dir, monkeypatch, fresh_compiler):
     src = unique_source()
-    base = cache.build("k", src)
-    monkeypatch.setenv("JAX_LAZY_CXXFLAGS", "-DJAX_LAZY_TEST_FLAG=1")
-    assert cache.default_flags()[-1] == "-DJAX_LAZY_TEST_FLAG=1"
-    assert cache.default_flags()[:3] == ["-O3", "-march=native", "-std=c++17"]
-    with_flag = cache.build("k", src)
+    base = compilers.build("k", src)
+    set_env(monkeypatch, JAX_LAZY_CXXFLAGS="-DJAX_LAZY_TEST_FLAG=1")
+    assert compilers.default_flags()[-1] == "-DJAX_LAZY_TEST_FLAG=1"
+    assert compilers.default_flags()[:3] == ["-O3", "-march=native", "-std=c++17"]
+    with_flag = compilers.build("k", src)
     assert with_flag != base
-    monkeypatch.delenv("JAX_LAZY_CXXFLAGS")
     # A compiler given with arguments (split with shlex) is another compiler.
-    monkeypatch.setenv("CXX", f"{cache.find_compiler().argv[0]} -DOTHER=1")
-    monkeypatch.delenv("JAX_LAZY_CXX", raising=False)
-    cache.reset_compiler()
-    comp = cache.find_compiler()
+    set_env(monkeypatch, JAX_LAZY_CXXFLAGS=None, CXX=f"{compilers.find_compiler().argv[0]} -DOTHER=1", JAX_LAZY_CXX=None)
+    compilers.reset_compiler()
+    comp = compilers.find_compiler()
     assert comp.argv[1:] == ("-DOTHER=1",) and "-DOTHER=1" in comp.identity
-    assert cache.build("k", src) not in (base, with_flag)
+    assert compilers.build("k", src) not in (base, with_flag)
 
 
 # ------------------------------------------------------------------ errors
 
 def test_no_compiler(cache_dir, monkeypatch, fresh_compiler):
-    monkeypatch.setenv("JAX_LAZY_CXX", "/nonexistent/c++")
-    monkeypatch.delenv("CXX", raising=False)
-    cache.reset_compiler()
-    assert cache.find_compiler() is None
-    problem = cache.compiler_problem()
+    set_env(monkeypatch, JAX_LAZY_CXX="/nonexistent/c++", CXX=None)
+    compilers.reset_compiler()
+    assert compilers.find_compiler() is None
+    problem = compilers.compiler_problem()
     assert "/nonexistent/c++" in problem and "JAX_LAZY_CXX" in problem
     with pytest.raises(BackendError, match="nonexistent"):
-        cache.build("nocomp", unique_source())
+        compilers.build("nocomp", unique_source())
     assert entries(cache_dir, "*.so") == []
 
 
 def test_compile_error(cache_dir):
-    good = cache.build("good", unique_source())
+    good = compilers.build("good", unique_source())
     good_bytes = good.read_bytes()
     bad_src = unique_source() + "\nthis is not C++ at all;\n"
     with pytest.raises(CompileError) as info:
-        cache.build("broken", bad_src)
+        compilers.build("broken", bad_src)
     err = info.value
     msg = str(err)
     assert isinstance(err, BackendError)
@@ -161,12 +177,12 @@ def test_compile_error(cache_dir):
 def test_clear_cache(cache_dir):
     import jax
 
-    kid = cache.build_and_load("tobeclear", unique_source())
+    kid = compilers.build_and_load("tobeclear", unique_source())
     assert entries(cache_dir, "*.so")
     (cache_dir / "README.keep").write_text("not ours")
     clear_cache()
     assert entries(cache_dir, "*") == [] and (cache_dir / "README.keep").exists()
-    assert cache._entries == {} or all(s[0] != str(cache_dir) for s in cache._entries)
+    assert all(k[0] != str(cache_dir) for k in store._memo)
     # The loaded library stays usable under its id.
     from jax_lazy.backends import ffi
 
@@ -188,12 +204,12 @@ def test_concurrent_processes_build_once(cache_dir, tmp_path):
     body = f"""
     import json, os, sys, time
     from pathlib import Path
-    from jax_lazy import cache
+    from jax_lazy import compilers, store
     Path(sys.argv[1]).touch()                       # ready
     while not os.path.exists({str(go)!r}):
         time.sleep(0.005)
-    kid = cache.build_and_load("race", Path({str(tmp_path / 'src.cpp')!r}).read_text())
-    print(json.dumps({{"err": check(kid, int(sys.argv[2])), "compiled": len(cache.build_times)}}))
+    kid = compilers.build_and_load("race", Path({str(tmp_path / 'src.cpp')!r}).read_text())
+    print(json.dumps({{"err": check(kid, int(sys.argv[2])), "compiled": len(compilers.build_times)}}))
     """
     env = dict(os.environ, JAX_LAZY_CACHE_DIR=str(cache_dir), PYTHONPATH=os.pathsep.join(
         [str(TESTS), os.environ.get("PYTHONPATH", "")]))
@@ -227,34 +243,35 @@ def fresh_process_report(tmp_path_factory):
     cache_dir = tmp_path / "cache"
     srcs = {name: unique_source() for name in ("good", "truncated", "garbage")}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JAX_LAZY_CACHE_DIR", str(cache_dir))
-        paths = {name: cache.build(name, s) for name, s in srcs.items()}
+        set_env(mp, JAX_LAZY_CACHE_DIR=cache_dir)
+        paths = {name: compilers.build(name, s) for name, s in srcs.items()}
+    options.reset()
     data = paths["truncated"].read_bytes()
     paths["truncated"].write_bytes(data[: len(data) // 2])
     garbage = paths["garbage"]
     garbage.write_bytes(b"\x7fELF" + os.urandom(garbage.stat().st_size - 4))
     manifest = json.loads(garbage.with_suffix(".json").read_text())
-    manifest.update(so_size=garbage.stat().st_size, so_sha256=cache._sha256_file(garbage))
+    manifest.update(size=garbage.stat().st_size, sha256=store.sha256_file(garbage))
     garbage.with_suffix(".json").write_text(json.dumps(manifest))
     for name, s in srcs.items():
         (tmp_path / f"{name}.cpp").write_text(s)
     body = f"""
     import json, time, warnings
     from pathlib import Path
-    from jax_lazy import cache
+    from jax_lazy import compilers, store
     from jax_lazy.backends import ffi
     import jax_lazy._native  # imported by any jax_lazy computation anyway
     src = {{n: Path({str(tmp_path)!r}, n + ".cpp").read_text() for n in ("good", "truncated", "garbage")}}
     t0 = time.perf_counter()
-    kid = cache.build_and_load("good", src["good"])
+    kid = compilers.build_and_load("good", src["good"])
     t1 = time.perf_counter()
     report = {{"load_ms": (t1 - t0) * 1e3, "good": check(kid, 0)}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for name in ("truncated", "garbage"):
-            report[name] = check(cache.build_and_load(name, src[name]), 1)
+            report[name] = check(compilers.build_and_load(name, src[name]), 1)
     report["warnings"] = [str(w.message) for w in caught]
-    report["compiled"] = sorted(k.split("/")[0] for k in cache.build_times)
+    report["compiled"] = sorted(k.split("/")[0] for k in compilers.build_times)
     print(json.dumps(report))
     """
     return run_script(body, {"JAX_LAZY_CACHE_DIR": str(cache_dir)}), paths
@@ -269,7 +286,7 @@ def test_corrupted_entries_are_rebuilt(fresh_process_report):
     assert len(report["warnings"]) == 1 and "cannot be loaded" in report["warnings"][0]
     assert str(paths["garbage"]) in report["warnings"][0]
     for name in ("truncated", "garbage"):
-        assert cache._valid(cache._paths(paths[name].parent.parent, paths[name].stem), paths[name].stem)
+        assert store.valid(paths[name].parent.parent, paths[name].stem, "so")
 
 
 def test_cached_load_is_fast(fresh_process_report):
@@ -277,3 +294,16 @@ def test_cached_load_is_fast(fresh_process_report):
     assert report["good"] < 1e-12
     print(f"\ncached kernel lookup + dlopen + register in a fresh process: {report['load_ms']:.2f} ms")
     assert report["load_ms"] < 100  # target < 20 ms; generous for noisy CI machines
+
+
+# ------------------------------------------------------------------ layering
+
+def test_the_store_knows_no_producer():
+    """jax_lazy/store.py files artefacts by key: it imports neither the compilers nor the
+    backends (whose tuning records it keeps), so nothing cycles back into it."""
+    import ast
+
+    tree = ast.parse((Path(store.__file__)).read_text())
+    imported = {(n.module or "") + ":" + ",".join(a.name for a in n.names)
+                for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
+    assert imported == {":memo", "errors:BackendError", "options:options"}, imported

@@ -1,6 +1,6 @@
 """The kernel cache when things go wrong: a cache directory that cannot be written, no
 compiler (cached kernels are still used), a process killed or interrupted while it
-compiles, and the message of a slow compile (jax_lazy/cache.py, _compile_guard.py).
+compiles, and the message of a slow compile (jax_lazy/compilers.py, jax_lazy/store.py, _compile_guard.py).
 
 Scenarios that change the environment (PATH, permissions) or kill processes run in
 subprocesses, each with its own JAX_LAZY_CACHE_DIR under tmp_path. Values are checked
@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import cache
+from jax_lazy import compilers, store
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 import ffi_kernels as K  # noqa: E402
+from conftest import set_env  # noqa: E402
 
-pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.compiler_problem()}")
+pytestmark = pytest.mark.skipif(compilers.find_compiler() is None, reason=f"{compilers.compiler_problem()}")
 
 # A child process: runs BODY, prints one JSON line. ``gauss(backend, scale)`` is the
 # Gaussian kernel sum of fixed data (a new formula for each ``scale``) and its error vs
@@ -40,7 +41,7 @@ PRELUDE = textwrap.dedent("""
     import json, os, sys, warnings
     import numpy as np
     import jax, jax.numpy as jnp
-    from jax_lazy import Vi, Vj, cache, BackendError, JaxLazyError
+    from jax_lazy import Vi, Vj, BackendError, JaxLazyError, compilers, store
     warnings.simplefilter("always")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(9, 2)).astype(np.float32)
@@ -125,9 +126,9 @@ def test_unusable_cache_dir_compiles_into_a_temporary_one(kind, tmp_path):
     d = f if kind == "a file" else f / "cache"
     report = run("""
         (auto, w1), (cpu, w2) = caught(lambda: gauss("auto", 1.0)), caught(lambda: gauss("cpu", 2.0))
-        built = sorted(k.split("/")[0] for k in cache.build_times)
+        built = sorted(k.split("/")[0] for k in compilers.build_times)
         print(json.dumps({"auto": auto, "cpu": cpu, "warnings": w1 + w2, "built": built,
-                          "tmp": [str(p) for p in getattr(cache, "_temporary", {}).values()]}))
+                          "tmp": [str(p) for p in getattr(store, "_temporary", {}).values()]}))
     """, {"JAX_LAZY_CACHE_DIR": str(d)})
     assert all(isinstance(report[k], float) and report[k] < 1e-4 for k in ("auto", "cpu")), report
     assert report["built"] == ["Sum", "Sum"]  # compiled by the cpu backend: no jnp fallback
@@ -144,12 +145,12 @@ def test_read_only_cache_is_used_and_new_kernels_go_elsewhere(read_only_cache):
     before = sorted(p.name for p in read_only_cache.rglob("*"))
     report = run("""
         (cached, w1) = caught(lambda: (gauss("cpu", 1.0), grad("auto", 1.0)))
-        built_cached = len(cache.build_times)
+        built_cached = len(compilers.build_times)
         (new, w2) = caught(lambda: (gauss("auto", 3.0), gauss("cpu", 4.0)))
         import jax_lazy
         (cleared, w3) = caught(jax_lazy.clear_cache)
         print(json.dumps({"cached": cached, "w1": w1, "built_cached": built_cached, "new": new, "w2": w2,
-                          "built": len(cache.build_times), "cleared": cleared}))
+                          "built": len(compilers.build_times), "cleared": cleared}))
     """, {"JAX_LAZY_CACHE_DIR": str(read_only_cache)}, unprivileged=True)
     assert max(report["cached"]) < 1e-3 and report["w1"] == [] and report["built_cached"] == 0, report
     assert max(report["new"]) < 1e-4 and report["built"] == 2, report
@@ -173,7 +174,7 @@ def test_cached_kernels_are_used_without_a_compiler(read_only_cache, tmp_path):
         (cpu_new, w3) = caught(lambda: gauss("cpu", 7.0))
         from jax_lazy import doctor
         print(json.dumps({"cached": cached, "w1": w1, "auto_new": auto_new, "w2": w2, "cpu_new": cpu_new,
-                          "built": len(cache.build_times), "compiler": cache.compiler_problem(),
+                          "built": len(compilers.build_times), "compiler": compilers.compiler_problem(),
                           "doctor": doctor(verbose=False)["backends"]["cpu"]}))
     """
     empty = tmp_path / "empty-bin"
@@ -249,7 +250,7 @@ def test_killed_compile_leaves_no_compiler_and_no_temporary_file(how, tmp_path):
     d = tmp_path / "cache"
     src = tmp_path / "slow.cpp"
     src.write_text(slow_source())
-    code = f"from jax_lazy import cache; cache.build('slow', open({str(src)!r}).read())"
+    code = f"from jax_lazy import compilers; compilers.build('slow', open({str(src)!r}).read())"
     child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "JAX_LAZY_CACHE_DIR": str(d)},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -274,9 +275,9 @@ def test_next_compile_removes_stale_temporary_files(tmp_path, monkeypatch):
     """Temporary files of a key left by a dead process (0-byte library, half-written
     source) are deleted by the next compile of that key, under its lock."""
     d = tmp_path / "cache"
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(d))
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=d)
     source = f"// {uuid.uuid4()}\n" + K.gauss_source(np.float64)
-    key = cache._key(source, cache.find_compiler(), cache.default_flags())
+    key = compilers._key(source, compilers.find_compiler(), compilers.default_flags())
     shard = d / key[:2]
     shard.mkdir(parents=True)
     stale = [shard / f".{key}.999999.abcd.tmp.so", shard / f".{key}.cpp.efgh.tmp"]
@@ -284,7 +285,7 @@ def test_next_compile_removes_stale_temporary_files(tmp_path, monkeypatch):
         p.write_bytes(b"")
     other = shard / f".{'f' * 64}.1.x.tmp.so"  # another key's: not ours to judge
     other.write_bytes(b"")
-    path = cache.build("stale", source)
+    path = compilers.build("stale", source)
     assert path.exists() and not any(p.exists() for p in stale) and other.exists()
 
 
@@ -296,8 +297,8 @@ def test_slow_compile_logs_once_what_why_and_where(tmp_path, monkeypatch, caplog
     import jax_lazy.primitive
     from jax_lazy import Vi, Vj
 
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(cache, "SLOW_COMPILE_S", 0.01)
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=tmp_path / "cache")
+    monkeypatch.setattr(compilers, "SLOW_COMPILE_S", 0.01)
     x = np.linspace(0, 1, 6, dtype=np.float32).reshape(3, 2)
     scale = float(uuid.uuid4().int % 1000) / 7 + 1.0  # a formula no cache holds
     with caplog.at_level(logging.WARNING, logger="jax_lazy"):
@@ -309,7 +310,7 @@ def test_slow_compile_logs_once_what_why_and_where(tmp_path, monkeypatch, caplog
     assert Path(src).is_file() and Path(src).parent.parent == tmp_path / "cache"
     caplog.clear()
     jax_lazy.primitive._executable.cache_clear()
-    cache._entries.clear()
+    store.forget("so")
     with caplog.at_level(logging.WARNING, logger="jax_lazy"):
         (-scale * Vi(x).sqdist(Vj(x))).exp().sum(axis=1, backend="cpu")
     assert [r for r in caplog.records if r.name == "jax_lazy"] == []
@@ -320,11 +321,11 @@ def test_slow_nvrtc_compile_logs_once(tmp_path, monkeypatch, caplog):
 
     if nvrtc.status():
         pytest.skip(f"NVRTC unavailable: {nvrtc.status()}")
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(cache, "SLOW_COMPILE_S", 0.0)
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=tmp_path / "cache")
+    monkeypatch.setattr(compilers, "SLOW_COMPILE_S", 0.0)
     src = f'// {uuid.uuid4()}\nextern "C" __global__ void k(float* x) {{ x[threadIdx.x] += 1.0f; }}\n'
     arch = f"compute_{nvrtc.supported_archs()[-1]}"
     with caplog.at_level(logging.WARNING, logger="jax_lazy"):
-        cache.build_cubin("probe", src, arch, formula="a test formula")
+        compilers.build_cubin("probe", src, arch, formula="a test formula")
     msgs = [r.getMessage() for r in caplog.records if r.name == "jax_lazy"]
     assert len(msgs) == 1 and "CUDA kernel probe" in msgs[0] and "a test formula" in msgs[0], msgs

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jax_lazy
-from jax_lazy import Vi, cache
+from jax_lazy import Vi, compilers
 from jax_lazy.backends import cpu
 
 pytestmark = pytest.mark.skipif((cpu.available() or cpu.limitation()) is not None,
@@ -298,16 +298,16 @@ def test_math_simd_loops_call_no_libm_and_vectorise(T, march, tmp_path):
     for AVX2 without AVX-512 (x86-64-v3: no mask registers, no int64 <-> double vector
     conversions, where GCC leaves ternaries as branches); the vectoriser's report is read
     where the compiler is GCC."""
-    compiler = cache.find_compiler()
+    compiler = compilers.find_compiler()
     if compiler is None:
-        pytest.skip(cache.compiler_problem())
+        pytest.skip(compilers.compiler_problem())
     if march != "default" and platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("x86-64 only")
     src = tmp_path / "loops.cpp"
     text = _SIMD_LOOPS.format(T=T, prelude=cpu._PRELUDE.read_text())
     src.write_text(text)
     loops = {str(n + 1) for n, line in enumerate(text.splitlines()) if "out[w] = jl_" in line}
-    flags = [f for f in cache.default_flags() if f not in ("-shared", "-fPIC")]
+    flags = [f for f in compilers.default_flags() if f not in ("-shared", "-fPIC")]
     if march != "default":
         flags = [f for f in flags if not f.startswith("-march=")] + [march]
     gcc = "clang" not in compiler.identity.lower()

@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import Pm, Vi, Vj, cache
+from jax_lazy import Pm, Vi, Vj, compilers, store
 from jax_lazy import plan as plan_mod
 from jax_lazy.backends import cuda, nvrtc
 from jax_lazy.errors import BackendError, CompileError
 from jax_lazy.reductions import REDUCTIONS
 
+from conftest import set_env
 from op_table import ROWS, lazy_operands, sample_operands
 
 pytestmark = pytest.mark.skipif(nvrtc.status() is not None, reason=f"NVRTC unavailable: {nvrtc.status()}")
@@ -170,7 +171,7 @@ def test_launch_config():
 def test_wide_j_variables_are_read_from_global_memory(monkeypatch):
     """Columns too wide for 32 per tile are not staged through shared memory (without the
     inner-product stage, which would take these inner products)."""
-    monkeypatch.setattr(cuda, "INNER", "off")
+    set_env(monkeypatch, JAX_LAZY_CUDA_INNER="off")
     wide = np.zeros((4, 200), np.float64)  # 1600 B per column: fewer than 32 in 48 KiB
     plan = make_plan(((Vi(wide) * Vj(wide)).sum(-1),), "Min_ArgMin", dtype="float64")
     cfg = cuda.config(plan)
@@ -220,7 +221,7 @@ SNAPSHOT_CASES = {
 
 @pytest.mark.parametrize("name", sorted(SNAPSHOT_CASES))
 def test_generated_kernel_matches_snapshot(name, monkeypatch):
-    monkeypatch.setattr(cuda, "SQDIST", "mma" if name.endswith("_mma") else "fma")
+    set_env(monkeypatch, JAX_LAZY_CUDA_SQDIST="mma" if name.endswith("_mma") else "fma")
     body = cuda.kernel_body(SNAPSHOT_CASES[name]())  # the prelude is hand-written, not generated
     path = SNAPSHOTS / f"{name}.cu"
     if os.environ.get("JAX_LAZY_UPDATE_SNAPSHOTS"):
@@ -264,9 +265,7 @@ def _inner_compile_params():
 def test_inner_stage_compiles(cases, variant, arch, monkeypatch):
     """Every implementation of the stage, to cubins for sm_80 and sm_90 (fast suite: a
     few plans, the default variant on both, the others on sm_90)."""
-    monkeypatch.setattr(cuda, "INNER", variant[0])
-    monkeypatch.setattr(cuda, "TF32", variant[1])
-    monkeypatch.setattr(cuda, "SQDIST", variant[2])
+    set_env(monkeypatch, JAX_LAZY_CUDA_INNER=variant[0], JAX_LAZY_CUDA_TF32=int(variant[1]), JAX_LAZY_CUDA_SQDIST=variant[2])
     plans = [_inner_plan(*c) for c in cases]
     assert all(cuda.config(p).inners for p in plans)
     images = compile_all(plans, arch)
@@ -304,7 +303,7 @@ def ptxas_usage(plan, arch="sm_90") -> tuple[int, int]:
 def test_inner_stage_does_not_spill_at_large_d(name, dtype, sqdist, monkeypatch):
     """D = 1000: without the stage every thread holds x_i (1000 values) and spills; with
     it, the registers do not depend on D."""
-    monkeypatch.setattr(cuda, "SQDIST", sqdist)
+    set_env(monkeypatch, JAX_LAZY_CUDA_SQDIST=sqdist)
     regs, spills = ptxas_usage(_inner_plan(name, 1000, dtype))
     assert spills == 0 and regs <= 255
 
@@ -328,7 +327,7 @@ def test_inner_stage_launch_config():
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / "cache"
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(d))
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=d)
     cuda._build.cache_clear()
     yield d
     cuda._build.cache_clear()
@@ -342,18 +341,18 @@ def test_build_goes_through_the_cache(cache_dir):
     manifest = json.loads(cubin.with_suffix(".json").read_text())
     assert manifest["arch"] == "sm_90" and manifest["size"] == len(image)
     key = cubin.stem
-    assert cubin.with_suffix(".cu").read_text() == cuda.kernel_source(plan, "sm_90") + cache.key_stamp(key, "cuda")
+    assert cubin.with_suffix(".cu").read_text() == cuda.kernel_source(plan, "sm_90") + compilers.key_stamp(key, "cuda")
     # the image carries its own key, a __device__ string the handler reads back on load
     assert b"jax_lazy_kernel_key" in image and key.encode() + b"\0" in image
     # a new process: found on disk, not compiled again
-    cache._images.clear()
-    compiled = dict(cache.build_times)
-    assert cache.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
-    assert cache.build_times == compiled
+    store.forget("image")
+    compiled = dict(compilers.build_times)
+    assert compilers.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
+    assert compilers.build_times == compiled
     # a corrupted image is rebuilt
-    cache._images.clear()
+    store.forget("image")
     cubin.write_bytes(b"garbage")
-    assert cache.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
+    assert compilers.build_cubin("Sum", cuda.kernel_source(plan, "sm_90"), "sm_90") == image
     # another arch is another entry
     cuda.build(plan, "sm_80")
     assert len(list(cache_dir.glob("*/*.cubin"))) == 2
@@ -362,7 +361,7 @@ def test_build_goes_through_the_cache(cache_dir):
 def test_compile_error_has_the_log_and_the_source(cache_dir):
     source = 'extern "C" __global__ void jax_lazy_kernel() { undefined_thing(); }\n'
     with pytest.raises(CompileError) as info:
-        cache.build_cubin("broken", source, "sm_90")
+        compilers.build_cubin("broken", source, "sm_90")
     err = info.value
     assert "undefined_thing" in err.log and "undefined_thing" in str(err)
     assert Path(err.source_path).read_text().startswith(source) and str(err.source_path) in str(err)
@@ -414,7 +413,7 @@ def test_the_wheel_of_jax_cuda_major_comes_first(major, monkeypatch):
     cu12, cu13 = _wheel_libs("nvidia.cuda_nvrtc"), _wheel_libs("nvidia.cu13")
     if not (cu12 and cu13):
         pytest.skip("needs both NVRTC wheels (the test extra)")
-    monkeypatch.delenv("JAX_LAZY_NVRTC", raising=False)
+    set_env(monkeypatch, JAX_LAZY_NVRTC=None)
     monkeypatch.setattr(nvrtc, "_jax_cuda_major", lambda: major)
     found = nvrtc._candidates()
     first, second = (cu12, cu13) if major == 12 else (cu13, cu12)

@@ -14,17 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lazy import Pm, Vi, Vj, cache
+from jax_lazy import Pm, Vi, Vj, compilers
 from jax_lazy import plan as plan_mod
 from jax_lazy.backends import cuda
 from jax_lazy.backends import jnp as jnp_backend
 
 import cuda_host
-from conftest import assert_close, precision
+from conftest import assert_close, precision, set_env
 from op_table import ROWS, dense_reference, lazy_operands, sample_operands
 from test_cuda_compile import make_plan
 
-pytestmark = pytest.mark.skipif(cache.find_compiler() is None, reason=f"{cache.compiler_problem()}")
+pytestmark = pytest.mark.skipif(compilers.find_compiler() is None, reason=f"{compilers.compiler_problem()}")
 slow = pytest.mark.slow
 
 M, N = 300, 700  # two blocks of 256 rows (the second one mostly past M), j tiles of 256 + a partial one
@@ -249,7 +249,7 @@ def _inner_case(name, x, y, w, scale):
     raise ValueError(name)
 
 
-# (dtype, cuda.INNER, cuda.TF32, cuda.SQDIST): float32 on tensor cores (3xTF32), on register
+# (dtype, *cuda._switches()): float32 on tensor cores (3xTF32), on register
 # tiles, and plain TF32; float64 (register tiles); bfloat16 (tensor cores, 1xTF32, exact
 # products); "_sqmma": sqdist on tensor cores too (the guarded expansion; sqdist cases only)
 PATHS = {"f32": ("float32", "mma", False, "fma"), "f32_fma": ("float32", "fma", False, "fma"),
@@ -292,9 +292,7 @@ def test_inner_stage_matches_the_float64_oracle(D, name, path, monkeypatch, rng,
     """Inner products of dim D computed by the stage (register tiles, or the emulated
     tensor cores of the host shim), against NumPy in float64 on the same (rounded) inputs."""
     dtype, inner, tf32, sqdist = PATHS[path]
-    monkeypatch.setattr(cuda, "INNER", inner)
-    monkeypatch.setattr(cuda, "TF32", tf32)
-    monkeypatch.setattr(cuda, "SQDIST", sqdist)
+    set_env(monkeypatch, JAX_LAZY_CUDA_INNER=inner, JAX_LAZY_CUDA_TF32=int(tf32), JAX_LAZY_CUDA_SQDIST=sqdist)
     store = cuda_host.STORAGE[dtype]
     x = rng.normal(size=batch + (STAGE_M, D)).astype(store)
     y = rng.normal(size=(STAGE_N, D)).astype(store)
@@ -357,7 +355,7 @@ def test_sqdist_expansion_matches_the_float64_oracle(D, kind, monkeypatch, rng):
     """JAX_LAZY_CUDA_SQDIST=mma: |x|^2 + |y|^2 - 2<x, y> (emulated 3xTF32) with the
     cancellation guard, in a Gaussian Sum and an ArgKMin, against NumPy in float64 on the
     same float32 inputs; the guard's recomputations are counted by the host shim."""
-    monkeypatch.setattr(cuda, "SQDIST", "mma")
+    set_env(monkeypatch, JAX_LAZY_CUDA_SQDIST="mma")
     x, y, w = _sqdist_data(kind, D, rng)
     x64, y64, w64 = (a.astype(np.float64) for a in (x, y, w))
     with np.errstate(invalid="ignore"):
@@ -395,7 +393,7 @@ def test_sqdist_expansion_matches_the_float64_oracle(D, kind, monkeypatch, rng):
 
 def test_sqdist_expansion_duplicates_are_exactly_zero(monkeypatch, rng):
     """KMin values: d(x_j, y_j) = 0 exactly, as in the direct form (the guard recomputes it)."""
-    monkeypatch.setattr(cuda, "SQDIST", "mma")
+    set_env(monkeypatch, JAX_LAZY_CUDA_SQDIST="mma")
     x, y, _ = _sqdist_data("duplicates", 64, rng)
     with precision(np.float64):
         F = Vi(x.astype(np.float64)).sqdist(Vj(y.astype(np.float64)))

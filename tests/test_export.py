@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_lazy import cache
+from jax_lazy import compilers, store
 from jax_lazy.backends import ffi
 
 pytest.importorskip("flatbuffers", reason="jax.export needs flatbuffers (the test extra)")
-pytestmark = pytest.mark.skipif(ffi.available() is not None or cache.find_compiler() is None,
-                                reason=f"FFI handler: {ffi.available()}; compiler: {cache.compiler_problem()}")
+pytestmark = pytest.mark.skipif(ffi.available() is not None or compilers.find_compiler() is None,
+                                reason=f"FFI handler: {ffi.available()}; compiler: {compilers.compiler_problem()}")
 
 M, N = 5, 7
 
@@ -122,7 +122,7 @@ def test_forged_cache_entry_is_refused(exported, tmp_path):
     so.write_bytes(data)
     manifest_path = so.with_suffix(".json")
     manifest = json.loads(manifest_path.read_text())
-    manifest.update(so_size=len(data), so_sha256=hashlib.sha256(data).hexdigest())
+    manifest.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
     manifest_path.write_text(json.dumps(manifest))
     out = run(IMPORT, path, "fresh", cache_dir=kcache)
     assert "ERROR" in out and key in out and other_so.stem in out, out
@@ -134,10 +134,10 @@ def test_load_kernel_refuses_a_library_with_another_key(tmp_path):
         sys.path.insert(0, sys.argv[1])
         import numpy as np
         import ffi_kernels as K
-        from jax_lazy import cache
+        from jax_lazy import compilers, store
         from jax_lazy.backends import ffi
-        key = cache.build_and_load("gauss", K.gauss_source(np.float32))
-        (path,) = cache.cache_dir().glob(f"*/{key}.so")
+        key = compilers.build_and_load("gauss", K.gauss_source(np.float32))
+        (path,) = store.cache_dir().glob(f"*/{key}.so")
         try:
             ffi.load_kernel(path, "f" * 64)
         except Exception as e:

@@ -17,14 +17,15 @@ import jax
 import numpy as np
 import pytest
 
-from jax_lazy import cache
+from jax_lazy import compilers
 from jax_lazy.backends import ffi
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ffi_kernels as K  # noqa: E402
+from conftest import set_env  # noqa: E402
 
-pytestmark = pytest.mark.skipif(ffi.available() is not None or cache.find_compiler() is None,
-                                reason=f"FFI handler: {ffi.available()}; compiler: {cache.compiler_problem()}")
+pytestmark = pytest.mark.skipif(ffi.available() is not None or compilers.find_compiler() is None,
+                                reason=f"FFI handler: {ffi.available()}; compiler: {compilers.compiler_problem()}")
 
 I, J, P = ffi.CAT_I, ffi.CAT_J, ffi.CAT_P
 INDEX = {np.float32: np.int32, np.float64: np.int64}
@@ -34,11 +35,11 @@ INDEX = {np.float32: np.int32, np.float64: np.int64}
 def kernels(tmp_path_factory):
     """Kernel ids: ("gauss", dtype), ("argmin", dtype), "chunks"."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path_factory.mktemp("kernel_cache")))
-        ids = {"chunks": cache.build_and_load("chunks", K.chunks_source())}
+        set_env(mp, JAX_LAZY_CACHE_DIR=tmp_path_factory.mktemp("kernel_cache"))
+        ids = {"chunks": compilers.build_and_load("chunks", K.chunks_source())}
         for dt in (np.float32, np.float64):
-            ids["gauss", dt] = cache.build_and_load(f"gauss_{np.dtype(dt)}", K.gauss_source(dt))
-            ids["argmin", dt] = cache.build_and_load(f"argmin_{np.dtype(dt)}", K.argmin_source(dt, INDEX[dt]))
+            ids["gauss", dt] = compilers.build_and_load(f"gauss_{np.dtype(dt)}", K.gauss_source(dt))
+            ids["argmin", dt] = compilers.build_and_load(f"argmin_{np.dtype(dt)}", K.argmin_source(dt, INDEX[dt]))
         yield ids
 
 

@@ -166,15 +166,15 @@ def _unvectorised_simd_loops(source: str, report: str) -> list[str]:
 
 def _check_simd_loops(plan, tmp_path):
     """Compile ``plan``'s cpu kernel with GCC's vectoriser report: every simd loop is vectorised."""
-    from jax_lazy import cache
+    from jax_lazy import compilers
     from jax_lazy.backends import cpu
 
-    compiler = cache.find_compiler()
+    compiler = compilers.find_compiler()
     if compiler is None or "clang" in compiler.identity.lower():
         pytest.skip("needs GCC's vectoriser report")
     src = tmp_path / "kernel.cpp"
     src.write_text(cpu.kernel_source(plan))
-    flags = [f for f in cache.default_flags() if f not in ("-shared", "-fPIC")]
+    flags = [f for f in compilers.default_flags() if f not in ("-shared", "-fPIC")]
     proc = subprocess.run([*compiler.argv, *flags, "-S", "-o", str(tmp_path / "kernel.s"), str(src),
                            "-fopt-info-vec-optimized"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -27,7 +27,7 @@ from jax_lazy.ir import I, Var, topo_order, to_string
 from jax_lazy.ir import printing
 from jax_lazy.reductions import REDUCTIONS
 
-from conftest import assert_close
+from conftest import assert_close, set_env
 
 C = 0.1  # step size of the map: (1 + C |y|)^depth keeps the derivatives moderate
 
@@ -171,7 +171,7 @@ def test_no_formula_is_printed_without_an_error(monkeypatch, rng):
     printed = []
     real = printing.render
     monkeypatch.setattr(printing, "render", lambda roots: printed.append(roots) or real(roots))
-    monkeypatch.delenv("JAX_LAZY_DUMP", raising=False)
+    set_env(monkeypatch, JAX_LAZY_DUMP=None)
     x, y = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32), jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
     jax.grad(lambda x: iterate(Vi(x), Vj(y), 3).sum(axis=1, backend="jnp").sum())(x)
     assert printed == []

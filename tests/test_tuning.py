@@ -12,14 +12,16 @@ import jax
 import numpy as np
 import pytest
 
-from jax_lazy import Vi, Vj, cache
+from jax_lazy import Vi, Vj, store
 from jax_lazy.backends import cuda, nvrtc, tuning
 from jax_lazy.reductions import index_dtype
+
+from conftest import set_env
 
 
 @pytest.fixture(autouse=True)
 def _fresh(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAX_LAZY_CACHE_DIR", str(tmp_path))
+    set_env(monkeypatch, JAX_LAZY_CACHE_DIR=tmp_path)
     tuning.forget()
     yield
     tuning.forget()
@@ -107,7 +109,7 @@ def test_clear_cache_removes_the_entries():
     tuning.choose({"source": "k7"}, LABELS, _timer([1e-3, 2e-3, 3e-3])[0])
     p = tuning.path(tuning.key({"source": "k7"}, LABELS))
     assert p.exists()
-    cache.clear_cache()
+    store.clear_cache()
     assert not p.exists()
     measure, calls = _timer([3e-3, 2e-3, 1e-3])
     assert tuning.choose({"source": "k7"}, LABELS, measure) == 2 and calls == [0, 1, 2]
@@ -154,7 +156,7 @@ def _fake_gpu(monkeypatch, seconds):
         seen.append((cfg, [a.shape for a in arrays], geom))
         return seconds[cuda.candidates(plan).index(cfg)]
 
-    monkeypatch.setattr(cuda, "TUNE", True)
+    set_env(monkeypatch, JAX_LAZY_CUDA_TUNE="1")
     monkeypatch.setattr(cuda, "device_arch", lambda device=None: "sm_90")
     monkeypatch.setattr(cuda, "_device_kind", lambda: "pretend GPU")
     monkeypatch.setattr(cuda, "_multiprocessors", lambda: 4)
@@ -175,7 +177,7 @@ def test_cuda_launch_choice_measures_each_candidate_once(monkeypatch):
     assert geom.M == 2 * 4 * 256 and 1024 <= geom.N <= 65536 and geom.N % 256 == 0
     assert shapes == [(geom.M, 3), (geom.N, 3)]
     for cfg in cands:  # every candidate was built (NVRTC): a cubin each
-        assert cuda._build(plan, "sm_90", str(np.dtype(index_dtype())), cuda.INNER, cuda.TF32, cuda.SQDIST, cfg)[:4] == b"\x7fELF"
+        assert cuda._build(plan, "sm_90", str(np.dtype(index_dtype())), *cuda._switches(), cfg)[:4] == b"\x7fELF"
     # a new process (no in-memory choice) reads it from the kernel cache
     cuda._choice.cache_clear()
     tuning.forget()
@@ -188,7 +190,7 @@ def test_cuda_launch_choice_measures_each_candidate_once(monkeypatch):
 
 def test_cuda_launch_choice_off(monkeypatch):
     seen = _fake_gpu(monkeypatch, [3e-3, 2e-3, 1e-3])
-    monkeypatch.setattr(cuda, "TUNE", False)
+    set_env(monkeypatch, JAX_LAZY_CUDA_TUNE="0")
     plan = _plan()
     assert cuda.launch_choice(plan) == cuda.config(plan) and seen == []
 
@@ -196,7 +198,7 @@ def test_cuda_launch_choice_off(monkeypatch):
 @pytest.mark.skipif(cuda.available() is not None, reason=f"needs a GPU: {cuda.available()}")
 def test_cuda_launch_choice_on_the_gpu(monkeypatch):
     """Real measurements: every candidate runs, the fastest is remembered with its timings."""
-    monkeypatch.setattr(cuda, "TUNE", True)
+    set_env(monkeypatch, JAX_LAZY_CUDA_TUNE="1")
     cuda._choice.cache_clear()
     plan = _plan()
     chosen = cuda.launch_choice(plan)

@@ -71,9 +71,9 @@ def available():
 def missing(plan) -> str | None:
     """None when ``plan``'s kernel can be had: a C++ compiler is there, or the kernel is in
     the cache already (then it is loaded now); else why not (memoised per plan)."""
-    from .. import cache
+    from .. import compilers
 
-    if cache.find_compiler() is not None:
+    if compilers.find_compiler() is not None:
         return None
     return _not_cached(plan, str(np.dtype(index_dtype())))
 
@@ -89,9 +89,9 @@ def _not_cached(plan, index_type: str) -> str | None:
 
 def limitation() -> str | None:
     """What this machine lacks to compile new kernels (for :func:`jax_lazy.doctor`)."""
-    from .. import cache
+    from .. import compilers
 
-    problem = cache.compiler_problem()
+    problem = compilers.compiler_problem()
     return problem and f"only kernels already in the cache: {problem}"
 
 
@@ -706,11 +706,11 @@ def kernel_key(plan) -> tuple[str, int]:
 
 @memo.lru(memo.KERNELS)
 def _kernel_key(plan, index_type: str) -> tuple[str, int]:
-    from .. import cache
+    from .. import compilers
 
     source = kernel_source(plan)
     R = _rows_per_block(_emitter(plan))
-    return cache.build_and_load(plan.red.name, source, formula=plan.describe()), R
+    return compilers.build_and_load(plan.red.name, source, formula=plan.describe()), R
 
 
 def reduce(plan, arrays, geom):

@@ -78,7 +78,7 @@ product by :func:`_mma_split`:
       exact in its products (the m16n8k16 f16/bf16 mma would double the rate but needs
       16-bit chunks: not done).
 
-Switches (module constants, read from the environment at import):
+Switches (:mod:`jax_lazy.options`, part of the kernel key):
 ``JAX_LAZY_CUDA_INNER`` = ``mma`` (default: (b) where it applies, else (a)), ``fma``
 ((a) only) or ``off`` (no stage: the per-thread loop above, as before the stage);
 ``JAX_LAZY_CUDA_TF32=1``: plain TF32 for float32 dot products (one mma instead of three;
@@ -94,7 +94,6 @@ of the others <= (2 D + 18) 2^-24 16, see ``jl_store_sqdist`` in ``prelude_cuda.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
 from functools import partial
@@ -105,6 +104,7 @@ import numpy as np
 
 from ..errors import BackendError
 from .. import memo
+from ..options import options
 from ..ir import I, J, P
 from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
@@ -118,19 +118,6 @@ BLOCK_SIZES = (256, 128, 64)  # block sizes measured without a stage (the defaul
 BLOCKED_SUM_MAX = 16  # float32 Sums of at most this many components are summed per tile
 SMEM_BUDGET = 48 * 1024  # shared memory of one block without the opt-in attribute
 _KERNELS = Path(__file__).with_name("kernels")
-# The inner-product stage (see the module docstring): "mma" = tensor cores for float32 /
-# float16 / bfloat16 dot products on sm_80+, register tiles otherwise; "fma" = register
-# tiles only; "off" = no stage (x_i in registers, scalar FMAs in the per-column loop).
-INNER = os.environ.get("JAX_LAZY_CUDA_INNER", "mma")
-# Plain TF32 (one mma per k step, ~1e-3 relative error per product) instead of 3xTF32
-# (float32 accuracy, three mma) for float32 dot products: opt-in.
-TF32 = os.environ.get("JAX_LAZY_CUDA_TF32", "") == "1"
-# sqdist on tensor cores as |x|^2 + |y|^2 - 2<x, y> with a cancellation guard ("mma", opt-in
-# until measured on a GPU) or as written on register tiles ("fma", the default).
-SQDIST = os.environ.get("JAX_LAZY_CUDA_SQDIST", "fma")
-# Launch configurations measured once per kernel and device ("1", the default) or the
-# heuristic default always ("0"); see launch_choice.
-TUNE = os.environ.get("JAX_LAZY_CUDA_TUNE", "1") != "0"
 STAGE_TJ = 32  # columns per tile with a stage (JL_TJ of prelude_cuda.h)
 STAGE_ROWS = (128, 64)  # rows (threads) per block with a stage: the first that fits in shared memory
 # dtype -> (compute type, JL_STORAGE code, bytes of the compute type)
@@ -189,12 +176,12 @@ def config(plan) -> Config:
 def candidates(plan) -> tuple[Config, ...]:
     """The launch configurations that ``plan``'s kernel may be built with, the default
     (a heuristic) first; on a GPU the fastest is measured once (:func:`launch_choice`)."""
-    return _scheme(plan, INNER)[1]
+    return _scheme(plan, options().cuda_inner)[1]
 
 
 def _emitter(plan) -> Emitter:
     """The scalarised formulas of ``plan``, less the inner products of the stage."""
-    return _scheme(plan, INNER)[0]
+    return _scheme(plan, options().cuda_inner)[0]
 
 
 @memo.lru(memo.KERNELS)
@@ -386,17 +373,19 @@ def _stage_pointers(plan, em, cfg) -> list[str]:
 def _mma_split(plan, p, arch) -> int:
     """0: inner product ``p`` goes through register tiles (path a); 1 or 3: tensor cores
     with 1xTF32 or 3xTF32 (path b). Tensor cores take the dot products of float32 (3xTF32
-    unless :data:`TF32`), float16 and bfloat16 (1xTF32: their values are tf32 values, the
+    unless ``cuda_tf32``), float16 and bfloat16 (1xTF32: their values are tf32 values, the
     products are exact) on sm_80+. sqdist stays on register tiles: computed as written,
     sum (x - y)^2, it keeps its accuracy for close points, where |x|^2 + |y|^2 - 2<x, y>
     would cancel (the nearest neighbours of KMin, the peaks of a Gaussian kernel), as the
-    cpu backend's stage does; unless :data:`SQDIST` is "mma": then the expansion with a
+    cpu backend's stage does; unless ``cuda_sqdist`` is "mma": then the expansion with a
     cancellation guard (``jl_store_sqdist``), its dot product always 3xTF32 for float32."""
     cc = int(re.search(r"\d+", arch).group(0))
-    if INNER != "mma" or plan.dtype == "float64" or cc < 80 or (p.kind == "sqdist" and SQDIST != "mma"):
+    opts = options()
+    sqdist_off = p.kind == "sqdist" and opts.cuda_sqdist != "mma"
+    if opts.cuda_inner != "mma" or plan.dtype == "float64" or cc < 80 or sqdist_off:
         return 0
     half = plan.dtype in ("float16", "bfloat16")
-    return 1 if half or (TF32 and p.kind == "dot") else 3
+    return 1 if half or (opts.cuda_tf32 and p.kind == "dot") else 3
 
 
 def _inner_stage(plan, cfg, k, arch) -> list[str]:
@@ -573,14 +562,21 @@ def build(plan, arch: str = "sm_90", cfg: Config | None = None) -> bytes:
     configuration ``cfg`` (default :func:`config`), from the persistent cache or compiled
     by NVRTC. Raises BackendError (no NVRTC, unknown arch) or CompileError (with NVRTC's
     log and the path of the saved source)."""
-    return _build(plan, arch, str(np.dtype(index_dtype())), INNER, TF32, SQDIST, cfg or config(plan))
+    return _build(plan, arch, str(np.dtype(index_dtype())), *_switches(), cfg or config(plan))
+
+
+def _switches() -> tuple[str, bool, str]:
+    """The options that change the source (the memo tables below are keyed by them)."""
+    opts = options()
+    return opts.cuda_inner, opts.cuda_tf32, opts.cuda_sqdist
 
 
 @memo.lru(memo.KERNELS)
 def _build(plan, arch, idx, inner, tf32, sqdist, cfg):  # all of these change the source (idx: the x64 flag)
-    from .. import cache
+    from .. import compilers
 
-    return cache.build_cubin(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch, formula=plan.describe())
+    source = kernel_source(plan, arch, cfg=cfg, idx=idx)
+    return compilers.build_cubin(plan.red.name, source, arch, formula=plan.describe())
 
 
 # ---------------------------------------------------------------- running
@@ -608,16 +604,15 @@ def kernel_key(plan, arch: str | None = None, cfg: Config | None = None) -> str:
     """Build (or fetch) ``plan``'s kernel with launch configuration ``cfg`` (default
     :func:`config`) for ``arch`` (default :func:`device_arch`) and register it with the
     CUDA FFI handler; returns its key (the cache key, which the custom call carries)."""
-    return _kernel_key(plan, arch or device_arch(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST,
-                      cfg or config(plan))
+    return _kernel_key(plan, arch or device_arch(), str(np.dtype(index_dtype())), *_switches(), cfg or config(plan))
 
 
 @memo.lru(memo.KERNELS)
 def _kernel_key(plan, arch, idx, inner, tf32, sqdist, cfg):
-    from .. import cache
+    from .. import compilers
     from . import cuda_ffi
 
-    image, key = cache.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch,
+    image, key = compilers.build_cubin_keyed(plan.red.name, kernel_source(plan, arch, cfg=cfg, idx=idx), arch,
                                          formula=plan.describe())
     return cuda_ffi.load_kernel(image, key)
 
@@ -631,9 +626,9 @@ def launch_choice(plan) -> Config:
     in the kernel cache (:mod:`tuning`); the default (:func:`config`) when
     ``JAX_LAZY_CUDA_TUNE=0`` or when there is only one candidate."""
     cands = candidates(plan)
-    if not TUNE or len(cands) == 1:
+    if not options().cuda_tune or len(cands) == 1:
         return cands[0]
-    return _choice(plan, device_arch(), _device_kind(), str(np.dtype(index_dtype())), INNER, TF32, SQDIST)
+    return _choice(plan, device_arch(), _device_kind(), str(np.dtype(index_dtype())), *_switches())
 
 
 def _device_kind() -> str:

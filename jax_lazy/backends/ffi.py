@@ -7,7 +7,7 @@ pointer`` and one XLA FFI handler. A generated kernel is a shared library export
                                     int64_t M, int64_t N, int64_t i0, int64_t i1);
     extern "C" const char* jax_lazy_kernel_key();   // its own key
 
-The key is the kernel cache key (:mod:`jax_lazy.cache`, which bakes it into the
+The key is the kernel cache key (:mod:`jax_lazy.compilers`, which bakes it into the
 source); the custom call carries it, so a module exported with ``jax.export`` names the
 same kernel in any process. A key the process has not loaded is looked up in the kernel
 cache by the handler (through :func:`resolve_kernel`, set at ``import jax_lazy``); a
@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 from .._native_loader import load_native, native_error
+from .. import store
 from ..errors import BackendError, ShapeError
 
 TARGET = "jax_lazy_cpu"
@@ -103,13 +104,30 @@ def resolve_kernel(kind: str, key: str) -> str:
     register it; the handlers call this for a key the process has not registered (a
     module exported by another process). Returns "" on success, else why not (the
     handler puts it in its error)."""
-    from .. import cache
-
     try:
-        cache.load_by_key(kind, key)
+        load_by_key(kind, key)
     except Exception as e:  # noqa: BLE001 - the message goes back to the handler's error
         return f"{type(e).__name__}: {e}"
     return ""
+
+
+def load_by_key(kind: str, key: str) -> None:
+    """Load and register kernel ``key`` from the kernel cache with nothing but its key: a
+    library (``kind`` "cpu") or a CUDA image ("cuda"), found by :func:`jax_lazy.store.find`.
+
+    Raises:
+      BackendError: no valid entry for ``key`` in the cache directory, or one that
+        reports another key (forged).
+    """
+    at = store.slot(key)
+    with store.key_lock(at):
+        found = store.find(kind, key)
+        if kind == "cpu":
+            store.remember(at, "loaded", load_kernel(found, key))
+        else:
+            from . import cuda_ffi  # it imports this module
+
+            cuda_ffi.load_kernel(found, key)
 
 
 def load_kernel(path, key: str) -> str:

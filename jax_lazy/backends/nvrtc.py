@@ -36,6 +36,7 @@ import threading
 from pathlib import Path
 
 from ..errors import BackendError, CompileError
+from ..options import options
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -47,7 +48,7 @@ _ARCH = re.compile(r"^(sm|compute)_(\d+)[af]?$")
 
 def _candidates() -> list[str]:
     out = []
-    env = os.environ.get("JAX_LAZY_NVRTC")
+    env = options().nvrtc
     if env:
         out.append(env)
     for package in sorted(_WHEELS, key=lambda p: _WHEELS[p] != _jax_cuda_major()):

@@ -3,11 +3,11 @@
 A compiled backend offers a few launch configurations of one kernel (different block
 sizes; each is a kernel of its own, all computing the same thing). :func:`choose` times
 them on synthetic data of a representative size and keeps the fastest. The choice is
-remembered in this process and in the kernel cache (:func:`jax_lazy.cache.cache_dir`) as
-``<key[:2]>/<key>.tune.json``, where ``key`` is the sha256 of what the caller says
+remembered in this process and in the kernel cache (:mod:`jax_lazy.store`, a record
+``<key[:2]>/<key>.tune.json``), where ``key`` is the sha256 of what the caller says
 identifies the kernel and the device, the candidates' labels and the jax_lazy version:
 a later process (or a later version, a new device, a new compiler) reads it back without
-measuring, or measures again. The entries go with :func:`jax_lazy.cache.clear_cache`.
+measuring, or measures again. The entries go with :func:`jax_lazy.clear_cache`.
 
 Measurements run eagerly even when :func:`choose` is called while a function is being
 traced (kernels are chosen when a custom call is lowered), inside
@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import threading
 import time
 from typing import Callable, Sequence
 
 import jax
 
+from .. import store
+from ..options import options
+
 FORMAT = 1
 REPEATS = 5  # timed runs per candidate, after one untimed run (loading, warming up)
-
-_chosen: dict[tuple[str, str], int] = {}  # (cache dir, key) -> index, for this process
-_lock = threading.Lock()
-_key_locks: dict[tuple[str, str], threading.Lock] = {}
+RECORD = "tune.json"  # the extension of the records in the store
 
 
 def key(material: dict, labels: Sequence[str]) -> str:
@@ -45,9 +43,7 @@ def key(material: dict, labels: Sequence[str]) -> str:
 
 def path(k: str):
     """Where the entry of key ``k`` lives."""
-    from ..cache import cache_dir
-
-    return cache_dir() / k[:2] / f"{k}.tune.json"
+    return store.path(store.cache_dir(), k, RECORD)
 
 
 def choose(material: dict, labels: Sequence[str], measure: Callable[[int], float], name: str = "kernel") -> int:
@@ -69,15 +65,8 @@ def choose(material: dict, labels: Sequence[str], measure: Callable[[int], float
     """
     if len(labels) == 1:
         return 0
-    from ..cache import cache_dir
-
     k = key(material, labels)
-    slot = (str(cache_dir()), k)
-    with _lock:
-        lock = _key_locks.setdefault(slot, threading.Lock())
-    with lock:
-        if slot in _chosen:
-            return _chosen[slot]
+    with store.key_lock(store.slot(k)):
         found = _read(k, labels)
         if found is None:
             seconds = []
@@ -86,44 +75,30 @@ def choose(material: dict, labels: Sequence[str], measure: Callable[[int], float
                     seconds.append(float(measure(c)))
                 except Exception as e:  # noqa: BLE001 - any failure rules the candidate out
                     seconds.append(None)
-                    if os.environ.get("JAX_LAZY_DUMP"):
+                    if options().dump:
                         print(f"jax_lazy: {name}: candidate {labels[c]} failed: {e}", file=sys.stderr, flush=True)
             timed = [(s, c) for c, s in enumerate(seconds) if s is not None]
             if not timed:
                 return 0
             found = min(timed)[1]
-            _write(k, material, labels, seconds, found)
-            if os.environ.get("JAX_LAZY_DUMP"):
+            store.write_record(k, RECORD, {"format": FORMAT, "key": k, "candidates": list(labels), "seconds": seconds,
+                                           "choice": found,
+                                           "material": {m: v for m, v in material.items() if m != "source"}})
+            if options().dump:
                 table = ", ".join(f"{lab}: {'failed' if s is None else f'{s * 1e3:.3f} ms'}"
                                   for lab, s in zip(labels, seconds))
                 print(f"jax_lazy: {name}: chose {labels[found]} ({table})", file=sys.stderr, flush=True)
-        _chosen[slot] = found
         return found
 
 
 def _read(k: str, labels: Sequence[str]) -> int | None:
-    """The remembered choice, or None when the entry is missing or not valid."""
-    try:
-        entry = json.loads(path(k).read_text(encoding="utf-8"))
-        ok = (isinstance(entry, dict) and entry.get("format") == FORMAT and entry.get("key") == k
-              and entry.get("candidates") == list(labels) and isinstance(entry.get("choice"), int)
-              and 0 <= entry["choice"] < len(labels))
-    except (OSError, ValueError):
-        return None
+    """The remembered choice (this process's, else the cache's), or None when the entry
+    is missing or not valid."""
+    entry = store.read_record(k, RECORD)
+    ok = (entry is not None and entry.get("format") == FORMAT and entry.get("key") == k
+          and entry.get("candidates") == list(labels) and isinstance(entry.get("choice"), int)
+          and 0 <= entry["choice"] < len(labels))
     return entry["choice"] if ok else None
-
-
-def _write(k, material, labels, seconds, choice) -> None:
-    from ..cache import _atomic_write
-
-    entry = {"format": FORMAT, "key": k, "candidates": list(labels), "seconds": seconds, "choice": choice,
-             "material": {m: v for m, v in material.items() if m != "source"}}
-    p = path(k)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(p, json.dumps(entry, indent=1))
-    except OSError:  # a read-only cache costs a measurement per process, nothing else
-        pass
 
 
 def best_time(fn: Callable, args: Sequence, repeats: int = REPEATS) -> float:
@@ -141,5 +116,4 @@ def best_time(fn: Callable, args: Sequence, repeats: int = REPEATS) -> float:
 
 def forget() -> None:
     """Forget this process's choices (the entries on disk stay)."""
-    with _lock:
-        _chosen.clear()
+    store.forget(RECORD)
