@@ -75,6 +75,23 @@ def test_op_linearize_and_transpose_match_dense(r, backend, rng):
     _close(jax.linear_transpose(lin, *arrays)(cts), jax.linear_transpose(lin_ref, *arrays)(cts))
 
 
+@pytest.mark.parametrize("r", ROW_PARAMS)
+def test_op_jacfwd_and_hessian_match_dense(r, backend, rng):
+    """jacfwd of both reductions and the Hessian of a scalar contraction, w.r.t. every
+    operand of the row at once (forward over reverse)."""
+    arrays = tuple(jnp.asarray(a) for a in sample_operands(r, rng, "plain", M=4, N=3))
+    f, f_ref = _row_fns(r, arrays, backend)
+    argnums = tuple(range(len(arrays)))
+    _close(jax.jacfwd(f, argnums=argnums)(*arrays), jax.jacfwd(f_ref, argnums=argnums)(*arrays))
+    cts = _tangents(rng, f_ref(*arrays))
+
+    def scalar(fn):
+        return lambda *a: sum(jnp.vdot(o, c) for o, c in zip(fn(*a), cts))
+
+    _close(jax.jit(jax.hessian(scalar(f), argnums=argnums))(*arrays), jax.hessian(scalar(f_ref), argnums=argnums)(*arrays),
+           rtol=1e-8)
+
+
 # ---------------------------------------------------------------- reductions
 
 
