@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import oracle as o
 from conftest import use_tiling
 from jax_lazy import Pm, Vi, Vj
 from reduction_table import REDUCTIONS, _red_dense, _red_lazy, _reduction_data, assert_tree_close
