@@ -23,6 +23,12 @@ pytestmark = pytest.mark.usefixtures("x64")
 
 RTOL = 1e-9
 ROW_PARAMS = [pytest.param(r, id=r.name, marks=() if r.name in FAST_GRAD_ROWS else pytest.mark.slow) for r in DIFF_ROWS]
+# Hessians in the fast suite: one row per kind of rule (broadcast, quotient, kink, power,
+# clamp, select, vector ops, a composite); every row in the slow suite.
+FAST_HESSIAN_ROWS = {"add_dim1_right", "div", "abs", "powf_lazy", "clamp_lazy", "ifelse", "concat", "matvecmult",
+                     "tensorprod", "gaussian", "mixed"}
+HESSIAN_PARAMS = [pytest.param(r, id=r.name, marks=() if r.name in FAST_HESSIAN_ROWS else pytest.mark.slow)
+                  for r in DIFF_ROWS]
 FAST_REDUCTIONS = {"sum_j", "logsumexp_weight_j", "sumsoftmaxweight_i", "max_i", "kmin_argkmin_i", "matmul"}
 RED_PARAMS = [pytest.param(n, id=n, marks=() if n in FAST_REDUCTIONS else pytest.mark.slow) for n in REDUCTIONS]
 
@@ -75,7 +81,7 @@ def test_op_linearize_and_transpose_match_dense(r, backend, rng):
     _close(jax.linear_transpose(lin, *arrays)(cts), jax.linear_transpose(lin_ref, *arrays)(cts))
 
 
-@pytest.mark.parametrize("r", ROW_PARAMS)
+@pytest.mark.parametrize("r", HESSIAN_PARAMS)
 def test_op_jacfwd_and_hessian_match_dense(r, backend, rng):
     """jacfwd of both reductions and the Hessian of a scalar contraction, w.r.t. every
     operand of the row at once (forward over reverse)."""
