@@ -46,7 +46,19 @@ reduction_p.multiple_results = True
 
 
 def bind(plan: Plan, arrays) -> tuple:
-    """The finalized outputs of ``plan`` on ``arrays`` (one per variable, index order)."""
+    """Bind the reduction primitive: the finalized outputs of ``plan`` on ``arrays``.
+
+    Args:
+      plan: a canonical plan (a reduction over j), whose kernels the backend can get.
+      arrays: one per variable, in index order, of the plan's dtype: i-variables
+        ``(*b, M, D)``, j-variables ``(*b, N, D)``, parameters ``(*b, D)`` (batch axes
+        broadcast).
+
+    Returns:
+      Every finalized output of the family (:func:`jax_lazy.plan.out_shapes`):
+      ``(*batch, M, width)``, or ``(*batch, M, K, D)`` for KMin; indices are int32 (int64
+      under x64).
+    """
     return tuple(reduction_p.bind(*arrays, plan=plan))
 
 
@@ -233,10 +245,11 @@ def _jvp(primals, tangents, *, plan: Plan):
         tmap[v] = Var(n + q, v.dim, v.attr[1])
         pairs[tmap[v]] = t
     dF = jvp(plan.formulas, tmap)
-    if all(d.op == "Zero" for d in dF) or geometry(plan, primals).empty:
+    geom = geometry(plan, primals)
+    if all(d.op == "Zero" for d in dF) or geom.empty:
         touts = [None] * len(outs)
     else:
-        touts = JVP[plan.red.family](plan, outs, dF, pairs, geometry(plan, primals).N)
+        touts = JVP[plan.red.family](plan, outs, dF, pairs, geom.N)
     # A derivative reduction binds only the variables its formula uses: its rows or batch
     # axes may be 1 where the primal's are not (e.g. d(x_i + y_j) along y alone).
     return outs, [_zero_tangent(o) if t is None else jnp.broadcast_to(t, o.shape) for o, t in zip(outs, touts)]
