@@ -86,7 +86,8 @@ run_gpu_only() {
 # launch measurement off (it runs once per kernel, and run_gpu_only tests it).
 run_cuda_params() {
   JAX_LAZY_TEST_BACKENDS=cuda JAX_LAZY_CUDA_TUNE=0 "${T[@]}" "$PY" -m pytest -q -n 12 -p no:cacheprovider -rfE \
-    -m "slow or not slow" -k "not test_fuzz_many" tests/test_reductions.py tests/test_transforms.py tests/test_grad.py \
+    -m "slow or not slow" -k "not test_fuzz_many and not four_devices" \
+    tests/test_forward_transpose.py tests/test_reductions.py tests/test_transforms.py tests/test_grad.py \
     tests/test_ops.py tests/test_fuzz.py tests/test_special_values.py tests/test_empty.py tests/test_kinks.py \
     tests/test_large_sizes.py tests/test_shared_subformulas.py
 }
