@@ -2,6 +2,7 @@
 
     python bench/run.py [--quick] [--rows NAME,...] [--out docs/benchmarks.md]
     python bench/run.py --list          # the row names
+    python bench/run.py --sharded [...]  # 1 and 2 CPU devices: bench/sharded.py, its options
 
 Each row is one reduction over M = N points (Gaussian kernel matvec, its gradient w.r.t.
 x, argKmin, logsumexp), computed by
@@ -467,6 +468,8 @@ def parse_args(argv):
     ap.add_argument("--no-keops", action="store_true", help="leave pykeops out")
     ap.add_argument("--keep-caches", action="store_true", help="keep the jax_lazy and pykeops kernel caches")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
+    ap.add_argument("--sharded", action="store_true",
+                    help="run bench/sharded.py instead (1 and 2 CPU devices; its options follow)")
     ap.add_argument("--child-json", help=argparse.SUPPRESS)  # internal: float64 subprocess
     opts = ap.parse_args(argv)
     if opts.repeats is None:
@@ -498,6 +501,12 @@ def child_main(rows, opts) -> None:
 
 
 def main(argv=None) -> str:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--sharded" in argv:  # another benchmark, with its own options
+        import sharded
+
+        rest = [a for a in argv if a != "--sharded"]
+        return sharded.main(rest, "python bench/run.py --sharded " + " ".join(shlex.quote(a) for a in rest))
     opts = parse_args(argv)
     if opts.list:
         print("\n".join(f"{r.name:16s} {r.title}, {r.size}{'  (not with --quick)' if r.big else ''}" for r in ROWS))
@@ -509,7 +518,7 @@ def main(argv=None) -> str:
     if opts.child_json:
         child_main(rows, opts)
         return ""
-    command = "python bench/run.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "python bench/run.py " + " ".join(shlex.quote(a) for a in argv)
     load_start, t0 = os.getloadavg(), now()
     single = [r for r in rows if r.dtype != "float64"]
     results = {r.name: run_row(r, opts) for r in single}
@@ -522,7 +531,10 @@ def main(argv=None) -> str:
     text = report(rows, results, notes_md, tables, load_start, os.getloadavg(), command.strip(), now() - t0)
     print(f"\n{tables[0]}\n\n{notes_md}\n\n{tables[1]}\n")
     if opts.out:
-        Path(opts.out).write_text(text)
+        from sharded import split_section  # keep the section that bench/sharded.py wrote there
+
+        kept = split_section(Path(opts.out).read_text())[1] if Path(opts.out).exists() else ""
+        Path(opts.out).write_text(text + ("\n" + kept.rstrip("\n") + "\n" if kept else ""))
         log(f"wrote {opts.out}")
     return text
 
