@@ -50,12 +50,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from rows import REF_ROWS, Row, make_data
 
 ROWS = (Row("gauss3-2e5", "gauss", 3, 200_000), Row("argkmin3-2e5", "argkmin", 3, 200_000))
 MEM_OTHER = 256  # points of the unsharded axis in the memory search
-MEM_START = 2**18  # first size of the memory search
+MEM_START = 2**21  # first size of the memory search
 MEM_TIMEOUT = 300  # seconds: a memory child running longer counts as a failure ("hangs")
+# When one device's allocation fails, the other waits at the next collective: XLA warns
+# after 20 s, then aborts the process after this flag's seconds (default 40).
+MEM_XLA_FLAGS = "--xla_cpu_collective_call_terminate_timeout_seconds=5"
 SECTION = "## Sharded: 1 and 2 CPU devices"
 COLLECTIVES = ("all-gather", "all-reduce", "collective-permute", "all-to-all", "reduce-scatter")
 
@@ -77,8 +82,8 @@ class Config:
     def name(self) -> str:
         return f"{self.devices}x{self.threads}" + (f":{self.axis}" if self.axis != "-" else "")
 
-    def env(self) -> dict:
-        flags = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={self.devices}"
+    def env(self, flags: str = "") -> dict:
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={self.devices} {flags}"
         return {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_LAZY_NUM_THREADS": str(self.threads)}
 
 
@@ -165,9 +170,17 @@ def measure_row(row: Row, config: Config, n: int, repeats: int, budget: float) -
             "out_spec": str(out.sharding.spec), "devices": len(jax.devices())}
 
 
+def fill(shape: tuple, k: int):
+    """Values in [-1, 1] from one fused iota + sin: an input made on its devices with no
+    temporaries beyond itself (random draws need 3x their size in threefry bits)."""
+    import jax.numpy as jnp
+
+    return jnp.sin(jnp.arange(np.prod(shape), dtype=jnp.float32).reshape(shape) * (0.618 + k))
+
+
 def memory_child(config: Config, size: int) -> dict:
     """The Gaussian matvec with the sharded axis of length ``size`` (the other MEM_OTHER),
-    the inputs drawn on the devices (no host copy); the peak data segment of the process."""
+    the inputs made on the devices (no host copy); the peak RSS of the process."""
     import jax
     from jax.sharding import NamedSharding
 
@@ -175,10 +188,9 @@ def memory_child(config: Config, size: int) -> dict:
 
     mesh, specs = mesh_and_specs(config)
     m, n = (size, MEM_OTHER) if config.axis == "x" else (MEM_OTHER, size)
-    keys = jax.random.split(jax.random.key(0), 3)
     shapes = ((m, 3), (n, 3), (n,))
-    args = [jax.jit(lambda k, s=s: jax.random.normal(k, s), out_shardings=NamedSharding(mesh, p))(k)
-            for k, s, p in zip(keys, shapes, specs)]
+    args = [jax.jit(lambda s=s, k=k: fill(s, k), out_shardings=NamedSharding(mesh, p))()
+            for k, (s, p) in enumerate(zip(shapes, specs))]
     out = jax.block_until_ready(jax.jit(lazy_fn(Row("mem", "gauss", 3, n), "cpu"))(*args))
     assert bool(jax.numpy.isfinite(out).all())
     return {"size": size, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -199,6 +211,15 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def failure_line(stderr: str) -> str:
+    """The line of a child's stderr that says why it failed (XLA's error, or its abort)."""
+    lines = [ln for ln in stderr.splitlines() if re.search(r"Error|Out of memory|Termination timeout", ln)]
+    if not lines:
+        return ""
+    line = re.sub(r"^[EFWI]\d{4} [\d:.]+\s+\d+ \S+\] (\[id=\d+\] )?", "", lines[-1])  # absl's prefix
+    return re.sub(r" ?RendezvousKey\{[^}]*\}", "", line).strip()
+
+
 def run_child(config: Config, opts, mem_size: int = 0, cap: int | None = None) -> tuple[dict | None, str]:
     """One child process; (its results or None, the last line of its stderr)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,12 +229,11 @@ def run_child(config: Config, opts, mem_size: int = 0, cap: int | None = None) -
                "--mem-size", str(mem_size)]
         limit = (lambda: resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))) if cap else None
         try:
-            proc = subprocess.run(cmd, env=config.env(), preexec_fn=limit, capture_output=True, text=True,
+            proc = subprocess.run(cmd, env=config.env(MEM_XLA_FLAGS if cap else ""), preexec_fn=limit, capture_output=True, text=True,
                                   timeout=MEM_TIMEOUT if cap else None)
         except subprocess.TimeoutExpired:
             return None, f"timed out after {MEM_TIMEOUT} s"
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        last = lines[-1] if lines else f"rc {proc.returncode}"
+        last = failure_line(proc.stderr) or f"rc {proc.returncode}"
         if proc.returncode != 0 or not out.exists():
             if not cap:
                 log(proc.stderr[-3000:])
@@ -293,7 +313,7 @@ def memory_table(mem: dict, configs: list[Config]) -> str:
         axis = {"x": f"M (rows of x; N = {MEM_OTHER})", "y": f"N (rows of y, b; M = {MEM_OTHER})"}[c.axis]
         fmt = lambda v: f"{v:,}" if v else "—"  # noqa: E731
         peak = f"{r['peak_rss_mib']:.0f} MiB" if r["peak_rss_mib"] else "—"
-        failure = r["failure"].replace("|", "\\|")[:120] or "—"
+        failure = r["failure"].replace("|", "\\|")[:200] or "—"
         lines.append(f"| {c.devices} | {axis} | {fmt(r['largest'])} | {fmt(r['smallest_failing'])} | {peak} "
                      f"| {failure} |")
     return "\n".join(lines)
@@ -324,7 +344,8 @@ def section(command: str, timing: str, memory: str, opts, load_start, load_end, 
             f"(the other axis {MEM_OTHER} points, inputs drawn on the devices) in a process whose data "
             f"segment is capped at {opts.cap_mib} MiB (`resource.setrlimit(RLIMIT_DATA, cap)` in a "
             f"`preexec_fn`; the cap is for the whole process, whose devices share it; past it XLA raises "
-            f"RESOURCE_EXHAUSTED). Search: doubling from {MEM_START:,}, then {opts.mem_steps} "
+            f"RESOURCE_EXHAUSTED, or, when one device fails while the other waits in a collective, aborts "
+            f"after `{MEM_XLA_FLAGS}`). Search: doubling from {MEM_START:,}, then {opts.mem_steps} "
             f"bisection steps in log scale; C++ threads: 2.\n\n{memory}\n")
 
 
