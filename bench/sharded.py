@@ -11,17 +11,20 @@ the C++ thread pool size (``JAX_LAZY_NUM_THREADS``) when the first kernel runs:
 
   devices x threads  sharded by   the inputs are placed with ``jax.device_put`` on
   1 x 2, 1 x 1       -            ``jax.make_mesh((devices,), ("d",))`` (Auto axis):
-  2 x 1, 2 x 2       x or y       x's rows (P("d", None), the output axis) or y's and
+  2 x 1 (2 x 2)      x or y       x's rows (P("d", None), the output axis) or y's and
                                   b's rows (the reduced axis); the rest replicated.
 
 The thread pool (xla_ffi/thread_pool.cc) is one per process, shared by every device: a
 custom call runs on the thread XLA gives its device, and the pool's n - 1 workers help
 whichever call is running. So "2 x 1" is two devices computing side by side, one core
-each, and "2 x 2" has two callers and one worker on this machine's 2 cores.
+each, and "2 x 2" (not run by default: ``--configs 2x2:x,2x2:y``) has two callers and
+one worker on this machine's 2 cores.
 
 Timing as bench/run.py: compiled ahead of time (``jit(f).lower(...).compile()``), a
 warm-up call, then the best of up to --repeats calls within --budget seconds (a call
-longer than the budget reports the warm-up call alone). For each configuration, the
+longer than the budget reports the warm-up call alone). The process CPU time of the same
+calls (every thread: ``time.process_time``) is the work done, which the load of a shared
+machine does not change: replicated work doubles it. For each configuration, the
 compiled HLO (``compiled.as_text()``) gives the collectives (all-gather, all-reduce,
 collective-permute, all-to-all, reduce-scatter: operand shape -> result shape) and the
 operand shapes of the jax_lazy custom calls: the shapes each device sees, so whether a
@@ -57,6 +60,7 @@ from rows import REF_ROWS, Row, make_data
 ROWS = (Row("gauss3-2e5", "gauss", 3, 200_000), Row("argkmin3-2e5", "argkmin", 3, 200_000))
 MEM_OTHER = 256  # points of the unsharded axis in the memory search
 MEM_START = 2**21  # first size of the memory search
+MEM_ALIGN = 2**12  # sizes searched are multiples of this (divisible by the device count)
 MEM_TIMEOUT = 300  # seconds: a memory child running longer counts as a failure ("hangs")
 # When one device's allocation fails, the other waits at the next collective: XLA warns
 # after 20 s, then aborts the process after this flag's seconds (default 40).
@@ -87,7 +91,7 @@ class Config:
         return {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_LAZY_NUM_THREADS": str(self.threads)}
 
 
-CONFIGS = tuple(Config.parse(c) for c in ("1x2", "1x1", "2x1:x", "2x1:y", "2x2:x", "2x2:y"))
+CONFIGS = tuple(Config.parse(c) for c in ("1x2", "1x1", "2x1:x", "2x1:y"))  # 2x2:x etc. with --configs
 MEM_CONFIGS = tuple(Config.parse(c) for c in ("1x2:x", "1x2:y", "2x2:x", "2x2:y"))
 
 
@@ -163,10 +167,19 @@ def measure_row(row: Row, config: Config, n: int, repeats: int, budget: float) -
     t = time.perf_counter()
     compiled = jax.jit(lazy_fn(row, "cpu")).lower(*args).compile()
     m.compile = time.perf_counter() - t
-    out = time_calls(lambda: jax.block_until_ready(compiled(*args)), repeats, budget, m)
+    cpu = []  # process CPU seconds (every thread) of each call: the work, whatever the load
+
+    def call():
+        start = time.process_time()
+        result = jax.block_until_ready(compiled(*args))
+        cpu.append(time.process_time() - start)
+        return result
+
+    out = time_calls(call, repeats, budget, m)
     m.error = error(row, out, reference(row, *data))
     ops = hlo_ops(compiled.as_text())
-    return {"measure": dataclasses.asdict(m), "collectives": collectives(ops), "calls": lazy_calls(ops),
+    return {"measure": dataclasses.asdict(m), "cpu_s": min(cpu[1:] or cpu), "load": os.getloadavg()[0],
+            "collectives": collectives(ops), "calls": lazy_calls(ops),
             "out_spec": str(out.sharding.spec), "devices": len(jax.devices())}
 
 
@@ -213,7 +226,7 @@ def log(msg: str) -> None:
 
 def failure_line(stderr: str) -> str:
     """The line of a child's stderr that says why it failed (XLA's error, or its abort)."""
-    lines = [ln for ln in stderr.splitlines() if re.search(r"Error|Out of memory|Termination timeout", ln)]
+    lines = [ln for ln in stderr.splitlines() if re.search(r"Error|Out of memory|Termination timeout|bad_alloc", ln)]
     if not lines:
         return ""
     line = re.sub(r"^[EFWI]\d{4} [\d:.]+\s+\d+ \S+\] (\[id=\d+\] )?", "", lines[-1])  # absl's prefix
@@ -254,7 +267,9 @@ def largest_size(config: Config, opts) -> dict:
         else:
             bad, failure = size, msg
     for _ in range(opts.mem_steps if ok and bad else 0):
-        size = round((ok * bad) ** 0.5)
+        size = round((ok * bad) ** 0.5 / MEM_ALIGN) * MEM_ALIGN
+        if size in (ok, bad):
+            break
         result, msg = run_child(config, opts, size, cap)
         log(f"  memory {config.name} size {size}: {'ok' if result else msg}")
         if result:
@@ -283,7 +298,7 @@ def timing_table(results: dict, configs: list[Config], n: int) -> str:
     from report import fmt_rate, fmt_time
 
     cols = ["benchmark", "devices × C++ threads", "sharded by", "time · pairs/s", "speed-up vs 1 × 1",
-            "speed-up vs 1 × 2", "collectives in the compiled HLO", "jax_lazy custom call: operands -> result "
+            "speed-up vs 1 × 2", "CPU time per call", "load", "collectives in the compiled HLO", "jax_lazy custom call: operands -> result "
             "(per device)", "output spec", "error"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in ROWS:
@@ -292,12 +307,12 @@ def timing_table(results: dict, configs: list[Config], n: int) -> str:
         for c in configs:
             r = (results.get(c.name) or {}).get(row.name)
             if r is None:
-                lines.append(f"| {title} | {' | '.join(describe(c))} | n/a (child failed) |" + " |" * 6)
+                lines.append(f"| {title} | {' | '.join(describe(c))} | n/a (child failed) |" + " |" * 8)
                 continue
             m = r["measure"]
             err = f"{m['error']:.0%} rows exact" if row.kind == "argkmin" else f"{m['error']:.1e}"
             cells = [title, *describe(c), f"{fmt_time(m['best'])} · {fmt_rate(float(n) * n, m['best'])}",
-                     speedup(base[1], m), speedup(base[2], m),
+                     speedup(base[1], m), speedup(base[2], m), fmt_time(r["cpu_s"]), f"{r['load']:.1f}",
                      f"{len(r['collectives'])}: " + "; ".join(r["collectives"]) if r["collectives"] else "none",
                      "; ".join(r["calls"]), f"`{r['out_spec']}`", err]
             lines.append("| " + " | ".join(cells) + " |")
@@ -336,7 +351,10 @@ def section(command: str, timing: str, memory: str, opts, load_start, load_end, 
             f"`jax.make_mesh((devices,), (\"d\",), axis_types=(AxisType.Auto,))`, the other inputs "
             f"replicated; `jax.jit` then `lower(...).compile()`. Time: best of up to {opts.repeats} calls "
             f"after a warm-up within {opts.budget:g} s (a call longer than that: the warm-up call alone), "
-            f"compile excluded. Speed-ups are time(1 device × t threads) / time(this row). "
+            f"compile excluded. Speed-ups are time(1 device × t threads) / time(this row). *CPU time*: the "
+            f"process's CPU seconds (all threads, `time.process_time`), least over the timed calls: the work "
+            f"done, whatever the load; *load*: the 1-minute load average after the row (2 = this "
+            f"benchmark alone on the 2 cores). "
             f"Collectives and custom-call shapes are read from `compiled.as_text()` (layouts dropped). "
             f"Error: on the first {REF_ROWS} rows against float64 NumPy (max relative error; argKmin: "
             f"rows whose 10 indices equal the reference's, in order).\n\n{timing}\n\n"
