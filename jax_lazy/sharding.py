@@ -300,10 +300,12 @@ def lowering(run):
 
     def rule(ctx, *args, plan):
         # Partitioned by XLA (jit over several devices): a split per device. One device,
-        # inside shard_map (manual axes), or devices unknown (jax.export): one device's.
+        # inside shard_map (manual axes), or for jax.export (the partition callback is
+        # Python: it cannot be serialized): one device's reduction.
         context = ctx.module_context.axis_context
         devices = getattr(context, "device_assignment", None)
-        multi = devices is not None and len(devices) > 1 and not hasattr(context, "manual_axes")
+        exporting = getattr(getattr(ctx.module_context, "lowering_parameters", None), "for_export", False)
+        multi = devices is not None and len(devices) > 1 and not hasattr(context, "manual_axes") and not exporting
         return (split if multi and args else plain)(ctx, *args, plan=plan)
 
     return rule

@@ -37,7 +37,7 @@ JVP_CASES = [f"jvp-{r}-{s}-{b}" for r, s, b in itertools.product(("sum", "sumsof
                                                                 ("x", "y"), BACKENDS)]
 OTHER_CASES = [f"{c}-{b}" for c, b in itertools.product(
     ("mesh2d-rows", "mesh2d-cols", "explicit-rows", "explicit-cols", "explicit-grad", "vmap-cols",
-     "shard_map-rows", "shard_map-cols", "ties-cols", "k-above-local-n", "uneven-n", "hvp-cols"), BACKENDS)]
+     "shard_map-rows", "shard_map-cols", "ties-cols", "k-above-local-n", "uneven-n", "hvp-cols", "export-cols"), BACKENDS)]
 CASES = VALUE_CASES + GRAD_CASES + JVP_CASES + OTHER_CASES
 
 # The fast suite: every family with the reduced axis sharded on cpu (the custom call), the
@@ -328,12 +328,28 @@ def main(names):
         same(hvp(ys, jax.device_put(t, ys.sharding), x, p, w, v), hvp(y, t, x, p, w, v), "hvp")
         return collectives(hlo(hvp, ys, t, x, p, w, v))
 
+    def export_cols(backend):
+        """jax.export of a function over 4 devices: exported as one device's reduction
+        on gathered operands (the partition callback cannot be serialized), values right."""
+        from jax import export
+
+        f = lazy("sum", 1, backend)
+        args = operands("y")
+        checks = [export.DisabledSafetyCheck.custom_call("jax_lazy_cpu")]
+        exp = export.export(jax.jit(f), disabled_checks=checks)(*args)
+        try:
+            exp = export.deserialize(exp.serialize())
+        except ImportError:  # serialization needs flatbuffers (the test extra)
+            pass
+        same(exp.call(*args), jax.jit(f)(*plain()), "export")
+        return {}
+
     OTHER = {"mesh2d-rows": lambda b: mesh2d(b, False), "mesh2d-cols": lambda b: mesh2d(b, True),
              "explicit-rows": lambda b: explicit(b, "rows"), "explicit-cols": lambda b: explicit(b, "cols"),
              "explicit-grad": lambda b: explicit(b, "grad"), "vmap-cols": vmap_cols,
              "shard_map-rows": lambda b: shard_map_case(b, False), "shard_map-cols": lambda b: shard_map_case(b, True),
              "ties-cols": ties_cols, "k-above-local-n": k_above_local, "uneven-n": uneven,
-             "hvp-cols": hvp_cols}
+             "hvp-cols": hvp_cols, "export-cols": export_cols}
 
     for name in names:
         try:
