@@ -378,7 +378,8 @@ def split_section(text: str) -> tuple[str, str, str]:
 def splice(path: Path, text: str) -> None:
     """Write ``text`` (a section starting with SECTION) into ``path``, replacing the old one."""
     head, _, after = split_section(path.read_text() if path.exists() else "")
-    path.write_text(head.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n" + ("\n" + after if after else ""))
+    before = head.rstrip("\n") + "\n\n" if head.strip() else ""
+    path.write_text(before + text.rstrip("\n") + "\n" + ("\n" + after if after else ""))
 
 
 # --------------------------------------------------------------------------- main

@@ -75,16 +75,22 @@ def test_dry_run_reports_every_configuration(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     text = out.read_text()
     assert text.startswith(sharded.SECTION) and "python bench/run.py --sharded --n 3000" in text
-    table = [ln.split(" | ") for ln in text.splitlines() if ln.startswith("| ") and " × " in ln]
+    lines = [ln.strip("| ").split(" | ") for ln in text.splitlines() if ln.startswith("| ")]
+    header = lines[0]
+    table = [dict(zip(header, cells)) for cells in lines if cells[0].startswith(("Gaussian matvec", "argKmin"))]
     assert len(table) == len(sharded.ROWS) * len(configs)
-    for cells in table:
-        assert "G/s" in cells[3], cells  # it ran
-        shapes = cells[7]
-        assert "f32[3000,3]" in shapes or "f32[1500,3]" in shapes, cells  # x: whole or its rows' shard
-        error = cells[9].rstrip(" |")
-        if "argKmin" in cells[0]:
-            assert error == "100% rows exact", cells
+    calls = "jax_lazy custom call: operands -> result (per device)"
+    for row in table:
+        assert "G/s" in row["time · pairs/s"], row  # it ran
+        assert row["CPU time per call"].endswith("s"), row
+        assert "f32[3000,3]" in row[calls] or "f32[1500,3]" in row[calls], row  # x: whole or its rows' shard
+        if row["benchmark"].startswith("argKmin"):
+            assert row["error"] == "100% rows exact", row
         else:
-            assert float(error) < 1e-5, cells
-    for cells in table[1:]:
-        assert "-> " in cells[6] or cells[6] == "none", cells  # a collective list, or none
+            assert float(row["error"]) < 1e-5, row
+        collectives = row["collectives in the compiled HLO"]
+        assert collectives == "none" or " -> " in collectives, row
+        if row["sharded by"].startswith("rows of x"):  # each device its rows, nothing gathered
+            assert "f32[1500,3]" in row[calls] and collectives == "none", row
+        if row["sharded by"].startswith("rows of y"):  # each device its columns (y is transposed)
+            assert "f32[3,1500]" in row[calls] and "f32[3,1500] -> f32[3,3000]" not in collectives, row
