@@ -33,9 +33,12 @@ device got the whole problem or its shard.
 Memory: the largest size of the sharded axis (the other axis MEM_OTHER points) for which
 the Gaussian matvec runs in a process whose data segment is capped
 (``RLIMIT_DATA``, set in the child before it starts: it counts every private writable
-mapping, so XLA's buffers and the threads' stacks; an allocation past it makes XLA raise
-RESOURCE_EXHAUSTED). The cap is for the whole process: the devices of one host share its
-memory. Search: doubling from MEM_START, then --mem-steps bisection steps in log scale.
+mapping, so XLA's buffers and the threads' stacks). Past it XLA raises RESOURCE_EXHAUSTED,
+or aborts the process: on a ``std::bad_alloc``, or when a device waits in a collective for
+one whose allocation failed (shortened by MEM_XLA_FLAGS); either way the child ends, and
+one running past MEM_TIMEOUT would count as a failure too. The cap is for the whole
+process: the devices of one host share its memory; C++ threads: 2. Search: doubling from
+MEM_START, then --mem-steps bisection steps in log scale.
 """
 
 from __future__ import annotations
@@ -242,8 +245,8 @@ def run_child(config: Config, opts, mem_size: int = 0, cap: int | None = None) -
                "--mem-size", str(mem_size)]
         limit = (lambda: resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))) if cap else None
         try:
-            proc = subprocess.run(cmd, env=config.env(MEM_XLA_FLAGS if cap else ""), preexec_fn=limit, capture_output=True, text=True,
-                                  timeout=MEM_TIMEOUT if cap else None)
+            proc = subprocess.run(cmd, env=config.env(MEM_XLA_FLAGS if cap else ""), preexec_fn=limit,
+                                  capture_output=True, text=True, timeout=MEM_TIMEOUT if cap else None)
         except subprocess.TimeoutExpired:
             return None, f"timed out after {MEM_TIMEOUT} s"
         last = failure_line(proc.stderr) or f"rc {proc.returncode}"
@@ -298,8 +301,8 @@ def timing_table(results: dict, configs: list[Config], n: int) -> str:
     from report import fmt_rate, fmt_time
 
     cols = ["benchmark", "devices × C++ threads", "sharded by", "time · pairs/s", "speed-up vs 1 × 1",
-            "speed-up vs 1 × 2", "CPU time per call", "load", "collectives in the compiled HLO", "jax_lazy custom call: operands -> result "
-            "(per device)", "output spec", "error"]
+            "speed-up vs 1 × 2", "CPU time per call", "load", "collectives in the compiled HLO",
+            "jax_lazy custom call: operands -> result (per device)", "output spec", "error"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in ROWS:
         title = f"{row.title.split(',')[0]}, M=N={n:.0e}".replace("e+0", "e")
@@ -386,7 +389,8 @@ def splice(path: Path, text: str) -> None:
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="M = N = 2e4, 2 repeats, no bisection steps in the memory search")
+    ap.add_argument("--quick", action="store_true",
+                    help="M = N = 2e4, 2 repeats, no bisection steps in the memory search")
     ap.add_argument("--n", type=int, help="M = N (default 200000)")
     ap.add_argument("--configs", help="comma-separated devices x threads[:axis] (default "
                     + ",".join(c.name for c in CONFIGS) + ")")
