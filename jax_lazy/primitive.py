@@ -24,13 +24,14 @@ through the same planning, code generation and cache.
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from . import backends, memo
+from . import backends, memo, sharding
 from .autodiff import jvp, vjp
 from .backends import common
 from .errors import FormulaError
@@ -59,7 +60,13 @@ def bind(plan: Plan, arrays) -> tuple:
       ``(*batch, M, width)``, or ``(*batch, M, K, D)`` for KMin; indices are int32 (int64
       under x64).
     """
-    return tuple(reduction_p.bind(*arrays, plan=plan))
+    expanded = sharding.expand_explicit(plan, arrays, partial(_bind, plan))
+    return tuple(_bind(plan, *arrays) if expanded is None else expanded)
+
+
+def _bind(plan: Plan, *arrays) -> list:
+    """The primitive bound on operands cast to vary alike over ``shard_map``'s manual axes."""
+    return reduction_p.bind(*sharding.vary_alike(arrays), plan=plan)
 
 
 def run(*arrays, plan: Plan):
@@ -90,12 +97,14 @@ def _executable(plan: Plan):
 
 
 def _abstract_eval(*avals, plan: Plan):
-    return [jax.core.ShapedArray(s.shape, s.dtype) for s in out_shapes(plan, geometry(plan, avals))]
+    like = avals[0] if avals else None  # inside shard_map: the outputs vary as the operands
+    return [sharding.out_aval(like, s.shape, s.dtype) for s in out_shapes(plan, geometry(plan, avals))]
 
 
 reduction_p.def_impl(lambda *arrays, plan: _executable(plan)(*arrays))
 reduction_p.def_abstract_eval(_abstract_eval)
-mlir.register_lowering(reduction_p, mlir.lower_fun(run, multiple_results=True))
+mlir.register_lowering(reduction_p, sharding.lowering(run))
+sharding.requires_devices(reduction_p)
 
 
 # ---------------------------------------------------------------- batching
@@ -116,7 +125,7 @@ def _batch(args, dims, *, plan: Plan):
     for a, d, m, k in zip(args, dims, mapped, own):
         a = jnp.moveaxis(a, d, 0) if m else a[None]
         lifted.append(a.reshape(a.shape[:1] + (1,) * (nb - k) + a.shape[1:]))
-    outs = reduction_p.bind(*lifted, plan=plan)
+    outs = _bind(plan, *lifted)
     return outs, [0] * len(outs)
 
 
@@ -236,7 +245,7 @@ assert set(JVP) == set(FAMILIES), "a reduction family has no JVP rule"
 
 
 def _jvp(primals, tangents, *, plan: Plan):
-    outs = reduction_p.bind(*primals, plan=plan)
+    outs = _bind(plan, *primals)
     n = len(plan.variables)
     live = [(v, t) for v, t in zip(plan.variables, tangents) if type(t) is not ad.Zero]
     pairs = dict(zip(plan.variables, primals))

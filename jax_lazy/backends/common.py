@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from ..errors import BackendError
 from ..ir import I, J, P, Node, topo_order
@@ -133,3 +134,32 @@ def merge(plan, outs, offsets):
     the family's values (Max: on -values)."""
     red = plan.red
     return red.signed(red.family.merge(red.signed(outs), offsets, plan.k))
+
+
+# ---------------------------------------------------------------- shard_map's varying axes
+
+
+def _varying(aval) -> frozenset:
+    """The manual mesh axes ``aval`` varies over (``shard_map``'s check_vma typing)."""
+    mat = getattr(aval, "mat", None)  # jax 0.10: ShapedArray.mat.varying; else .vma
+    return frozenset(mat.varying if mat is not None else getattr(aval, "vma", ()))
+
+
+def _vary(x, axes: frozenset):
+    return lax.pcast(x, tuple(sorted(axes)), to="varying") if axes else x
+
+
+def vary_alike(arrays) -> list:
+    """``arrays`` cast to vary over the union of their manual axes, as JAX's own
+    operations do inside ``shard_map``: the reduction's outputs, typed like its first
+    operand, then vary over every axis an input varies over."""
+    vs = [_varying(jax.typeof(a)) for a in arrays]
+    union = frozenset().union(*vs)
+    return [_vary(a, union - v) for a, v in zip(arrays, vs)]
+
+
+def vary_like(tree, arrays):
+    """Every leaf of ``tree`` (e.g. a fresh reduction state, invariant) cast to vary over
+    the manual axes ``arrays`` vary over, so that it can be a loop carry beside them."""
+    union = frozenset().union(*(_varying(jax.typeof(a)) for a in arrays))
+    return jax.tree.map(lambda x: _vary(x, union - _varying(jax.typeof(x))), tree)

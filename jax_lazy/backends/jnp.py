@@ -14,6 +14,7 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
+from . import common
 from ..ir import I, J, P, topo_order
 from ..ir.evaluate import evaluate
 
@@ -97,7 +98,7 @@ def reduce(plan, arrays, geom):
             return family.update(state, F, W, j0, plan.k), None
 
         dw = dims[1] if len(dims) > 1 else 1
-        state = family.init(L, dims[0], dw, plan.k, dtype)
+        state = common.vary_like(family.init(L, dims[0], dw, plan.k, dtype), arrays)  # inside shard_map
         state, _ = lax.scan(j_step, state, (yj, jnp.arange(nbj) * tj))
         return family.finalize(state)
 
