@@ -18,9 +18,10 @@ the per-device computation:
 - feature axes and parameters are replicated (they are small), and so is an axis whose
   length the mesh axes do not divide.
 
-A mesh axis serves one role: batch first, then rows, then columns. When the rows and the
-columns are sharded over the same mesh axis, the rows keep it and the j-variables are
-all-gathered along it (memory O(N) per device; a ``ppermute`` ring is future work).
+A mesh axis serves one role: batch first, then rows, then columns, except when the rows and
+the columns are sharded over the same mesh axes: then the j-variables' shards travel round
+a ``ppermute`` ring past the i-shards (:func:`ring`), and memory per device stays
+O((M + N) / devices).
 
 Two entry points, one rule:
 
@@ -65,6 +66,7 @@ class Split:
     batch: tuple
     rows: tuple
     cols: tuple
+    ring: int = 0  # > 0: the columns are split over the rows' axes too, this many shards
 
     @property
     def trivial(self) -> bool:
@@ -116,7 +118,10 @@ def choose(plan: Plan, shapes, specs, mesh_shape) -> Split:
         batch.append(take(cands, geom.batch[d]))
     rows = take([sp[-2] for v, sp in zip(plan.variables, specs) if v.attr[1] == I], geom.M)
     enough = (lambda n: n >= plan.k) if plan.red.family is KMIN else (lambda n: True)
-    cols = take([sp[-2] for v, sp in zip(plan.variables, specs) if v.attr[1] == J], geom.N, enough)
+    jspecs = [sp[-2] for v, sp in zip(plan.variables, specs) if v.attr[1] == J]
+    if rows and rows in jspecs and geom.N % size(rows) == 0 and enough(geom.N // size(rows)):
+        return Split(tuple(batch), rows, rows, ring=size(rows))  # both sides on the same axes
+    cols = take(jspecs, geom.N, enough)
     return Split(tuple(batch), rows, cols)
 
 
@@ -181,7 +186,9 @@ def combine(plan: Plan, outs, axes: tuple, n_local: int) -> list:
 
 def per_device(plan: Plan, split: Split, reduce_local):
     """The per-device computation of ``plan`` under ``split``: ``reduce_local`` on the
-    local operands, then :func:`combine` across the column axes."""
+    local operands, then :func:`combine` across the column axes (or :func:`ring`)."""
+    if split.ring:
+        return partial(ring, plan, split, reduce_local)
     if not split.cols:
         return reduce_local
 
@@ -189,6 +196,33 @@ def per_device(plan: Plan, split: Split, reduce_local):
         return combine(plan, reduce_local(*arrays), split.cols, geometry(plan, arrays).N)
 
     return body
+
+
+def ring(plan: Plan, split: Split, reduce_local, *arrays):
+    """Rows and columns split over the same mesh axes (``split.ring`` shards): the
+    j-variables' shards travel round the ring (``ppermute``) past the fixed i-shards; each
+    device reduces its rows against the shard it holds and merges the result into its
+    running outputs (the family's ``merge``, global indices). ``ring - 1`` steps; memory
+    per device stays O((M + N) / devices); each device receives N·D values in all."""
+    axes, n = split.cols, split.ring
+    me = lax.axis_index(axes)
+    is_j = [v.attr[1] == J for v in plan.variables]
+    n_local = geometry(plan, arrays).N
+    perm = [(k, (k - 1) % n) for k in range(n)]  # device k receives the shard of k + 1
+
+    def step(s, carry):
+        outs, blocks = carry
+        blocks = [lax.ppermute(b, axes, perm) if j else b for b, j in zip(blocks, is_j)]
+        new = reduce_local(*blocks)
+        offsets = jnp.stack([0, ((me + s) % n) * n_local]).astype(index_dtype())
+        parts = [jnp.stack([o, q]) for o, q in zip(outs, new)]
+        return list(common.merge(plan, parts, offsets)), blocks
+
+    first = reduce_local(*arrays)
+    own = (me * n_local).astype(index_dtype())
+    first = [o + own if plan.red.is_index(p) else o for p, o in enumerate(first)]  # global indices
+    outs, _ = lax.fori_loop(1, n, step, (list(first), list(arrays)))
+    return outs
 
 
 def _spec_axes(spec, ndim: int) -> tuple:
@@ -266,10 +300,12 @@ def lowering(run):
 
     def rule(ctx, *args, plan):
         # Partitioned by XLA (jit over several devices): a split per device. One device,
-        # inside shard_map (manual axes), or devices unknown (jax.export): one device's.
+        # inside shard_map (manual axes), or for jax.export (the partition callback is
+        # Python: it cannot be serialized): one device's reduction.
         context = ctx.module_context.axis_context
         devices = getattr(context, "device_assignment", None)
-        multi = devices is not None and len(devices) > 1 and not hasattr(context, "manual_axes")
+        exporting = getattr(getattr(ctx.module_context, "lowering_parameters", None), "for_export", False)
+        multi = devices is not None and len(devices) > 1 and not hasattr(context, "manual_axes") and not exporting
         return (split if multi and args else plain)(ctx, *args, plan=plan)
 
     return rule
