@@ -9,13 +9,15 @@ builds the same global arrays from the same seeded NumPy data, sharded (a) by ro
 ``jax.jit`` a Gaussian kernel matvec (Sum), a LogSumExp, Min_ArgMin, ArgKMin (K = 5) and
 ``jax.grad`` of the Sum w.r.t. x, on each backend named. The results, gathered from every
 process, are compared with a dense float64 NumPy oracle: indices exactly, values to
-``RTOL``. Prints ``OK <process_id> <number of checks>`` and exits 0, or prints each
+``RTOL``; and the compiled module must not all-gather a split operand whole (each device
+reduces its own rows or columns; ``jax_lazy/sharding.py``). Prints ``OK <process_id> <number of checks>`` and exits 0, or prints each
 mismatch and exits 1.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 # Before jax is imported: the number of CPU devices is fixed when its CPU client starts.
@@ -87,6 +89,14 @@ def global_arrays(mesh, arrays, specs):
     return out
 
 
+def gathered_whole(hlo: str, shapes) -> list:
+    """The all-gathers of a compiled module whose result has one of ``shapes`` (a split
+    operand gathered back whole: what the sharding rule must avoid)."""
+    found = [tuple(int(d) for d in dims.split(",") if d)
+             for dims in re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", hlo)]
+    return [s for s in found if s in shapes]
+
+
 def mismatches(name, got, want):
     """Messages for each output of ``name`` that differs from the oracle (empty when equal)."""
     got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, tuple) else (want,))
@@ -115,10 +125,14 @@ def main(process_id, num_processes, port, backends):
     errors, checks = [], 0
     for layout, specs in layouts.items():
         args = global_arrays(mesh, host, specs)
+        split = {a.shape for a, spec in zip(host, specs) if spec != P()}
         for backend in backends:
             for name, f in reductions(backend).items():
-                got = multihost_utils.process_allgather(jax.jit(f)(*args), tiled=True)
+                compiled = jax.jit(f).lower(*args).compile()
+                got = multihost_utils.process_allgather(compiled(*args), tiled=True)
                 errors += mismatches(f"{layout} {backend} {name}", got, want[name])
+                errors += [f"{layout} {backend} {name}: a split operand all-gathered whole, {s}"
+                           for s in gathered_whole(compiled.as_text(), split)]
                 checks += 1
     for e in errors:
         print(f"process {process_id}: {e}", flush=True)
