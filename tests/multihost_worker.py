@@ -128,6 +128,7 @@ def main(process_id, num_processes, port, backends):
         split = {a.shape for a, spec in zip(host, specs) if spec != P()}
         for backend in backends:
             for name, f in reductions(backend).items():
+                print(f"checking {layout} {backend} {name}", file=sys.stderr, flush=True)  # where a hang was
                 compiled = jax.jit(f).lower(*args).compile()
                 got = multihost_utils.process_allgather(compiled(*args), tiled=True)
                 errors += mismatches(f"{layout} {backend} {name}", got, want[name])
