@@ -209,18 +209,18 @@ def ring(plan: Plan, split: Split, reduce_local, *arrays):
     n_local = geometry(plan, arrays).N
     perm = [(k, (k - 1) % n) for k in range(n)]  # device k receives the shard of k + 1
 
-    def step(s, carry):
-        outs, blocks = carry
+    outs = reduce_local(*arrays)
+    own = (me * n_local).astype(index_dtype())
+    outs = [o + own if plan.red.is_index(p) else o for p, o in enumerate(outs)]  # global indices
+    blocks = list(arrays)
+    # Unrolled (n is a mesh axis size): XLA can overlap each ppermute with the previous
+    # step's reduction, and no while loop reaches XLA's loop simplifier (whose call
+    # inliner stalled on custom-partitioned loops with deep source locations).
+    for s in range(1, n):
         blocks = [lax.ppermute(b, axes, perm) if j else b for b, j in zip(blocks, is_j)]
         new = reduce_local(*blocks)
         offsets = jnp.stack([0, ((me + s) % n) * n_local]).astype(index_dtype())
-        parts = [jnp.stack([o, q]) for o, q in zip(outs, new)]
-        return list(common.merge(plan, parts, offsets)), blocks
-
-    first = reduce_local(*arrays)
-    own = (me * n_local).astype(index_dtype())
-    first = [o + own if plan.red.is_index(p) else o for p, o in enumerate(first)]  # global indices
-    outs, _ = lax.fori_loop(1, n, step, (list(first), list(arrays)))
+        outs = list(common.merge(plan, [jnp.stack([o, q]) for o, q in zip(outs, new)], offsets))
     return outs
 
 
