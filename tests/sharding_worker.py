@@ -37,7 +37,7 @@ GRAD_CASES = [f"grad-{r}-axis{a}-{s}-{b}" for r, a, s, b in itertools.product(
 JVP_CASES = [f"jvp-{r}-{s}-{b}" for r, s, b in itertools.product(("sum", "sumsoftmaxweight", "min_argmin", "kmin_argkmin"),
                                                                 ("x", "y"), BACKENDS)]
 OTHER_CASES = [f"{c}-{b}" for c, b in itertools.product(
-    ("mesh2d-rows", "mesh2d-cols", "explicit-rows", "explicit-cols", "explicit-grad", "vmap-cols",
+    ("mesh2d-rows", "mesh2d-cols", "explicit-rows", "explicit-cols", "explicit-grad", "explicit-ring", "vmap-cols",
      "shard_map-rows", "shard_map-cols", "ties-cols", "k-above-local-n", "uneven-n", "hvp-cols", "export-cols"), BACKENDS)]
 CASES = VALUE_CASES + GRAD_CASES + JVP_CASES + OTHER_CASES
 
@@ -244,6 +244,16 @@ def main(names):
         name = "x" if what == "rows" else "y"
         args = [jax.device_put(jnp.asarray(data[n]), NamedSharding(me, PS("d") if n in (name, "w" if name == "y" else "v") else PS()))
                 for n in "xypwv"]
+        if what == "ring":  # both sides split: the ring inside the shard_map expansion, and its gradient
+            f = lazy("logsumexp_weight", 1, backend)
+            args = [jax.device_put(jnp.asarray(data[n]), NamedSharding(me, PS("d") if n != "p" else PS())) for n in "xypwv"]
+            got = jax.jit(f)(*args)
+            same(got, jax.jit(f)(*plain()), "explicit ring")
+            g = jax.jit(jax.grad(lambda *a: (f(*a)[0] ** 2).sum(), argnums=(0, 1)))
+            same(g(*args), g(*plain()), "explicit ring grad")
+            text = hlo(g, *args)
+            assert not [s for s in gathered_shapes(text) if s in ((M, D), (N, D), (N, 1))], gathered_shapes(text)
+            return collectives(text)
         if what == "grad":
             g = jax.jit(jax.grad(lambda *a: f(*a)[0].sum(), argnums=(0, 1)))
             args[1] = jax.device_put(jnp.asarray(data["y"]), NamedSharding(me, PS("d")))
@@ -355,7 +365,7 @@ def main(names):
 
     OTHER = {"mesh2d-rows": lambda b: mesh2d(b, False), "mesh2d-cols": lambda b: mesh2d(b, True),
              "explicit-rows": lambda b: explicit(b, "rows"), "explicit-cols": lambda b: explicit(b, "cols"),
-             "explicit-grad": lambda b: explicit(b, "grad"), "vmap-cols": vmap_cols,
+             "explicit-grad": lambda b: explicit(b, "grad"), "explicit-ring": lambda b: explicit(b, "ring"), "vmap-cols": vmap_cols,
              "shard_map-rows": lambda b: shard_map_case(b, False), "shard_map-cols": lambda b: shard_map_case(b, True),
              "ties-cols": ties_cols, "k-above-local-n": k_above_local, "uneven-n": uneven,
              "hvp-cols": hvp_cols, "export-cols": export_cols}
