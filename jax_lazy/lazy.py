@@ -322,7 +322,7 @@ class LazyArray:
         nb = self.nbatchdims
         env = {}
         for v, a in zip(self._vars, self._arrays):
-            lead = (1,) * (nb - (a.ndim - (1 if v.attr[1] == P else 2)))
+            lead = (1,) * (nb - plan_mod.batch_rank(v, a.ndim))
             a = a.reshape(lead + a.shape)
             cat = v.attr[1]
             env[v] = a[..., :, None, :] if cat == I else a[..., None, :, :] if cat == J else a[..., None, None, :]

@@ -63,6 +63,13 @@ def describe(formulas, red_name: str, k, axis: Optional[int] = None) -> str:
     return to_string(*formulas, wrap=lambda texts: f"{red_name}_Reduction({', '.join(texts)}{tail})")
 
 
+def batch_rank(v: Node, ndim: int) -> int:
+    """How many leading batch axes an array of rank ``ndim`` bound to ``v`` has: all but
+    the last two for i- and j-variables ``(*b, rows, D)``, all but the last for
+    parameters ``(*b, D)``."""
+    return ndim - (1 if v.attr[1] == P else 2)
+
+
 def geometry(plan: Plan, arrays, text=None) -> Geometry:
     """Batch shape and sizes of ``arrays`` (or abstract values) bound to ``plan``'s
     variables; raises ShapeError (whose message shows ``text()``, by default the plan;

@@ -39,7 +39,7 @@ from .options import options
 from .ir import I, J, P, Var, substitute, to_string, variables
 from .ir.ops import Add, Concat, Exp, Mult, Subtract
 from .ir.evaluate import evaluate
-from .plan import Plan, geometry, out_shapes, swap_ij, swap_var
+from .plan import Plan, batch_rank, geometry, out_shapes, swap_ij, swap_var
 from .reductions import FAMILIES, KMIN, LSE, MIN, REDUCTIONS, SOFTMAX, SUM
 
 reduction_p = Primitive("jax_lazy_reduction")
@@ -66,7 +66,7 @@ def bind(plan: Plan, arrays) -> tuple:
 
 def _bind(plan: Plan, *arrays) -> list:
     """The primitive bound on operands cast to vary alike over ``shard_map``'s manual axes."""
-    return reduction_p.bind(*sharding.vary_alike(arrays), plan=plan)
+    return reduction_p.bind(*common.vary_like(arrays, arrays), plan=plan)
 
 
 def run(*arrays, plan: Plan):
@@ -110,16 +110,12 @@ sharding.requires_devices(reduction_p)
 # ---------------------------------------------------------------- batching
 
 
-def _own_batch_rank(v, a, batched: bool) -> int:
-    return a.ndim - batched - (1 if v.attr[1] == P else 2)
-
-
 def _batch(args, dims, *, plan: Plan):
     """vmap: the mapped axis goes in front (size 1 where an array is not mapped), after
     aligning every array's batch axes to the common batch rank; NumPy broadcasting does
     the rest, in one reduction."""
     mapped = [d is not None for d in dims]  # None: not mapped
-    own = [_own_batch_rank(v, a, m) for v, a, m in zip(plan.variables, args, mapped)]
+    own = [batch_rank(v, a.ndim - m) for v, a, m in zip(plan.variables, args, mapped)]
     nb = max(own, default=0)
     lifted = []
     for a, d, m, k in zip(args, dims, mapped, own):
@@ -224,7 +220,7 @@ def _jvp_select(plan, outs, dF, pairs, N):
     env = {}
     for v, a in pairs.items():
         cat = v.attr[1]
-        a = a.reshape((1,) * (nb - (a.ndim - (1 if cat == P else 2))) + a.shape)
+        a = a.reshape((1,) * (nb - batch_rank(v, a.ndim)) + a.shape)
         if cat == I:
             env[v] = a[..., :, None, :]
         elif cat == J:

@@ -53,9 +53,8 @@ from jax.interpreters import mlir
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .backends import common
-from .backends.common import vary_alike  # noqa: F401  (re-exported: the primitive binds through it)
 from .ir import I, J, P
-from .plan import Plan, geometry, out_shapes
+from .plan import Plan, batch_rank, geometry, out_shapes
 from .reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 
 
@@ -80,10 +79,6 @@ def _axes(entry) -> tuple:
 def _entry(axes: tuple):
     """A tuple of mesh axis names as a PartitionSpec entry."""
     return None if not axes else axes[0] if len(axes) == 1 else axes
-
-
-def _own_batch(v, ndim: int) -> int:
-    return ndim - (1 if v.attr[1] == P else 2)
 
 
 def choose(plan: Plan, shapes, specs, mesh_shape) -> Split:
@@ -112,7 +107,7 @@ def choose(plan: Plan, shapes, specs, mesh_shape) -> Split:
     for d in range(nb):
         cands = []
         for v, s, sp in zip(plan.variables, shapes, specs):
-            k = d - (nb - _own_batch(v, len(s.shape)))
+            k = d - (nb - batch_rank(v, len(s.shape)))
             if k >= 0 and s.shape[k] == geom.batch[d]:
                 cands.append(sp[k])
         batch.append(take(cands, geom.batch[d]))
@@ -130,7 +125,7 @@ def operand_specs(plan: Plan, shapes, split: Split) -> list:
     nb = len(split.batch)
     specs = []
     for v, s in zip(plan.variables, shapes):
-        own = _own_batch(v, len(s.shape))
+        own = batch_rank(v, len(s.shape))
         lead = [_entry(split.batch[nb - own + k]) if s.shape[k] != 1 else None for k in range(own)]
         if v.attr[1] == P:
             specs.append(PartitionSpec(*lead, None))
@@ -265,7 +260,7 @@ def _sharding_rule(plan, mesh, operand_types, result_types):
 
     operands = []
     for v, s in zip(plan.variables, shapes):
-        own = _own_batch(v, len(s))
+        own = batch_rank(v, len(s))
         lead = [f"b{nb - own + k}" if s[k] == geom.batch[nb - own + k] else fresh() for k in range(own)]
         axis = {I: ["m"], J: ["n"], P: []}[v.attr[1]]
         operands.append(lead + axis + [fresh()])
@@ -361,7 +356,7 @@ def expand_explicit(plan: Plan, arrays, bind_local):
 
 def out_aval(like, shape, dtype):
     """The aval of an output of ``shape``, ``dtype``: replicated on the mesh of ``like``
-    (an operand's aval, after :func:`~jax_lazy.backends.common.vary_alike`) and varying over its manual axes."""
+    (an operand's aval, after :func:`~jax_lazy.backends.common.vary_like`) and varying over its manual axes."""
     mesh = getattr(getattr(like, "sharding", None), "mesh", None)
     if mesh is None:
         return jax.core.ShapedArray(shape, dtype)

@@ -22,7 +22,7 @@ import re
 import sys
 import traceback
 
-# reduction name -> (number of outputs, whether differentiable in x and y)
+# reduction name -> whether its values are differentiable (the gradient cases)
 REDUCTIONS = {
     "sum": True, "logsumexp": True, "logsumexp_weight": True, "sumsoftmaxweight": True,
     "min_argmin": True, "max_argmax": True, "kmin_argkmin": True, "argkmin": False,

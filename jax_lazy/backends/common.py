@@ -14,8 +14,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..errors import BackendError
-from ..ir import I, J, P, Node, topo_order
-from ..plan import out_shapes
+from ..ir import I, J, Node, topo_order
+from ..plan import batch_rank, out_shapes
 from ..reductions import index_dtype
 
 
@@ -112,8 +112,7 @@ def split_columns(plan, arrays, geom, parts: int, call):
     nb = len(geom.batch)
     split, tail = [], []
     for v, a in zip(plan.variables, arrays):
-        own = a.ndim - (1 if v.attr[1] == P else 2)
-        a = a.reshape((1,) * (nb - own) + a.shape)  # align batch axes
+        a = a.reshape((1,) * (nb - batch_rank(v, a.ndim)) + a.shape)  # align batch axes
         if v.attr[1] == J:  # (*b, N, D) -> (*b, parts, size, D)
             split.append(a[..., :main, :].reshape(a.shape[:nb] + (parts, size, v.dim)))
             tail.append(a[..., main:, :])
@@ -149,17 +148,10 @@ def _vary(x, axes: frozenset):
     return lax.pcast(x, tuple(sorted(axes)), to="varying") if axes else x
 
 
-def vary_alike(arrays) -> list:
-    """``arrays`` cast to vary over the union of their manual axes, as JAX's own
-    operations do inside ``shard_map``: the reduction's outputs, typed like its first
-    operand, then vary over every axis an input varies over."""
-    vs = [_varying(jax.typeof(a)) for a in arrays]
-    union = frozenset().union(*vs)
-    return [_vary(a, union - v) for a, v in zip(arrays, vs)]
-
-
 def vary_like(tree, arrays):
-    """Every leaf of ``tree`` (e.g. a fresh reduction state, invariant) cast to vary over
-    the manual axes ``arrays`` vary over, so that it can be a loop carry beside them."""
+    """Every leaf of ``tree`` cast to vary over the union of the manual axes ``arrays``
+    vary over, as JAX's own operations do inside ``shard_map``: the operands themselves
+    (the reduction's outputs, typed like its first operand, then vary over every axis an
+    input varies over), or a fresh reduction state (a loop carry beside them)."""
     union = frozenset().union(*(_varying(jax.typeof(a)) for a in arrays))
     return jax.tree.map(lambda x: _vary(x, union - _varying(jax.typeof(x))), tree)
