@@ -121,24 +121,28 @@ def main(names):
     def hlo(f, *args):
         return jax.jit(f).lower(*args).compile().as_text()
 
+    # The compiled module is read by bench/sharded.py's HLO reader (one for both).
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+    import sharded as hlo_reader
+
+    def array_dims(shape):
+        """The dimensions of each array of an HLO shape (a tuple shape has several)."""
+        return [tuple(int(d) for d in m.split(",") if d) for m in re.findall(r"\w+\[([\d,]*)\]", shape)]
+
     def collectives(text):
-        return {op: len(re.findall(rf"\b{op}(?:-start)?\(", text))
-                for op in ("all-gather", "all-reduce", "collective-permute", "all-to-all", "reduce-scatter")}
+        kinds = [o["op"].removesuffix("-start") for o in hlo_reader.hlo_ops(text)]
+        return {op: kinds.count(op) for op in hlo_reader.COLLECTIVES}
 
     def gathered_shapes(text):
         """Result shapes of the all-gathers (what a device receives whole)."""
-        return [tuple(int(s) for s in m.split(",") if s) for m in
-                re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", text)]
+        return [array_dims(o["shape"])[-1] for o in hlo_reader.hlo_ops(text)
+                if o["op"].removesuffix("-start") == "all-gather"]
 
     def custom_call_dims(text):
-        """Every dimension of the operands of jax_lazy's custom calls (per device), from
-        their layout constraints (j-variables are passed transposed: (D, N))."""
-        dims = set()
-        for line in text.splitlines():
-            if 'custom_call_target="jax_lazy' in line:
-                shapes = re.search(r"operand_layout_constraints=\{((?:[^{}]|\{[^{}]*\})*)\}", line).group(1)
-                dims |= {int(d) for m in re.findall(r"\w+\[([\d,]*)\]", shapes) for d in m.split(",") if d}
-        return dims
+        """Every dimension of the operands of jax_lazy's custom calls (per device;
+        j-variables are passed transposed: (D, N))."""
+        return {d for o in hlo_reader.hlo_ops(text) if o["op"] == "custom-call" and (o["target"] or "").startswith("jax_lazy")
+                for shape in o["operands"] for dims in array_dims(shape) for d in dims}
 
     def check_layout(text, red, axis, shard, backend):
         """The reduced operand is never all-gathered (both sides sharded: it goes round a
