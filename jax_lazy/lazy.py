@@ -25,15 +25,18 @@ from . import api
 from . import plan as plan_mod
 from .errors import AxisError, DtypeError, FormulaError, ShapeError
 from .ir import I, J, P, Cst, IntCst, Var, derived, ops, substitute, to_string
+from .ir import complex as cx
 from .ir.evaluate import evaluate
 
 _FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
+_COMPLEX = (jnp.complex64, jnp.complex128)  # bound as real arrays [re, im]: complex_lazy.py
 
 
 def _as_float_array(x, what: str):
     x = jnp.asarray(x)
-    if x.dtype not in [jnp.dtype(t) for t in _FLOATS]:
-        raise DtypeError(f"{what}: expected a floating array (float16/bfloat16/float32/float64), got {x.dtype}")
+    if x.dtype not in [jnp.dtype(t) for t in _FLOATS + _COMPLEX]:
+        raise DtypeError(f"{what}: expected a floating array (float16/bfloat16/float32/float64) or a complex one "
+                         f"(complex64/complex128), got {x.dtype}")
     return x
 
 
@@ -77,6 +80,8 @@ class LazyArray:
         self._init_leaf(arr, cat)
 
     def _init_leaf(self, arr, cat):
+        if jnp.iscomplexobj(arr):  # every constructor lands here: one place turns it complex
+            arr, self.__class__ = complex_lazy.to_block(arr), complex_lazy.ComplexLazyArray
         self.formula = Var(0, arr.shape[-1], cat)
         self._vars = (self.formula,)
         self._arrays = (arr,)
@@ -146,6 +151,8 @@ class LazyArray:
             return LazyArray._build(IntCst(int(other)), (), (), None, None, ())
         if isinstance(other, numbers.Real):
             return LazyArray._build(Cst(float(other)), (), (), None, None, ())
+        if isinstance(other, numbers.Complex):
+            return complex_lazy.constant(other)
         if isinstance(other, (jax.Array, np.ndarray)):
             if other.ndim == 2:
                 raise ShapeError(f"a 2-D array of shape {other.shape} is ambiguous in a formula: wrap it with "
@@ -193,6 +200,9 @@ class LazyArray:
         return nodes, (vars_, arrays, ni, nj, batch)
 
     def _apply(self, fn, *others):
+        others = tuple(map(self._lift, others))
+        if any(o.is_complex for o in others):  # a complex operand: the complex op (complex_lazy.py)
+            return complex_lazy.promote(self)._apply(fn, *others)
         nodes, ctx = self._join(*others)
         try:
             formula = fn(*nodes)
@@ -348,6 +358,8 @@ class LazyArray:
     def _reduce(self, red, axis, weight=None, k=None, backend="auto"):
         if k is not None and (isinstance(k, bool) or not float(k).is_integer()):
             raise ShapeError(f"K must be an integer, got {k!r}", to_string(self.formula))
+        if weight is not None and self._lift(weight).is_complex:
+            raise DtypeError(f"the {red} reduction takes a real weight, got a complex one", to_string(self.formula))
         nodes, (vars_, arrays, ni, nj, batch) = self._join(*(() if weight is None else (weight,)))
         outs = api.reduce(tuple(nodes), red, vars_, arrays, axis, k=None if k is None else int(k), backend=backend)
         if k is not None and self.dim == 1:  # (..., K, 1) -> (..., K), as pykeops
@@ -441,6 +453,21 @@ class LazyArray:
         """``K.T @ b``."""
         return self.t().matvec(b, backend=backend)
 
+    # -------------------------------------------------------------- complex (complex_lazy.py)
+    is_complex = False  # True on complex_lazy.ComplexLazyArray
+
+    def real2complex(self):
+        """``Real2Complex``: ``x + 0i``, a complex LazyArray of the same dim."""
+        return complex_lazy.from_real(self, cx.real2complex)
+
+    def imag2complex(self):
+        """``Imag2Complex``: ``0 + ix``."""
+        return complex_lazy.from_real(self, cx.imag2complex)
+
+    def exp1j(self):
+        """``ComplexExp1j``: ``exp(ix) = cos x + i sin x``."""
+        return complex_lazy.from_real(self, cx.exp1j)
+
 
 LazyTensor = LazyArray
 
@@ -475,3 +502,6 @@ def Pm(x) -> LazyArray:
     out = object.__new__(LazyArray)
     out._init_leaf(x, P)
     return out
+
+
+from . import complex_lazy  # noqa: E402  (it subclasses LazyArray: imported once LazyArray exists)
