@@ -172,6 +172,10 @@ def test_grad_and_vjp(rng, backend, x64):
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(ref))))
     for g, e in zip(vjp(ct), vjp_ref(ct)):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(e))))
+    tangents = tuple(jnp.asarray(rng.normal(size=a.shape) * (1 + 1j if jnp.iscomplexobj(a) else 1)).astype(a.dtype)
+                     for a in args)
+    t, t_ref = jax.jvp(lazy, args, tangents)[1], jax.jvp(jax.jit(dense), args, tangents)[1]
+    np.testing.assert_allclose(t, t_ref, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(t_ref))))
 
 
 def test_jit_vmap_pytree(rng, backend, x64):
@@ -190,6 +194,17 @@ def test_jit_vmap_pytree(rng, backend, x64):
                                                                        for v in ws]), rtol=1e-12)
     K = Vi(z) * Vj(w)  # a ComplexLazyArray is a pytree: it crosses jit as an argument
     np.testing.assert_allclose(jax.jit(lambda K: K.sum(axis=1, backend=backend))(K), expected, rtol=1e-12)
+
+
+def test_matvec_mixed(rng, backend, x64):
+    """``K @ b`` and ``K.T @ b`` with K real and b complex, K complex and b real."""
+    x, y = rng.normal(size=(M, 2)), rng.normal(size=(N, 2))
+    b_c = jnp.asarray(rng.normal(size=(N, 3)) + 1j * rng.normal(size=(N, 3)))
+    b_r = jnp.asarray(rng.normal(size=(M,)))
+    K = (-Vi(x).sqdist(Vj(y))).exp()
+    dense = np.exp(-((x[:, None] - y[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(K @ b_c, dense @ b_c, rtol=1e-12)
+    np.testing.assert_allclose((K * 1j).rmatvec(b_r, backend=backend), 1j * dense.T @ b_r, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- non-uniform DFT
