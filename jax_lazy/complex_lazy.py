@@ -102,6 +102,12 @@ class ComplexLazyArray(LazyArray):
 
     is_complex = True
 
+    def __init__(self, x, axis=None):
+        if not jnp.iscomplexobj(x):  # LazyArray(x) turns complex by itself; a real x here would lose half its dim
+            raise DtypeError(f"ComplexLazyArray needs a complex array, got {jnp.asarray(x).dtype}; use LazyArray(x) "
+                             "or x.real2complex()")
+        super().__init__(x, axis)
+
     # -------------------------------------------------------------- properties
     @property
     def dim(self) -> int:

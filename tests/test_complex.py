@@ -283,8 +283,9 @@ def test_properties_dense_transpose(rng):
     lambda z, w, x: z * Vj(np.ones((N, D), np.float64)),  # complex64 with float64
     lambda z, w, x: z + Vj(np.ones((N, D), np.complex128)),
     lambda z, w, x: Vi(np.ones((M, D), np.int32)),
+    lambda z, w, x: ComplexLazyArray(np.ones((M, D), np.float32), axis=0),
 ], ids=["min", "argKmin", "logsumexp", "real2complex", "exp1j", "sqnorm2", "lt", "pow", "log",
-        "complex_weight", "complex64_with_float64", "complex64_with_complex128", "int"])
+        "complex_weight", "complex64_with_float64", "complex64_with_complex128", "int", "real_into_ComplexLazyArray"])
 def test_errors(rng, bad, x64):
     d = make_data(rng, np.float32)
     z, w, x = Vi(d["z"]), Vj(d["w"]), Vi(d["x"])
