@@ -14,7 +14,8 @@ maps each real op builder that has a complex meaning (``Add``, ``Mult``, ``Exp``
 ``Abs``, ``Sum``...) to its complex formula, so the operators and methods inherited from
 ``LazyArray`` work unchanged; the others raise :class:`~jax_lazy.errors.DtypeError`.
 Real operands (LazyArrays, arrays, Python numbers) are promoted with ``Real2Complex``;
-Python complex numbers become constants of the formula.
+Python complex numbers become constants of the formula, their parts lifted as real Python
+numbers are.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .errors import DtypeError, FormulaError
-from .ir import Cst, Zero, ops, to_string
+from .ir import Zero, ops, to_string
 from .ir import complex as cx
 from .lazy import LazyArray
 
@@ -51,11 +52,16 @@ def _as(cls, x: LazyArray, formula=None) -> LazyArray:
     return cls._build(x.formula if formula is None else formula, x._vars, x._arrays, x.ni, x.nj, x.batch_shape)
 
 
-def constant(c: complex) -> "ComplexLazyArray":
-    """A Python number as a complex constant of the formula (fixed at trace time)."""
-    c = complex(c)
-    im = Zero(1) if c.imag == 0 else Cst(c.imag)
-    return ComplexLazyArray._build(cx.join(Cst(c.real), im), (), (), None, None, ())
+def constant(like: LazyArray, c: numbers.Number) -> "ComplexLazyArray":
+    """A Python number as a complex LazyArray: its real and imaginary parts lifted as real
+    Python numbers are (``LazyArray._lift``: ints exact, floats as real floats are), an
+    part 0 left out (Zero, so products with it simplify away). ``like`` only names the formula
+    in errors."""
+    parts = (c, 0) if isinstance(c, numbers.Real) else (complex(c).real, complex(c).imag)
+    re, im = (LazyArray._build(Zero(1), (), (), None, None, ()) if v == 0 else LazyArray._lift(like, v)
+              for k, v in enumerate(parts))
+    nodes, ctx = re._join(im)
+    return ComplexLazyArray._build(cx.join(*nodes), *ctx)
 
 
 def promote(x: LazyArray) -> "ComplexLazyArray":
@@ -127,7 +133,7 @@ class ComplexLazyArray(LazyArray):
     # -------------------------------------------------------------- combining
     def _lift(self, other) -> "ComplexLazyArray":
         if isinstance(other, numbers.Number) and not isinstance(other, bool):
-            return constant(other)
+            return constant(self, other)
         return promote(LazyArray._lift(self, other))
 
     def _apply(self, fn, *others):

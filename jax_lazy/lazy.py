@@ -152,7 +152,7 @@ class LazyArray:
         if isinstance(other, numbers.Real):
             return LazyArray._build(Cst(float(other)), (), (), None, None, ())
         if isinstance(other, numbers.Complex):
-            return complex_lazy.constant(other)
+            return complex_lazy.constant(self, other)
         if isinstance(other, (jax.Array, np.ndarray)):
             if other.ndim == 2:
                 raise ShapeError(f"a 2-D array of shape {other.shape} is ambiguous in a formula: wrap it with "
