@@ -54,12 +54,12 @@ def _as(cls, x: LazyArray, formula=None) -> LazyArray:
 
 def constant(like: LazyArray, c: numbers.Number) -> "ComplexLazyArray":
     """A Python number as a complex LazyArray: its real and imaginary parts lifted as real
-    Python numbers are (``LazyArray._lift``: ints exact, floats as real floats are), an
-    part 0 left out (Zero, so products with it simplify away). ``like`` only names the formula
-    in errors."""
+    Python numbers are (``LazyArray._lift``: ints exact, floats as real floats are), a part
+    0 left out (Zero, so products with it simplify away). ``like`` only names the formula in
+    errors."""
     parts = (c, 0) if isinstance(c, numbers.Real) else (complex(c).real, complex(c).imag)
     re, im = (LazyArray._build(Zero(1), (), (), None, None, ()) if v == 0 else LazyArray._lift(like, v)
-              for k, v in enumerate(parts))
+              for v in parts)
     nodes, ctx = re._join(im)
     return ComplexLazyArray._build(cx.join(*nodes), *ctx)
 
