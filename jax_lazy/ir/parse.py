@@ -346,8 +346,7 @@ def _explicit_positions(tree) -> list:
     return out
 
 
-@functools.lru_cache(maxsize=1024)
-def parse(formula: str, aliases: tuple = ()) -> Node:
+def parse(formula: str, aliases=()) -> Node:
     """The formula node of a KeOps formula string.
 
     Args:
@@ -367,6 +366,11 @@ def parse(formula: str, aliases: tuple = ()) -> Node:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"a formula string is expected, got {type(formula).__name__}")
+    return _parse(formula, tuple(aliases))
+
+
+@functools.lru_cache(maxsize=1024)  # parse once, apply many times
+def _parse(formula: str, aliases: tuple) -> Node:
     text = formula.strip()
     table = alias_table(tuple(aliases))
     names = {n: v for n, v in table if n is not None}
