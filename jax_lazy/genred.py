@@ -16,11 +16,11 @@ import numbers
 import warnings
 
 from . import api
-from .errors import AxisError, FormulaError, ShapeError
+from .errors import AxisError, DtypeError, FormulaError, ShapeError
 from .ir import I, J, P, variables
 from .ir.ops import IntCst
 from .ir.parse import alias_table, check_positions, parse
-from .lazy import _as_float_array
+from .lazy import _as_float_array, _weak
 
 # pykeops name -> (our reduction, formula2: "no" | "optional" | "required")
 REDUCTION_OPS = {
@@ -165,6 +165,10 @@ class Genred:
                 raise ShapeError(f"argument {k} must have shape {_SHAPES[cat].format(d=v.dim)} for {v!r}, "
                                  f"got {a.shape}", self._args["formula"])
             out.append(a)
+        dtypes = {str(a.dtype) for a in out if not _weak(a)}
+        if len(dtypes) > 1:  # as LazyArray operands: no silent promotion
+            raise DtypeError(f"Genred: mixed dtypes {sorted(dtypes)}; cast the arrays to one dtype",
+                             self._args["formula"])
         return tuple(out)
 
     def _signature(self) -> str:

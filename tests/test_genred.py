@@ -184,6 +184,8 @@ def test_errors(x64):
         g(x, y, y)
     with pytest.raises(ShapeError, match="disagree"):
         g(x, y, b[:3])
+    with pytest.raises(jl.DtypeError, match="mixed dtypes"):
+        g(x, y, b.astype(np.float32))
     with pytest.raises(FormulaError, match=r"unknown variable 'z'(.|\n)*\^"):
         Genred("Exp(-SqDist(x, z))", al)
     with pytest.raises(FormulaError, match="unknown reduction_op"):

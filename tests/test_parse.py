@@ -26,7 +26,8 @@ def aliases_of(lazy):
 SAME = [  # (formula string, the LazyArray expression)
     ("Exp(-SqDist(x, y) * g) * b", lambda x, y, g, b, **_: (-(x.sqdist(y)) * g).exp() * b),
     ("Exp(-g * SqDist(x,y))", lambda x, y, g, **_: (-g * x.sqdist(y)).exp()),
-    ("x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 / x ** 1.5", lambda x, **_: x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 / x ** 1.5),
+    ("x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 / x ** 1.5 + x ** 2.0 + x ** -2 + x ** y",
+     lambda x, y, **_: x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 / x ** 1.5 + x ** 2.0 + x ** -2 + x ** y),
     ("(x | y) * 2 - 3.5", lambda x, y, **_: (x | y) * 2 - 3.5),
     ("1 / (1 + SqDist(x, y))", lambda x, y, **_: 1 / (1 + x.sqdist(y))),
     ("(x < y) + (x > y) + (x <= y) + (x >= y) + (x == y) + (x != y)",

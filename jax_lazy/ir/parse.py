@@ -138,6 +138,16 @@ def _int(node, what: str) -> int:
     raise _Located(f"{what} must be an integer literal", node)
 
 
+def _literal(node):
+    """The Python number a literal (possibly negated) stands for, else None."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign, node = (-sign if isinstance(node.op, ast.USub) else sign), node.operand
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return sign * node.value
+    return None
+
+
 def _alias(text: str, position: int):
     """``(name, Var)`` of one alias: ``"x = Vi(3)"``, ``"x = Vi(0, 3)"``, ``"p = Pm(2)"``,
     ``"x = Var(0, 3, 0)"`` or a bare ``"Var(0, 3, 0)"`` (name None)."""
@@ -261,13 +271,14 @@ class _Walker:
         return build(self.formula(node.left), self.formula(node.right))
 
     def _power(self, node):
-        """As ``LazyArray.__pow__``: int -> Pow (Square), 0.5 -> Sqrt, -0.5 -> Rsqrt, else Powf."""
-        x, p = self.formula(node.left), self.formula(node.right)
-        if p.op == "IntCst":
-            return ops.Pow(x, p.attr[0])
-        if p.op == "Cst" and p.attr[0] in (0.5, -0.5):
-            return ops.Sqrt(x) if p.attr[0] == 0.5 else ops.Rsqrt(x)
-        return ops.Powf(x, p)
+        """As ``LazyArray.__pow__`` on the Python number written: an int -> Pow (Square),
+        0.5 -> Sqrt, -0.5 -> Rsqrt, anything else (2.0 included) -> Powf."""
+        x, p = self.formula(node.left), _literal(node.right)
+        if type(p) is int:
+            return ops.Pow(x, p)
+        if p in (0.5, -0.5):
+            return ops.Sqrt(x) if p == 0.5 else ops.Rsqrt(x)
+        return ops.Powf(x, self.formula(node.right))
 
     _COMPARE = {ast.Lt: (ops.LessThan, False), ast.Gt: (ops.LessThan, True), ast.LtE: (ops.LessOrEqual, False),
                 ast.GtE: (ops.LessOrEqual, True), ast.Eq: (ops.Equal, False), ast.NotEq: (ops.NotEqual, False)}
