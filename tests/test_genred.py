@@ -53,14 +53,16 @@ G = DATA["g"][0]
 # that Grad(f, v) creates), reduction_op, axis, Genred kwargs, oracle)
 CASES = [
     ("gaussian", "Exp(-SqDist(x, y) * g) * b", "xygb", "Sum", 1, {}, lambda: np.exp(-d2() * G) @ DATA["b"]),
-    ("laplace", "Exp(-Sqrt(SqDist(x, y)) * g) * b", "xygb", "Sum", 1, {}, lambda: np.exp(-np.sqrt(d2()) * G) @ DATA["b"]),
+    ("laplace", "Exp(-Sqrt(SqDist(x, y)) * g) * b", "xygb", "Sum", 1, {},
+     lambda: np.exp(-np.sqrt(d2()) * G) @ DATA["b"]),
     ("matern32", "(1 + Sqrt(3 * SqDist(x, y)) * g) * Exp(-Sqrt(3 * SqDist(x, y)) * g) * b", "xygb", "Sum", 1, {},
      lambda: ((1 + np.sqrt(3 * d2()) * G) * np.exp(-np.sqrt(3 * d2()) * G)) @ DATA["b"]),
     ("inverse_multiquadric", "Rsqrt(1 + g * SqDist(x, y)) * b", "xygb", "Sum", 1, {},
      lambda: (1 / np.sqrt(1 + G * d2())) @ DATA["b"]),
     ("cauchy_transposed", "Inv(IntCst(1) + SqDist(x, y) / g) * a", "xyga", "Sum", 0, {},
      lambda: (1 / (1 + d2() / G)).T @ DATA["a"]),
-    ("polynomial", "Pow((x | y) + 1, 3) * b", "xyb", "Sum", 1, {}, lambda: (DATA["x"] @ DATA["y"].T + 1) ** 3 @ DATA["b"]),
+    ("polynomial", "Pow((x | y) + 1, 3) * b", "xyb", "Sum", 1, {},
+     lambda: (DATA["x"] @ DATA["y"].T + 1) ** 3 @ DATA["b"]),
     ("varifold", "Exp(-SqDist(x, y) * g) * Square((u | v)) * b", "xyguvb", "Sum", 1, {},
      lambda: (np.exp(-d2() * G) * (DATA["u"] @ DATA["v"].T) ** 2) @ DATA["b"]),
     ("weighted_sqdist", "Exp(-WeightedSqDist(s, x, y)) * b", "xysb", "Sum", 1, {},
@@ -120,7 +122,8 @@ def test_cpu_kernel(x64):
 
 def test_generic_constructors(x64):
     x, y, b = DATA["x"], DATA["y"], DATA["b"]
-    out = jl.generic_sum("Exp(-SqDist(x, y)) * b", "o = Vi(2)", "x = Vi(3)", "y = Vj(3)", "b = Vj(2)")(x, y, b, backend="jnp")
+    g = jl.generic_sum("Exp(-SqDist(x, y)) * b", "o = Vi(2)", "x = Vi(3)", "y = Vj(3)", "b = Vj(2)")
+    out = g(x, y, b, backend="jnp")
     check(out, np.exp(-d2()) @ b)
     out = jl.generic_logsumexp("-SqDist(x, y)", "o = Vj(1)", "x = Vi(3)", "y = Vj(3)")(x, y, backend="jnp")
     check(out, lse(-d2(), 0).T)
@@ -178,7 +181,8 @@ def test_errors(x64):
     al = aliases("xyb")
     g = Genred("Exp(-SqDist(x, y)) * b", al, axis=1)
     x, y, b = DATA["x"], DATA["y"], DATA["b"]
-    with pytest.raises(ShapeError, match=r"expects 3 arrays \(\(\.\.\., M, 3\), \(\.\.\., N, 3\), \(\.\.\., N, 2\)\), got 2"):
+    with pytest.raises(ShapeError, match=r"expects 3 arrays \(\(\.\.\., M, 3\), \(\.\.\., N, 3\), "
+                                         r"\(\.\.\., N, 2\)\), got 2"):
         g(x, y)
     with pytest.raises(ShapeError, match=r"argument 2 must have shape \(\.\.\., N, 2\)"):
         g(x, y, y)

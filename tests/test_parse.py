@@ -20,7 +20,8 @@ def aliases_of(lazy):
     """The alias strings naming ``lazy``'s variables as it numbered them."""
     names = {id(a): k for k, a in ARR.items()}
     kind = {0: "Vi", 1: "Vj", 2: "Pm"}
-    return tuple(f"{names[id(a)]} = {kind[v.attr[1]]}({v.attr[0]}, {v.dim})" for v, a in zip(lazy._vars, lazy.variables))
+    return tuple(f"{names[id(a)]} = {kind[v.attr[1]]}({v.attr[0]}, {v.dim})"
+                 for v, a in zip(lazy._vars, lazy.variables))
 
 
 SAME = [  # (formula string, the LazyArray expression)
@@ -32,7 +33,8 @@ SAME = [  # (formula string, the LazyArray expression)
     ("1 / (1 + SqDist(x, y))", lambda x, y, **_: 1 / (1 + x.sqdist(y))),
     ("(x < y) + (x > y) + (x <= y) + (x >= y) + (x == y) + (x != y)",
      lambda x, y, **_: (x < y) + (x > y) + (x <= y) + (x >= y) + (x == y) + (x != y)),
-    ("Sqrt(SqNorm2(x - y)) * Norm2(x) + Normalize(u)", lambda x, y, u, **_: (x - y).sqnorm2().sqrt() * x.norm2() + u.normalize()),
+    ("Sqrt(SqNorm2(x - y)) * Norm2(x) + Normalize(u)",
+     lambda x, y, u, **_: (x - y).sqnorm2().sqrt() * x.norm2() + u.normalize()),
     ("Extract(x, 1, 2) * Elem(y, 2) + Sum(x)", lambda x, y, **_: x[1:3] * y[2] + x.sum(-1)),
     ("Concat(x, y) + Concat(Clamp(u, -1, 1.5), y)", lambda x, y, u, **_: x.concat(y) + u.clamp(-1, 1.5).concat(y)),
     ("Pow(x, 3) + Square(y) + Powf(x, u) + Exp(x) + Log(x) + Sin(x) + Cos(x) + ReLU(x) + Abs(x) + Inv(x)",
@@ -41,7 +43,8 @@ SAME = [  # (formula string, the LazyArray expression)
     ("IfElse(x, y, -x) * Sign(x) * Step(y)", lambda x, y, **_: x.ifelse(y, -x) * x.sign() * y.step()),
     ("MatVecMult(Concat(Concat(x, y), u), y) + TensorProd(g, e)",
      lambda x, y, u, g, e, **_: x.concat(y).concat(u).matvecmult(y) + g.tensorprod(e)),
-    ("WeightedSqDist(g, x, y) + WeightedSqNorm(u, y)", lambda g, x, y, u, **_: x.weightedsqdist(y, g) + y.weightedsqnorm(u)),
+    ("WeightedSqDist(g, x, y) + WeightedSqNorm(u, y)",
+     lambda g, x, y, u, **_: x.weightedsqdist(y, g) + y.weightedsqnorm(u)),
     ("Grad(Exp(-SqDist(x, y)) * b, x, e)", lambda x, y, b, e, **_: ((-(x.sqdist(y))).exp() * b).grad(x, e)),
     ("Diff(Exp(-SqDist(x, y)) * y, x, u)", lambda x, y, u, **_: ((-(x.sqdist(y))).exp() * y).diff(x, u)),
     ("Laplacian(Exp(-SqDist(x, y)), x) + Divergence(x * y, x) + GradMatrix(Sum(x * y), y)",
