@@ -8,7 +8,8 @@ reduce and differentiate like any formula.
 
 Notation: ``f`` a formula of dim ``m``, ``v`` one of its variables (a ``Var`` node) of dim
 ``n``, ``J = df/dv`` the ``m x n`` Jacobian, ``e_k`` the k-th basis vector (the constant
-``ExtractT(IntCst(1), k, n)``).
+``ExtractT(IntCst(1), k, n)``). A ``v`` that does not occur in ``f`` is allowed (the
+derivatives are then ``Zero``); the LazyArray methods reject it as a likely mistake.
 """
 
 from __future__ import annotations

@@ -317,9 +317,12 @@ class _Walker:
         operands = self._operands(node.args[: spec.arity])
         attrs = [self._attribute(a, name) for a in node.args[spec.arity:]]
         builder = getattr(ops, name, None)
-        if callable(builder):  # checks the number of attributes
-            return builder(*operands, *attrs)
-        return ops.build(name, *operands, attr=tuple(attrs))
+        try:
+            if callable(builder):  # checks the number of attributes
+                return builder(*operands, *attrs)
+            return ops.build(name, *operands, attr=tuple(attrs))
+        except (TypeError, IndexError) as e:  # a dim rule or builder given too few attributes
+            raise _Located(f"{name}: wrong operands or attributes ({e})", node) from None
 
     def _operands(self, args):
         return [self.formula(a) for a in args]
