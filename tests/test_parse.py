@@ -24,19 +24,21 @@ def aliases_of(lazy):
                  for v, a in zip(lazy._vars, lazy.variables))
 
 
-SAME = [  # (formula string, the LazyArray expression)
+# (formula string, the LazyArray expression). No float literals but 0.5 and -0.5 as powers:
+# a float is a Cst in a formula string, and a LazyArray may bind it as a runtime parameter.
+SAME = [
     ("Exp(-SqDist(x, y) * g) * b", lambda x, y, g, b, **_: (-(x.sqdist(y)) * g).exp() * b),
     ("Exp(-g * SqDist(x,y))", lambda x, y, g, **_: (-g * x.sqdist(y)).exp()),
-    ("x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 / x ** 1.5 + x ** 2.0 + x ** -2 + x ** y",
-     lambda x, y, **_: x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 / x ** 1.5 + x ** 2.0 + x ** -2 + x ** y),
-    ("(x | y) * 2 - 3.5", lambda x, y, **_: (x | y) * 2 - 3.5),
+    ("x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 + x ** -2 + x ** y",
+     lambda x, y, **_: x ** 2 + x ** 3 - x ** 0.5 * x ** -0.5 + x ** -2 + x ** y),
+    ("(x | y) * 2 - 3", lambda x, y, **_: (x | y) * 2 - 3),
     ("1 / (1 + SqDist(x, y))", lambda x, y, **_: 1 / (1 + x.sqdist(y))),
     ("(x < y) + (x > y) + (x <= y) + (x >= y) + (x == y) + (x != y)",
      lambda x, y, **_: (x < y) + (x > y) + (x <= y) + (x >= y) + (x == y) + (x != y)),
     ("Sqrt(SqNorm2(x - y)) * Norm2(x) + Normalize(u)",
      lambda x, y, u, **_: (x - y).sqnorm2().sqrt() * x.norm2() + u.normalize()),
     ("Extract(x, 1, 2) * Elem(y, 2) + Sum(x)", lambda x, y, **_: x[1:3] * y[2] + x.sum(-1)),
-    ("Concat(x, y) + Concat(Clamp(u, -1, 1.5), y)", lambda x, y, u, **_: x.concat(y) + u.clamp(-1, 1.5).concat(y)),
+    ("Concat(x, y) + Concat(Clamp(u, -1, 2), y)", lambda x, y, u, **_: x.concat(y) + u.clamp(-1, 2).concat(y)),
     ("Pow(x, 3) + Square(y) + Powf(x, u) + Exp(x) + Log(x) + Sin(x) + Cos(x) + ReLU(x) + Abs(x) + Inv(x)",
      lambda x, y, u, **_: x.power(3) + y.square() + x.powf(u) + x.exp() + x.log() + x.sin() + x.cos() + x.relu()
      + abs(x) + x.inv()),
@@ -62,6 +64,9 @@ def test_literals_and_spellings():
     al = ("x = Vi(3)", "y = Vj(3)")
     x = Var(0, 3, 0)
     assert parse("-1 * x + 2.5", al) is ops.Add(ops.Mult(ops.IntCst(-1), x), ops.Cst(2.5))
+    # ** follows the Python number written: 2.0 is not the int 2
+    assert parse("x ** 1.5 + x ** 2.0 + x ** -0.5", al) is ops.Add(
+        ops.Add(ops.Powf(x, ops.Cst(1.5)), ops.Powf(x, ops.Cst(2.0))), ops.Rsqrt(x))
     assert parse("IntCst(4) * Cst(0.25) * Zero(3)", al) is ops.Zero(3)
     assert parse("IntInv(3) + RatCst(2, 7)", al) is ops.Add(ops.Divide(ops.IntCst(1), ops.IntCst(3)),
                                                            ops.Divide(ops.IntCst(2), ops.IntCst(7)))
