@@ -93,30 +93,39 @@ class _Located(Exception):
         self.message, self.where = message, where
 
 
-def caret(text: str, lineno: int, col: int, end_lineno: int, end_col: int) -> str:
-    """``text``'s line ``lineno`` (1-based) with ``^`` under columns ``col..end_col``
-    (UTF-8 byte offsets, as :mod:`ast` gives them)."""
+def _line(text: str, lineno: int) -> str:
     lines = text.splitlines() or [""]
-    line = lines[min(lineno, len(lines)) - 1]
-    raw = line.encode()
-    start = len(raw[:col].decode(errors="ignore"))
-    stop = len(raw[:end_col].decode(errors="ignore")) if end_lineno == lineno else len(line)
-    return f"    {line}\n    {' ' * start}{'^' * max(1, stop - start)}"
+    return lines[min(lineno, len(lines)) - 1]
+
+
+def caret(text: str, lineno: int, start: int, stop: int) -> str:
+    """``text``'s line ``lineno`` (1-based) with ``^`` under its characters
+    ``start..stop`` (0-based, ``stop`` excluded; clipped to the line and one past it)."""
+    line = _line(text, lineno)
+    start = min(start, len(line))
+    stop = min(max(stop, start + 1), len(line) + 1)
+    return f"    {line}\n    {' ' * start}{'^' * (stop - start)}"
+
+
+def _span(text: str, where) -> tuple:
+    """``(lineno, start, stop)`` in characters of an AST node or a SyntaxError."""
+    if isinstance(where, SyntaxError):  # 1-based character offsets; None or 0: the end of the text
+        start = (where.offset or 1 << 30) - 1
+        one_line = where.end_lineno == where.lineno and where.end_offset
+        return where.lineno or 1, start, where.end_offset - 1 if one_line else start + 1
+    raw = _line(text, where.lineno).encode()  # AST columns are UTF-8 byte offsets
+
+    def chars(b):
+        return len(raw[:b].decode(errors="ignore"))
+
+    stop = chars(where.end_col_offset) if where.end_lineno == where.lineno else len(raw)
+    return where.lineno, chars(where.col_offset), stop
 
 
 def _error(message: str, text: str, where) -> FormulaError:
-    if where is None:
-        return FormulaError(f"{message}\n    {text}")
-    if isinstance(where, SyntaxError):  # 1-based character offsets; 0 at the end of the text
-        lineno = where.lineno or 1
-        line = (text.splitlines() or [""])[min(lineno, len(text.splitlines() or [""])) - 1]
-        start = (where.offset or len(line) + 1) - 1
-        stop = max(start + 1, (where.end_offset or 0) - 1) if where.end_lineno == lineno else start + 1
-        start, stop = min(start, len(line)), min(stop, len(line) + 1)
-        pos = (lineno, len(line[:start].encode()), lineno, len(line[:start].encode()) + stop - start)
-    else:
-        pos = (where.lineno, where.col_offset, where.end_lineno, where.end_col_offset)
-    return FormulaError(f"{message}\n{caret(text, *pos)}")
+    """A FormulaError showing ``text`` with a caret under ``where`` (an AST node or a
+    SyntaxError)."""
+    return FormulaError(f"{message}\n{caret(text, *_span(text, where))}")
 
 
 def _parse_tree(text: str, mode: str):
