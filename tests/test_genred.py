@@ -213,3 +213,21 @@ def test_errors(x64):
             Genred("x", al, axis=1, dtype_acc="float64")
     with pytest.raises(FormulaError, match="LogSumExp needs a scalar formula"):
         Genred("x", al, "LogSumExp", axis=1)(x, y, b, backend="jnp")
+
+
+def test_numerics_options_are_forwarded(monkeypatch, x64):
+    """dtype_acc / sum_scheme go to api.reduce when not "auto" (and only then)."""
+    seen = []
+    real = jl.api.reduce
+
+    def reduce(formulas, red_name, variables, arrays, axis, k=None, backend="auto", dtype_acc="auto",
+               sum_scheme="auto"):
+        seen.append((dtype_acc, sum_scheme))
+        return real(formulas, red_name, variables, arrays, axis, k=k, backend=backend)
+
+    monkeypatch.setattr(jl.api, "reduce", reduce)
+    args = [DATA[k] for k in "xyb"]
+    Genred("SqDist(x, y) * b", aliases("xyb"), axis=1)(*args, backend="jnp")
+    Genred("SqDist(x, y) * b", aliases("xyb"), axis=1, sum_scheme="kahan_scheme", use_double_acc=True)(
+        *args, backend="jnp")
+    assert seen == [("auto", "auto"), ("float64", "kahan_scheme")]
