@@ -20,7 +20,8 @@ from .ops import Add, Concat, ExtractT, IntCst, Mult
 from .derived import elem
 
 
-def _check_var(v: Node, what: str) -> None:
+def check_var(v: Node, what: str) -> None:
+    """Raise FormulaError unless ``v`` is a ``Var`` node."""
     if not isinstance(v, Node) or v.op != "Var":
         raise FormulaError(f"{what}: differentiates with respect to a variable, got {v!r}")
 
@@ -47,7 +48,7 @@ def grad(f: Node, v: Node, e: Node) -> Node:
     ``f.dim``. Raises FormulaError otherwise, or when ``v`` is not a ``Var``."""
     from ..autodiff import vjp
 
-    _check_var(v, "Grad")
+    check_var(v, "Grad")
     _check_dim(e, f.dim, "Grad", "the cotangent e")
     return vjp([(f, e)], [v])[0]
 
@@ -57,7 +58,7 @@ def diff(f: Node, v: Node, u: Node) -> Node:
     ``v.dim``."""
     from ..autodiff import jvp
 
-    _check_var(v, "Diff")
+    check_var(v, "Diff")
     _check_dim(u, v.dim, "Diff", "the tangent u")
     return jvp([f], {v: u})[0]
 
@@ -65,7 +66,7 @@ def diff(f: Node, v: Node, u: Node) -> Node:
 def divergence(f: Node, v: Node) -> Node:
     """``Divergence(f, v) = trace(J) = sum_k (J e_k)_k``, dim 1; ``f.dim == v.dim``.
     One forward sweep per coordinate of ``v``."""
-    _check_var(v, "Divergence")
+    check_var(v, "Divergence")
     _check_dim(f, v.dim, "Divergence", "the formula")
     n = v.dim
     return _total(elem(diff(f, v, _basis(k, n)), k) for k in range(n))
@@ -74,7 +75,7 @@ def divergence(f: Node, v: Node) -> Node:
 def laplacian(f: Node, v: Node) -> Node:
     """``Laplacian(f, v) = sum_k d^2 f / dv_k^2`` for a scalar ``f``: the divergence of
     its gradient, dim 1."""
-    _check_var(v, "Laplacian")
+    check_var(v, "Laplacian")
     _check_dim(f, 1, "Laplacian", "the formula")
     return divergence(grad(f, v, IntCst(1)), v)
 
@@ -85,7 +86,7 @@ def trace_operator(f: Node, v: Node, w: Node = None) -> Node:
     diagonal ``w`` (dim 1 or ``v.dim``; default 1). Built by substituting the basis
     vectors for ``v`` (no derivative): for an ``f`` that is not linear in ``v`` this is
     not the divergence -- use :func:`divergence`."""
-    _check_var(v, "TraceOperator")
+    check_var(v, "TraceOperator")
     _check_dim(f, v.dim, "TraceOperator", "the formula")
     if w is not None and w.dim not in (1, v.dim):
         raise FormulaError(f"TraceOperator: the weight has dim {w.dim}, expected 1 or {v.dim}")
@@ -100,7 +101,7 @@ def grad_matrix(f: Node, v: Node) -> Node:
     """``GradMatrix(f, v)``: the Jacobian flattened row-major, dim ``f.dim * v.dim``:
     entry ``k * v.dim + l`` is ``d f_k / d v_l``, i.e. ``jax.jacobian(f)(v).reshape(-1)``
     (KeOps calls it the transposed Jacobian: row k is ``Grad(f, v, e_k) = J^T e_k``)."""
-    _check_var(v, "GradMatrix")
+    check_var(v, "GradMatrix")
     rows = [grad(f, v, _basis(k, f.dim)) for k in range(f.dim)]
     out = rows[0]
     for r in rows[1:]:

@@ -351,7 +351,7 @@ class _Walker:
         """``Grad(f, v)``, as KeOps: e is a new variable of f's dim in the category
         opposite to v's, at the next free position."""
         f, v = self._operands(node.args)
-        calculus._check_var(v, "Grad")
+        calculus.check_var(v, "Grad")
         e = ops.Var(self.next_index, f.dim, _opposite(v))
         self.next_index += 1
         return calculus.grad(f, v, e)
