@@ -11,13 +11,16 @@ from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyEr
 from .doctor import doctor
 from .store import clear_cache
 from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
-from .genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
 from .backends import register_targets as _register_targets
 
 _register_targets()  # so that modules made by jax.export in another process find their kernels
 
 __version__ = "0.1.0"
 
-__all__ = ["LazyArray", "LazyTensor", "Vi", "Vj", "Pm", "clear_cache", "Genred", "generic_sum", "generic_logsumexp",
-           "generic_argmin", "generic_argkmin", "JaxLazyError", "ShapeError", "DtypeError",
+__all__ = ["LazyArray", "LazyTensor", "Vi", "Vj", "Pm", "clear_cache", "JaxLazyError", "ShapeError", "DtypeError",
            "AxisError", "FormulaError", "BackendError", "doctor", "__version__"]
+
+# Formula strings (pykeops' generic API): jax_lazy/genred.py, jax_lazy/ir/parse.py
+from .genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum  # noqa: E402
+
+__all__ += ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]

@@ -24,8 +24,7 @@ import numpy as np
 from . import api
 from . import plan as plan_mod
 from .errors import AxisError, DtypeError, FormulaError, ShapeError
-from .ir import I, J, P, Cst, IntCst, Var, derived, ops, substitute, to_string, variables
-from .ir import calculus
+from .ir import I, J, P, Cst, IntCst, Var, derived, ops, substitute, to_string
 from .ir.evaluate import evaluate
 
 _FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
@@ -322,8 +321,11 @@ class LazyArray:
     # variables: the very LazyArray Vi(x) / Vj(y) / Pm(p) (or another wrapping the same
     # array in the same category) that built it, matched as _join matches arrays.
 
-    def _calculus(self, fn, v, *others):
-        name = fn.__name__
+    def _calculus(self, name, v, *others):
+        """``calculus.<name>(f, v, *others)`` on this formula and ``v``'s variable."""
+        from .ir import calculus, variables
+
+        fn = getattr(calculus, name)
         if not (isinstance(v, LazyArray) and v.formula.op == "Var"):
             raise FormulaError(f"{name}: v must be a variable of the formula (the Vi, Vj or Pm LazyArray it "
                                f"was built from), got {type(v).__name__}", to_string(self.formula))
@@ -338,30 +340,30 @@ class LazyArray:
     def grad(self, v, e):
         """``Grad(f, v, e)``: the vector-Jacobian product ``(df/dv)^T e``, dim ``v.dim``;
         ``e`` (LazyArray or number) has this formula's dim. Raises FormulaError."""
-        return self._calculus(calculus.grad, v, e)
+        return self._calculus("grad", v, e)
 
     def diff(self, v, u):
         """``Diff(f, v, u)``: the Jacobian-vector product ``(df/dv) u``, this formula's
         dim; ``u`` (LazyArray or number) has ``v.dim``."""
-        return self._calculus(calculus.diff, v, u)
+        return self._calculus("diff", v, u)
 
     def laplacian(self, v):
         """``Laplacian(f, v)``, dim 1, for a scalar formula."""
-        return self._calculus(calculus.laplacian, v)
+        return self._calculus("laplacian", v)
 
     def divergence(self, v):
         """``Divergence(f, v)``, dim 1; this formula's dim must be ``v.dim``."""
-        return self._calculus(calculus.divergence, v)
+        return self._calculus("divergence", v)
 
     def trace_operator(self, v, w=None):
         """``TraceOperator(f, v[, w])``: the trace of this formula, linear in ``v``, as a
         matrix (optionally weighted by the diagonal ``w``); dim 1."""
-        return self._calculus(calculus.trace_operator, v, *(() if w is None else (w,)))
+        return self._calculus("trace_operator", v, *(() if w is None else (w,)))
 
     def grad_matrix(self, v):
         """``GradMatrix(f, v)``: the Jacobian ``df/dv`` flattened row-major, dim
         ``self.dim * v.dim`` (entry ``k * v.dim + l`` is ``df_k / dv_l``)."""
-        return self._calculus(calculus.grad_matrix, v)
+        return self._calculus("grad_matrix", v)
 
     # -------------------------------------------------------------- dense escape hatch
     def dense(self) -> jax.Array:
