@@ -64,9 +64,9 @@ def test_literals_and_spellings():
     al = ("x = Vi(3)", "y = Vj(3)")
     x = Var(0, 3, 0)
     assert parse("-1 * x + 2.5", al) is ops.Add(ops.Mult(ops.IntCst(-1), x), ops.Cst(2.5))
-    # ** follows the Python number written: 2.0 is not the int 2
-    assert parse("x ** 1.5 + x ** 2.0 + x ** -0.5", al) is ops.Add(
-        ops.Add(ops.Powf(x, ops.Cst(1.5)), ops.Powf(x, ops.Cst(2.0))), ops.Rsqrt(x))
+    # ** on the number written: integral -> Pow (exact for x < 0), 0.5 / -0.5 -> Sqrt / Rsqrt
+    assert parse("x ** 1.5 + x ** 2.0 + x ** -0.5 + x ** -3.0", al) is ops.Add(ops.Add(
+        ops.Add(ops.Powf(x, ops.Cst(1.5)), ops.Square(x)), ops.Rsqrt(x)), ops.Pow(x, -3))
     assert parse("IntCst(4) * Cst(0.25) * Zero(3)", al) is ops.Zero(3)
     assert parse("IntInv(3) + RatCst(2, 7)", al) is ops.Add(ops.Divide(ops.IntCst(1), ops.IntCst(3)),
                                                            ops.Divide(ops.IntCst(2), ops.IntCst(7)))

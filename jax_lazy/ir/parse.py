@@ -7,7 +7,8 @@ A KeOps formula is a Python expression (SPEC section 2.4), e.g.
 - leaves: alias names, ``Var(pos, dim, cat)``, ``IntCst(n)``, ``Cst(x)``, ``Zero(d)``,
   integer literals (``IntCst``), float literals (``Cst``; KeOps rejects them);
 - infix ``+ - * /``, ``|`` (scalar product), unary ``-``, ``**`` (an int exponent gives
-  ``Pow``/``Square``, 0.5 ``Sqrt``, -0.5 ``Rsqrt``, another number or a formula ``Powf``),
+  ``Pow``/``Square`` (2.0 too), 0.5 ``Sqrt``, -0.5 ``Rsqrt``, another number or a
+  formula ``Powf``),
   comparisons ``< > <= >= == !=`` (``LessThan``, ``LessOrEqual`` with swapped operands,
   ``Equal``, ``NotEqual``; KeOps turns ``==`` into a Python bool);
 - calls: every op of :data:`jax_lazy.ir.OPS` by name, its formula operands first, then
@@ -280,11 +281,11 @@ class _Walker:
         return build(self.formula(node.left), self.formula(node.right))
 
     def _power(self, node):
-        """As ``LazyArray.__pow__`` on the Python number written: an int -> Pow (Square),
-        0.5 -> Sqrt, -0.5 -> Rsqrt, anything else (2.0 included) -> Powf."""
+        """On the number written: an integral one (2, 2.0, -3) -> Pow (Square; exact for
+        any sign of x), 0.5 -> Sqrt, -0.5 -> Rsqrt, anything else or a formula -> Powf."""
         x, p = self.formula(node.left), _literal(node.right)
-        if type(p) is int:
-            return ops.Pow(x, p)
+        if p is not None and float(p).is_integer() and abs(p) < 2**31:
+            return ops.Pow(x, int(p))
         if p in (0.5, -0.5):
             return ops.Sqrt(x) if p == 0.5 else ops.Rsqrt(x)
         return ops.Powf(x, self.formula(node.right))
