@@ -20,10 +20,10 @@ DATA = {
     "x": rng.normal(size=(M, 3)), "y": rng.normal(size=(N, 3)), "b": rng.normal(size=(N, 2)),
     "u": rng.normal(size=(M, 3)), "v": rng.normal(size=(N, 3)), "w": rng.normal(size=(N, 3)),
     "a": rng.normal(size=(M, 2)), "e": rng.normal(size=(M, 1)), "f": rng.normal(size=(N, 1)),
-    "g": np.array([0.7]), "s": (S @ S.T + np.eye(3)).reshape(9) / 3,
+    "g": np.array([0.7]), "s": (S @ S.T + np.eye(3)).reshape(9) / 3, "A": rng.normal(size=(N, 9)),
 }
 KINDS = {"x": "Vi", "u": "Vi", "a": "Vi", "e": "Vi", "y": "Vj", "b": "Vj", "v": "Vj", "w": "Vj", "f": "Vj",
-         "g": "Pm", "s": "Pm"}
+         "g": "Pm", "s": "Pm", "A": "Vj"}
 
 
 def aliases(names):
@@ -71,6 +71,12 @@ CASES = [
     ("grad_lddmm", "Grad(Exp(-SqDist(x, y) * g) * (u | w), x, e)", "xyguwe", "Sum", 1, {},
      lambda: gauss_grad((DATA["u"] @ DATA["w"].T) * DATA["e"])),
     ("grad_without_e", "Grad(Exp(-SqDist(x, y) * g), x)", "xyg+f", "Sum", 1, {}, lambda: gauss_grad(DATA["f"].T)),
+    ("adjoint_operator", "AdjointOperator(MatVecMult(A, x), x, w)", "xAw", "Sum", 1, {},  # sum_j A_j^T w_j
+     lambda: np.broadcast_to(np.einsum("jkl,jk->l", DATA["A"].reshape(N, 3, 3), DATA["w"]), (M, 3))),
+    ("sum_lin_operator", "SumLinOperator(MatVecMult(A, x), x, w, u)", "xAwu", "Sum", 1, {},  # sum_j w_j^T A_j u_i
+     lambda: np.einsum("jkl,jk,il->i", DATA["A"].reshape(N, 3, 3), DATA["w"], DATA["u"])[:, None]),
+    ("sum_lin_operator_unweighted", "SumLinOperator(MatVecMult(A, x), x)", "xA", "Sum", 1, {},
+     lambda: np.full((M, 1), DATA["A"].sum())),
     ("knn", "SqDist(x, y)", "xy", "ArgKMin", 1, {"opt_arg": 3}, lambda: np.argsort(d2(), 1)[:, :3]),
     ("logsumexp", "-SqDist(x, y) * g", "xyg", "LogSumExp", 0, {}, lambda: lse(-d2() * G, 0).T),
     ("logsumexpweight", "-SqDist(x, y)", "xyb", "LogSumExpWeight", 1, {"formula2": "Exp(b)"},

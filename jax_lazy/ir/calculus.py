@@ -1,5 +1,5 @@
 """Symbolic calculus on formulas: KeOps' ``Grad``, ``Diff``, ``Laplacian``, ``Divergence``,
-``TraceOperator`` and ``GradMatrix``.
+``TraceOperator``, ``GradMatrix``, ``AdjointOperator`` and ``SumLinOperator``.
 
 Each returns a formula of the same IR, built from :func:`jax_lazy.autodiff.vjp` (reverse
 mode) and :func:`jax_lazy.autodiff.jvp` (forward mode) and a few primitives: no op of its
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..errors import FormulaError
 from .node import Node, substitute
-from .ops import Add, Concat, ExtractT, IntCst, Mult
+from .ops import Add, Concat, ExtractT, IntCst, Mult, Sum, SumT
 from .derived import elem
 
 
@@ -107,3 +107,25 @@ def grad_matrix(f: Node, v: Node) -> Node:
     for r in rows[1:]:
         out = Concat(out, r)  # Concat is linear: all-Zero rows give Zero(f.dim * v.dim)
     return out
+
+
+def adjoint_operator(f: Node, v: Node, u: Node) -> Node:
+    """``AdjointOperator(f, v, u) = A^T u`` for ``f = A v`` linear in ``v``: dim
+    ``v.dim``; ``u`` has ``f.dim``. For a linear f this is ``Grad(f, v, u)``, which it
+    returns (for any f, the adjoint of the differential)."""
+    check_var(v, "AdjointOperator")
+    return grad(f, v, u)
+
+
+def sum_lin_operator(f: Node, v: Node, wl: Node = None, wr: Node = None) -> Node:
+    """``SumLinOperator(f, v[, wl, wr]) = sum_{k,l} wl_k A_kl wr_l`` for ``f = A v`` linear
+    in ``v``, dim 1: the sum of the entries of A, weighted on the left by ``wl`` (dim 1 or
+    ``f.dim``) and on the right by ``wr`` (dim 1 or ``v.dim``); both default to 1. Built by
+    substituting ``wr`` for ``v`` (no derivative)."""
+    check_var(v, "SumLinOperator")
+    for w, dim, side in ((wl, f.dim, "left"), (wr, v.dim, "right")):
+        if w is not None and w.dim not in (1, dim):
+            raise FormulaError(f"SumLinOperator: the {side} weight has dim {w.dim}, expected 1 or {dim}")
+    right = IntCst(1) if wr is None else wr
+    image = substitute(f, {v: right if right.dim == v.dim else SumT(right, v.dim)})
+    return Sum(image if wl is None else Mult(wl, image))

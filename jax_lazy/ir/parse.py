@@ -77,6 +77,8 @@ DERIVED = {
     "Divergence": (calculus.divergence, 2, 0),
     "TraceOperator": (calculus.trace_operator, (2, 3), 0),
     "GradMatrix": (calculus.grad_matrix, 2, 0),
+    "AdjointOperator": (calculus.adjoint_operator, 3, 0),
+    "SumLinOperator": (calculus.sum_lin_operator, (2, 3, 4), 0),
     # Interning already shares every repeated sub-formula (one node, computed once).
     "Factorize": (lambda f, g: f, 2, 0),
     "AutoFactorize": (lambda f: f, 1, 0),
