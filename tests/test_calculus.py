@@ -78,6 +78,9 @@ def test_trace_operator(data):
     diag = jax.vmap(lambda a: jnp.diag(a.reshape(D, D)))(2 * data["A"])
     want = np.broadcast_to(jnp.sum(diag * data["w"]), (M,))[:, None]
     np.testing.assert_allclose(reduce_j(f.trace_operator(x, w)), want, rtol=1e-12)
+    # a scalar f (a row A): sum_k w_k A_k, as KeOps
+    want = np.broadcast_to(jnp.sum((2 * data["A"][:, :D]) * data["w"]), (M,))[:, None]
+    np.testing.assert_allclose(reduce_j(f[0].trace_operator(x, w)), want, rtol=1e-12)
 
 
 def test_results_are_formulas(data):
@@ -99,6 +102,8 @@ def test_errors(data):
         f.grad(x, 1.0)
     with pytest.raises(FormulaError, match="Laplacian"):
         f.laplacian(x)
+    with pytest.raises(FormulaError, match="TraceOperator: the formula has dim 2"):
+        f[:2].trace_operator(x)
     with pytest.raises(FormulaError, match="Divergence"):
         f.sum(-1).divergence(x)
     assert isinstance(f.grad(x, y), jl.LazyArray)

@@ -81,15 +81,18 @@ def laplacian(f: Node, v: Node) -> Node:
 
 
 def trace_operator(f: Node, v: Node, w: Node = None) -> Node:
-    """``TraceOperator(f, v[, w]) = sum_k w_k f(v := e_k)_k``, dim 1: for ``f`` linear in
-    ``v`` (``f = A v``, A square: ``f.dim == v.dim``), the trace of A, weighted by the
-    diagonal ``w`` (dim 1 or ``v.dim``; default 1). Built by substituting the basis
-    vectors for ``v`` (no derivative): for an ``f`` that is not linear in ``v`` this is
-    not the divergence -- use :func:`divergence`."""
+    """``TraceOperator(f, v[, w]) = sum_k w_k f(v := e_k)_k``, dim 1: for ``f = A v``
+    linear in ``v`` with A square (``f.dim == v.dim``), the trace of A weighted by the
+    diagonal ``w`` (dim 1 or ``v.dim``; default 1). For a scalar f (A a row), as KeOps,
+    ``sum_k w_k A_k`` = ``f(v := w)``. Built by substituting the basis vectors for ``v``
+    (no derivative): for an ``f`` that is not linear in ``v`` this is not the divergence
+    -- use :func:`divergence`."""
     check_var(v, "TraceOperator")
-    _check_dim(f, v.dim, "TraceOperator", "the formula")
     if w is not None and w.dim not in (1, v.dim):
         raise FormulaError(f"TraceOperator: the weight has dim {w.dim}, expected 1 or {v.dim}")
+    if f.dim == 1 and v.dim > 1:
+        return sum_lin_operator(f, v, wr=w)
+    _check_dim(f, v.dim, "TraceOperator", "the formula")
     n = v.dim
     terms = (elem(substitute(f, {v: _basis(k, n)}), k) for k in range(n))
     if w is not None:
