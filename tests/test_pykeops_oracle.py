@@ -70,6 +70,11 @@ CASES = [
          ("x = Vi(3)", "y = Vj(3)", "a = Vi(2)", "b = Vj(2)", "e = Vi(1)"), axis=0),
     Case("diff_x", "Diff(Exp(-SqDist(x,y)), x, u)", ("x = Vi(3)", "y = Vj(3)", "u = Vi(3)")),
     Case("laplacian_op", "Laplacian(Exp(-SqDist(x,y)), x)", ("x = Vi(3)", "y = Vj(3)")),
+    Case("grad_matrix", "GradMatrix(Exp(-SqDist(x,y))*y, x)", ("x = Vi(3)", "y = Vj(3)")),
+    Case("divergence", "Divergence(Exp(-SqDist(x,y))*y, x)", ("x = Vi(3)", "y = Vj(3)")),
+    Case("trace_operator", "TraceOperator(y*x+w*x, x, u)", ("x = Vi(3)", "y = Vj(3)", "w = Vj(3)", "u = Vi(3)")),
+    Case("sum_lin_operator", "SumLinOperator(y*x, x, w, u)", ("x = Vi(3)", "y = Vj(3)", "w = Vj(3)", "u = Vi(3)")),
+    Case("adjoint_operator", "AdjointOperator(Sum(y*x), x, Elem(w,0))", ("x = Vi(3)", "y = Vj(3)", "w = Vj(3)")),
     # ---- the other reductions
     Case("logsumexp", "-SqDist(x,y)*g", ("x = Vi(3)", "y = Vj(3)", "g = Pm(1)"), "LogSumExp"),
     Case("logsumexp_axis0", "-SqDist(x,y)*g", ("x = Vi(3)", "y = Vj(3)", "g = Pm(1)"), "LogSumExp", axis=0),
