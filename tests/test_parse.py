@@ -145,6 +145,8 @@ def test_aliases():
                          ("x = Vi(3); y = Vj(3)", "an alias is")):
         with pytest.raises(FormulaError, match=message):
             alias_table((bad,))
+    with pytest.raises(FormulaError, match="an alias is a string"):
+        alias_table((3,))
     with pytest.raises(FormulaError, match="defined twice"):
         alias_table(("x = Vi(3)", "x = Vj(3)"))
     with pytest.raises(FormulaError, match="position 0 is both"):

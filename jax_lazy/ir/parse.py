@@ -141,15 +141,6 @@ def _parse_tree(text: str, mode: str):
 # ---------------------------------------------------------------- aliases
 
 
-def _int(node, what: str) -> int:
-    """An integer literal (possibly negative)."""
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_int(node.operand, what)
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
-    raise _Located(f"{what} must be an integer literal", node)
-
-
 def _literal(node):
     """The Python number a literal (possibly negated) stands for, else None."""
     sign = 1
@@ -158,6 +149,14 @@ def _literal(node):
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return sign * node.value
     return None
+
+
+def _int(node, what: str) -> int:
+    """An integer literal (possibly negative)."""
+    value = _literal(node)
+    if type(value) is not int:
+        raise _Located(f"{what} must be an integer literal", node)
+    return value
 
 
 def _alias(text: str, position: int):
@@ -205,6 +204,9 @@ def alias_table(aliases: tuple) -> tuple:
       FormulaError: a malformed alias, a name given twice, one position given two
         different variables.
     """
+    for a in aliases:
+        if not isinstance(a, str):
+            raise FormulaError(f"an alias is a string such as 'x = Vi(3)', got {a!r}")
     pairs = [_alias(a, k) for k, a in enumerate(aliases)]
     names = [n for n, _ in pairs if n is not None]
     for n in names:
