@@ -248,12 +248,12 @@ class _Walker:
         raise _Located("expected a formula", node)
 
     def visit_Constant(self, node):
-        value = node.value
-        if type(value) is int:
-            return ops.IntCst(value)
-        if type(value) is float:
-            return ops.Cst(value)
-        raise _Located(f"a {type(value).__name__} constant is not a formula", node)
+        """A literal, possibly negated (-2 is IntCst(-2), not Minus(IntCst(2)), as the
+        LazyArray operators receive it): an int is IntCst, a float Cst."""
+        value = _literal(node)
+        if value is None:
+            raise _Located(f"a {type(node.value).__name__} constant is not a formula", node)
+        return ops.IntCst(value) if type(value) is int else ops.Cst(value)
 
     def visit_Name(self, node):
         if node.id in self.names:
@@ -262,10 +262,8 @@ class _Walker:
         raise _Located(f"unknown variable {node.id!r} (aliases: {known})", node)
 
     def visit_UnaryOp(self, node):
-        if isinstance(node.operand, ast.Constant) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            value = node.operand.value
-            if type(value) in (int, float):  # a negative literal is a constant, not Minus(constant)
-                return self.visit_Constant(ast.Constant(-value if isinstance(node.op, ast.USub) else value))
+        if _literal(node) is not None:
+            return self.visit_Constant(node)
         x = self.formula(node.operand)
         if isinstance(node.op, ast.USub):
             return ops.Minus(x)
