@@ -98,6 +98,19 @@ def test_every_table_op_by_name(name):
         assert node.dim >= 1
 
 
+def test_derived_by_name(monkeypatch):
+    """ClampInt is a composition of jax_lazy.ir.derived, looked up when parsed."""
+    from jax_lazy.ir import derived
+
+    monkeypatch.setattr(derived, "clampint", lambda x, lo, hi: ops.Clamp(x, ops.IntCst(lo), ops.IntCst(hi)),
+                        raising=False)
+    x = Var(0, 2, 0)
+    assert parse("ClampInt(x, -1, 3)", ("x = Vi(2)",)) is ops.Clamp(x, ops.IntCst(-1), ops.IntCst(3))
+    monkeypatch.delattr(derived, "clampint")
+    with pytest.raises(FormulaError, match="unknown op 'ClampInt'"):
+        parse("ClampInt(x, 0, 1)", ("x = Vi(2)",))
+
+
 def test_new_table_op_needs_no_parser_change(monkeypatch):
     monkeypatch.setitem(OPS, "TwiceForTest", OpDef("TwiceForTest", 1, lambda d, a: d[0], lambda a, x: 2 * x))
     node = parse("TwiceForTest(x) + 1", ("x = Vi(2)",))

@@ -54,9 +54,11 @@ def _weighted(dim_of):
     return f
 
 
-# Names that are compositions, not ops of the table: name -> (builder, number of formula
-# operands, min and max number of integer attributes). Grad without e is special-cased
-# in the walker (it needs a new variable).
+# Names that are compositions, not ops of the table: name -> (builder, number(s) of
+# formula operands, number of integer attributes). A builder given by its name in
+# jax_lazy.ir.derived is looked up at parse time (absent: an unknown op), so a
+# composition another change adds there is a formula-string op with no parser change.
+# Grad without e is special-cased in the walker (it needs a new variable).
 DERIVED = {
     "SqNorm2": (derived.sqnorm2, 1, 0),
     "Norm2": (derived.norm2, 1, 0),
@@ -82,6 +84,7 @@ DERIVED = {
     # Interning already shares every repeated sub-formula (one node, computed once).
     "Factorize": (lambda f, g: f, 2, 0),
     "AutoFactorize": (lambda f: f, 1, 0),
+    "ClampInt": ("clampint", 1, 2),  # Clamp with integer bounds (derived.clampint)
 }
 
 # Leaves: name -> (builder, number of numeric arguments).
@@ -315,8 +318,10 @@ class _Walker:
             return build(*(self._number(a) if name == "Cst" else _int(a, f"{name}'s arguments") for a in node.args))
         if name == "Grad" and len(node.args) == 2:
             return self._grad_new_variable(node)
-        if name in DERIVED:
-            build, arity, n_int = DERIVED[name]
+        build, arity, n_int = DERIVED.get(name, (None, 0, 0))
+        if isinstance(build, str):
+            build = getattr(derived, build, None)
+        if build is not None:
             arities = arity if isinstance(arity, tuple) else (arity,)
             if len(node.args) - n_int not in arities:
                 raise _Located(f"{name} takes {' or '.join(map(str, arities))} formulas"
