@@ -99,11 +99,13 @@ def test_every_table_op_by_name(name):
 
 
 def test_derived_by_name(monkeypatch):
-    """ClampInt is a composition of jax_lazy.ir.derived, looked up when parsed."""
-    from jax_lazy.ir import derived
+    """A composition of jax_lazy.ir.derived is a formula-string op by its KeOps name."""
+    from jax_lazy.ir import Node, derived
 
-    monkeypatch.setattr(derived, "clampint", lambda x, lo, hi: ops.Clamp(x, ops.IntCst(lo), ops.IntCst(hi)),
-                        raising=False)
+    def clampint(x: Node, lo: int, hi: int) -> Node:
+        return ops.Clamp(x, ops.IntCst(lo), ops.IntCst(hi))
+
+    monkeypatch.setattr(derived, "clampint", clampint, raising=False)
     x = Var(0, 2, 0)
     assert parse("ClampInt(x, -1, 3)", ("x = Vi(2)",)) is ops.Clamp(x, ops.IntCst(-1), ops.IntCst(3))
     monkeypatch.delattr(derived, "clampint")

@@ -13,8 +13,9 @@ A KeOps formula is a Python expression (SPEC section 2.4), e.g.
   ``Equal``, ``NotEqual``; KeOps turns ``==`` into a Python bool);
 - calls: every op of :data:`jax_lazy.ir.OPS` by name, its formula operands first, then
   its integer attributes (ints or lists of ints) -- the table drives the parser, so a new
-  op needs no change here -- and the compositions of :data:`DERIVED` (``SqDist``,
-  ``Grad``...).
+  op needs no change here -- the compositions of :mod:`jax_lazy.ir.derived` by their
+  KeOps name (``SqDist`` is ``derived.sqdist``), and those of :data:`DERIVED`
+  (``Grad``, ``IntInv``...).
 
 The result is the node the LazyArray operators build for the same expression (interned:
 the same object), so a formula string and a LazyArray expression share one kernel.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import inspect
 import warnings
 
 from ..errors import FormulaError
@@ -55,22 +57,15 @@ def _weighted(dim_of):
 
 
 # Names that are compositions, not ops of the table: name -> (builder, number(s) of
-# formula operands, number of integer attributes). A builder given by its name in
-# jax_lazy.ir.derived is looked up at parse time (absent: an unknown op), so a
-# composition another change adds there is a formula-string op with no parser change.
-# Grad without e is special-cased in the walker (it needs a new variable).
+# formula operands, number of integer attributes). Besides these, a KeOps name whose
+# lowercase is a function of jax_lazy.ir.derived (SqDist -> sqdist, ClampInt ->
+# clampint...) is that function, its operands and attributes read from its annotations
+# (:func:`_from_derived`): a composition added there needs no parser change. Grad
+# without e is special-cased in the walker (it needs a new variable).
 DERIVED = {
-    "SqNorm2": (derived.sqnorm2, 1, 0),
-    "Norm2": (derived.norm2, 1, 0),
-    "Normalize": (derived.normalize, 1, 0),
-    "SqDist": (derived.sqdist, 2, 0),
-    "Scalprod": (derived.scalprod, 2, 0),
-    "WeightedSqNorm": (derived.weightedsqnorm, 2, 0),
-    "WeightedSqDist": (derived.weightedsqdist, 3, 0),
     "SqNormIso": (_weighted(lambda d: 1), 2, 0),
     "SqNormDiag": (_weighted(lambda d: d), 2, 0),
     "SymSqNorm": (_weighted(lambda d: d * d), 2, 0),
-    "Elem": (derived.elem, 1, 1),
     "IntInv": (lambda n: ops.Divide(ops.IntCst(1), ops.IntCst(n)), 0, 1),
     "RatCst": (lambda p, q: ops.Divide(ops.IntCst(p), ops.IntCst(q)), 0, 2),
     "Grad": (calculus.grad, 3, 0),
@@ -84,8 +79,22 @@ DERIVED = {
     # Interning already shares every repeated sub-formula (one node, computed once).
     "Factorize": (lambda f, g: f, 2, 0),
     "AutoFactorize": (lambda f: f, 1, 0),
-    "ClampInt": ("clampint", 1, 2),  # Clamp with integer bounds (derived.clampint)
 }
+
+
+def _from_derived(name: str):
+    """``(builder, operands, attributes)`` of ``jax_lazy.ir.derived.<name.lower()>`` when
+    each of its parameters is annotated ``Node`` (a formula) or ``int`` (an attribute),
+    the formulas first; else None."""
+    fn = getattr(derived, name.lower(), None)
+    if not callable(fn) or name.startswith("_"):
+        return None
+    kinds = [{"Node": "f", "int": "i"}.get(getattr(p.annotation, "__name__", p.annotation))
+             for p in inspect.signature(fn).parameters.values()]
+    n = kinds.count("f")
+    if None in kinds or kinds != ["f"] * n + ["i"] * (len(kinds) - n):
+        return None
+    return fn, n, len(kinds) - n
 
 # Leaves: name -> (builder, number of numeric arguments).
 LEAVES = {"Var": (ops.Var, 3), "IntCst": (ops.IntCst, 1), "Cst": (ops.Cst, 1), "Zero": (ops.Zero, 1)}
@@ -318,9 +327,7 @@ class _Walker:
             return build(*(self._number(a) if name == "Cst" else _int(a, f"{name}'s arguments") for a in node.args))
         if name == "Grad" and len(node.args) == 2:
             return self._grad_new_variable(node)
-        build, arity, n_int = DERIVED.get(name, (None, 0, 0))
-        if isinstance(build, str):
-            build = getattr(derived, build, None)
+        build, arity, n_int = DERIVED.get(name) or (name not in OPS and _from_derived(name)) or (None, 0, 0)
         if build is not None:
             arities = arity if isinstance(arity, tuple) else (arity,)
             if len(node.args) - n_int not in arities:
