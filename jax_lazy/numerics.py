@@ -85,6 +85,17 @@ def is_default(plan) -> bool:
     return plan.dtype_acc == compute_dtype(plan.dtype) and plan.sum_scheme != "kahan_scheme"
 
 
+def splits(plan) -> bool:
+    """Whether a compiled backend may split ``plan``'s j axis into parts whose finalized
+    outputs are merged (:func:`jax_lazy.backends.common.merge`) without losing what its
+    options buy: yes for default plans and for Sums (their parts are added compensated,
+    :func:`merge_sum`); not for a LogSumExp or SumSoftMaxWeight with options, whose merge
+    weighs the parts by exp(lse_part - lse), rounded in the data type (relative error
+    ~eps |lse|, e.g. 1e-6 at lse = 13 in float32): those run unsplit (fewer threads when
+    there are few output rows)."""
+    return is_default(plan) or plan.red.family is SUM
+
+
 # ---------------------------------------------------------------- compensated arithmetic (jnp)
 
 

@@ -98,7 +98,7 @@ def reduce(plan, arrays, geom, *, supports, split_count, call):
     reason = supports(plan.dtype)
     if reason:
         raise BackendError(reason, plan.describe())
-    parts = split_count(plan, geom)
+    parts = split_count(plan, geom) if numerics.splits(plan) else 1
     if parts < 2:
         return call(plan, arrays, geom)
     return split_columns(plan, arrays, geom, parts, call)

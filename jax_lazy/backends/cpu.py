@@ -643,47 +643,50 @@ def _store(em, f, r, at, op="=", stmt=None) -> list[str]:
 
 
 def _lse_kernel(plan, em, roots, R, write):
-    """LogSumExp and SumSoftMaxWeight: the state (m, s) per row, rescaled once per chunk;
-    ``write(R, Dw)``: the family's outputs from it."""
+    """LogSumExp and SumSoftMaxWeight: the state (m, s) per row, rescaled once per chunk
+    (with its error twin under kahan, :class:`_Acc`); ``write(R, Dw, value)``: the
+    family's outputs from it (``value(r, e)``: the sum s_e of row r)."""
     Dw = roots[1].dim
+    ac = _Acc.of(plan)
+    sums = [[f"s{r}_{e}" for e in range(Dw)] for r in range(R)]
     init = [f"T m{r} = -jl_inf();" for r in range(R)]
-    init += ["T " + ", ".join(f"s{r}_{e} = T(0)" for e in range(Dw)) + ";" for r in range(R)]
+    init += [ac.decl(sums[r]) for r in range(R)]
     update = []
     for r in range(R):
         f0, w0 = r * LANES, r * Dw * LANES
-        parts = ", ".join(f"q{e}" for e in range(Dw))
+        parts = [f"q{e}" for e in range(Dw)]
         update += [
             "{",
             "  T cmax = -jl_inf();",
             "  #pragma omp simd reduction(max: cmax)",
             f"  for (int w = 0; w < nw; ++w) cmax = fb[{f0} + w] > cmax ? fb[{f0} + w] : cmax;",
             f"  if (cmax > m{r}) {{ const T sc = jl_exp(m{r} - cmax); "
-            + " ".join(f"s{r}_{e} *= sc;" for e in range(Dw)) + f" m{r} = cmax; }}",
+            + " ".join(f"{n} *= sc;" for n in ac.names(sums[r])) + f" m{r} = cmax; }}",
             # every chunk adds its terms: a NaN (which the max skips) makes s NaN for good
-            "  T " + ", ".join(f"q{e} = T(0)" for e in range(Dw)) + ";",
-            f"  #pragma omp simd reduction(+: {parts})",
+            "  " + ac.decl(parts),
+            f"  #pragma omp simd reduction(+: {', '.join(ac.names(parts))})",
             "  for (int w = 0; w < nw; ++w) {",
             f"    const T ex = jl_exp_shift(fb[{f0} + w], m{r});",
-            *[f"    q{e} += ex * wb[{w0 + e * LANES} + w];" for e in range(Dw)],
+            *[f"    {ac.add(f'q{e}', f'ex * wb[{w0 + e * LANES} + w]')}" for e in range(Dw)],
             "  }",
-            "  " + " ".join(f"s{r}_{e} += q{e};" for e in range(Dw)),
+            "  " + " ".join(ac.fold(f"s{r}_{e}", f"q{e}") for e in range(Dw)),
             "}",
         ]
     decl, chunk = _buffered(plan, em, roots, R, update)
-    return decl + _row_loop(plan, em, R, init + chunk + write(R, Dw))
+    return decl + _row_loop(plan, em, R, init + chunk + write(R, Dw, lambda r, e: ac.value(f"s{r}_{e}")))
 
 
-def _lse_write(R, Dw):
+def _lse_write(R, Dw, value):
     return [f"if (ib + {r} < i1) {{ " + " ".join(
-        f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log(s{r}_{e});" for e in range(Dw)) + " }" for r in range(R)]
+        f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log({value(r, e)});" for e in range(Dw)) + " }" for r in range(R)]
 
 
-def _softmax_write(R, Dw):
+def _softmax_write(R, Dw, value):
     """Weights (1, W): out0 = s_W / s_1, out1 = m + log s_1."""
     return [f"if (ib + {r} < i1) {{ " + " ".join(
-        f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = m{r} == jl_inf() ? jl_nan() : s{r}_{e} / s{r}_0;"
+        f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = m{r} == jl_inf() ? jl_nan() : {value(r, e)} / {value(r, 0)};"
         for e in range(1, Dw))
-        + f" out1[ib + {r}] = m{r} + jl_log(s{r}_0); }}" for r in range(R)]
+        + f" out1[ib + {r}] = m{r} + jl_log({value(r, 0)}); }}" for r in range(R)]
 
 
 def _min_kernel(plan, em, roots, R):
