@@ -345,11 +345,13 @@ class LazyArray:
         raise AxisError(f"{name}: axis {axis} is neither the i axis ({nb} or -3) nor the j axis ({nb + 1} or -2)",
                         to_string(self.formula))
 
-    def _reduce(self, red, axis, weight=None, k=None, backend="auto"):
+    def _reduce(self, red, axis, weight=None, k=None, backend="auto", **numerics):
+        # numerics: dtype_acc=, sum_scheme= (api.reduce; docs/api.md, "Numerics options")
         if k is not None and (isinstance(k, bool) or not float(k).is_integer()):
             raise ShapeError(f"K must be an integer, got {k!r}", to_string(self.formula))
         nodes, (vars_, arrays, ni, nj, batch) = self._join(*(() if weight is None else (weight,)))
-        outs = api.reduce(tuple(nodes), red, vars_, arrays, axis, k=None if k is None else int(k), backend=backend)
+        outs = api.reduce(tuple(nodes), red, vars_, arrays, axis, k=None if k is None else int(k), backend=backend,
+                          **numerics)
         if k is not None and self.dim == 1:  # (..., K, 1) -> (..., K), as pykeops
             outs = tuple(o[..., 0] for o in outs)
         return outs if len(outs) > 1 else outs[0]

@@ -34,7 +34,7 @@ lanes innermost (:func:`_outer_loop`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -75,7 +75,7 @@ def missing(plan) -> str | None:
 
     if compilers.find_compiler() is not None:
         return None
-    return _not_cached(plan, str(np.dtype(index_dtype())))
+    return _not_cached(_compute_plan(plan), str(np.dtype(index_dtype())))
 
 
 @memo.lru(memo.KERNELS)
@@ -96,10 +96,17 @@ def limitation() -> str | None:
 
 
 def supports(dtype: str) -> str | None:
-    """None for float32 and float64, else why not."""
-    if dtype not in _CTYPES:
-        return f"the cpu backend computes in float32 or float64, not {dtype}"
+    """None for float16, bfloat16 (float32 compute), float32 and float64, else why not."""
+    if numerics.compute_dtype(dtype) not in _CTYPES:
+        return f"the cpu backend computes in float16, bfloat16, float32 or float64, not {dtype}"
     return None
+
+
+def _compute_plan(plan):
+    """The plan whose kernel runs ``plan``: itself, or for float16 / bfloat16 data the same
+    plan in float32 (one kernel for the three dtypes; :func:`reduce` converts)."""
+    compute = numerics.compute_dtype(plan.dtype)
+    return plan if compute == plan.dtype else replace(plan, dtype=compute)
 
 
 # ---------------------------------------------------------------- code generation
@@ -189,7 +196,7 @@ def kernel_source(plan) -> str:
     lines = [
         f"// jax_lazy kernel: {plan.describe()}",
         f"#define JL_T {_CTYPES[plan.dtype]}",
-        *([f"#define JL_A {_CTYPES[plan.dtype_acc]}"] if plan.dtype_acc != plan.dtype else []),
+        *([f"#define JL_A {_CTYPES[plan.dtype_acc]}"] if plan.dtype_acc != numerics.compute_dtype(plan.dtype) else []),
         f"#define JL_IDX {idx_ctype}",
         _PRELUDE.read_text(),
         *(_two_pass(inner) if any(n.op in ("Sin", "Cos") for n in em.order) else _one_pass(inner)),
@@ -797,7 +804,16 @@ def reduce(plan, arrays, geom):
     axis is cut into parts that become an extra batch axis (one launch, threads over the
     parts) and the parts' finalized outputs are merged (:func:`common.merge`).
     """
-    return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
+    compute = _compute_plan(plan)
+    if compute is plan:
+        return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
+    # float16 / bfloat16: read in, computed, accumulated and merged in float32, stored in
+    # the data's dtype (as the cuda kernels' jl_ld / jl_st). The conversions are XLA's,
+    # fused around the custom call: O((M + N) D) against the kernel's O(M N).
+    f32 = [a.astype(compute.dtype) for a in arrays]
+    outs = common.reduce(compute, f32, replace(geom, dtype=jnp.dtype(compute.dtype)), supports=supports,
+                         split_count=_split_count, call=_call)
+    return tuple(o if plan.red.is_index(p) else o.astype(plan.dtype) for p, o in enumerate(outs))
 
 
 SPLIT_COLUMNS = 4096  # fewest columns per part of a split j axis
