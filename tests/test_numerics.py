@@ -212,3 +212,28 @@ def test_cuda_kernels_with_options_compile(syntax_only):
                 p = make_plan(lazies, red, dtype=dtype)
                 plans.append(Plan(p.formulas, p.red, p.k, p.variables, dtype, "cuda", **kw))
     compile_all(plans, "sm_90", syntax_only=syntax_only)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kw", OPTIONS[1:], ids=lambda kw: next(iter(kw.values())))
+@pytest.mark.parametrize("shape", ["looped", "outer"])
+def test_wide_sums_with_options(kw, shape):
+    """The cpu Sum kernel's other two forms with the options: a root looped over its
+    components (Gaussian weights times a 300-wide Vj(b)) and one computed components
+    outermost (Vi(x) * Vj(y) at D = 300, no lane-level scalar)."""
+    if not CPU:
+        pytest.skip("needs the cpu backend and a compiler")
+    rng = np.random.default_rng(5)
+    D = 300
+    x, y = rng.normal(size=(9, 3 if shape == "looped" else D)), rng.normal(size=(2000, 3 if shape == "looped" else D))
+    b = rng.normal(size=(2000, D))
+    x, y, b = (a.astype(np.float32) for a in (x, y, b))
+    X, Y, B = (a.astype(np.float64) for a in (x, y, b))
+    with precision(np.float32):
+        if shape == "looped":
+            got = ((-Vi(x).sqdist(Vj(y))).exp() * Vj(b)).sum(1, backend="cpu", **kw)
+            want = np.exp(-((X[:, None] - Y[None]) ** 2).sum(-1)) @ B
+        else:
+            got = (Vi(x) * Vj(y)).sum(1, backend="cpu", **kw)
+            want = X * Y.sum(0)
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
