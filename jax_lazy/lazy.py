@@ -394,76 +394,79 @@ class LazyArray:
         raise AxisError(f"{name}: axis {axis} is neither the i axis ({nb} or -3) nor the j axis ({nb + 1} or -2)",
                         to_string(self.formula))
 
-    def _reduce(self, red, axis, weight=None, k=None, backend="auto"):
+    def _reduce(self, red, axis, weight=None, k=None, backend="auto", **numerics):
+        # numerics: dtype_acc=, sum_scheme= (api.reduce; docs/api.md, "Numerics options")
         if k is not None and (isinstance(k, bool) or not float(k).is_integer()):
             raise ShapeError(f"K must be an integer, got {k!r}", to_string(self.formula))
         nodes, (vars_, arrays, ni, nj, batch) = self._join(*(() if weight is None else (weight,)))
-        outs = api.reduce(tuple(nodes), red, vars_, arrays, axis, k=None if k is None else int(k), backend=backend)
+        outs = api.reduce(tuple(nodes), red, vars_, arrays, axis, k=None if k is None else int(k), backend=backend,
+                          **numerics)
         if k is not None and self.dim == 1:  # (..., K, 1) -> (..., K), as pykeops
             outs = tuple(o[..., 0] for o in outs)
         return outs if len(outs) > 1 else outs[0]
 
-    def sum(self, axis=-1, dim=None, backend="auto"):
+    def sum(self, axis=-1, dim=None, backend="auto", **numerics):
         """Sum over i (``axis=nbatch``), j (``axis=nbatch+1``) or the vector axis (``-1``).
 
         Returns a ``jax.Array`` of shape ``(*batch, M, D)`` (over j) or ``(*batch, N, D)``
-        (over i); over the vector axis, a LazyArray of dim 1.
+        (over i); over the vector axis, a LazyArray of dim 1. Every reduction method takes
+        ``dtype_acc=`` and ``sum_scheme=`` (docs/api.md, "Numerics options").
         """
         ax = self._axis(axis, dim, "sum", allow_vector=True)
         if ax == -1:
             return self._apply(ops.Sum)
-        return self._reduce("Sum", ax, backend=backend)
+        return self._reduce("Sum", ax, backend=backend, **numerics)
 
-    def logsumexp(self, axis=None, dim=None, weight=None, backend="auto"):
+    def logsumexp(self, axis=None, dim=None, weight=None, backend="auto", **numerics):
         """``log sum exp(F)`` over an axis, computed stably (running max shift); with a
         ``weight`` W, ``log sum exp(F) W``. F must be scalar. Output dim: 1, or dim W."""
         return self._reduce("LogSumExp", self._axis(axis, dim, "logsumexp"), weight=1 if weight is None else weight,
-                            backend=backend)
+                            backend=backend, **numerics)
 
-    def sumsoftmaxweight(self, weight, axis=None, dim=None, backend="auto"):
+    def sumsoftmaxweight(self, weight, axis=None, dim=None, backend="auto", **numerics):
         """``sum_j softmax_j(F) W_j``: the softmax-weighted sum (attention). F scalar."""
         return self._reduce("SumSoftMaxWeight", self._axis(axis, dim, "sumsoftmaxweight"), weight=weight,
-                            backend=backend)
+                            backend=backend, **numerics)
 
-    def min(self, axis=None, dim=None, backend="auto"):
+    def min(self, axis=None, dim=None, backend="auto", **numerics):
         """Per-coordinate minimum over i or j: ``(*batch, M or N, D)``; differentiable
         (the gradient flows to the selected pair; ties: the smallest index)."""
-        return self._reduce("Min", self._axis(axis, dim, "min"), backend=backend)
+        return self._reduce("Min", self._axis(axis, dim, "min"), backend=backend, **numerics)
 
-    def max(self, axis=None, dim=None, backend="auto"):
+    def max(self, axis=None, dim=None, backend="auto", **numerics):
         """Per-coordinate maximum over i or j: ``(*batch, M or N, D)``; differentiable."""
-        return self._reduce("Max", self._axis(axis, dim, "max"), backend=backend)
+        return self._reduce("Max", self._axis(axis, dim, "max"), backend=backend, **numerics)
 
-    def argmin(self, axis=None, dim=None, backend="auto"):
+    def argmin(self, axis=None, dim=None, backend="auto", **numerics):
         """Index of the minimum, ``(*batch, M or N, D)``, int32 (int64 with x64); ties go
         to the smallest index; NaN wins."""
-        return self._reduce("ArgMin", self._axis(axis, dim, "argmin"), backend=backend)
+        return self._reduce("ArgMin", self._axis(axis, dim, "argmin"), backend=backend, **numerics)
 
-    def argmax(self, axis=None, dim=None, backend="auto"):
+    def argmax(self, axis=None, dim=None, backend="auto", **numerics):
         """Index of the maximum, ``(*batch, M or N, D)``, int32 (int64 with x64)."""
-        return self._reduce("ArgMax", self._axis(axis, dim, "argmax"), backend=backend)
+        return self._reduce("ArgMax", self._axis(axis, dim, "argmax"), backend=backend, **numerics)
 
-    def min_argmin(self, axis=None, dim=None, backend="auto"):
+    def min_argmin(self, axis=None, dim=None, backend="auto", **numerics):
         """``(min, argmin)``, each ``(*batch, M or N, D)``."""
-        return self._reduce("Min_ArgMin", self._axis(axis, dim, "min_argmin"), backend=backend)
+        return self._reduce("Min_ArgMin", self._axis(axis, dim, "min_argmin"), backend=backend, **numerics)
 
-    def max_argmax(self, axis=None, dim=None, backend="auto"):
+    def max_argmax(self, axis=None, dim=None, backend="auto", **numerics):
         """``(max, argmax)``, each ``(*batch, M or N, D)``."""
-        return self._reduce("Max_ArgMax", self._axis(axis, dim, "max_argmax"), backend=backend)
+        return self._reduce("Max_ArgMax", self._axis(axis, dim, "max_argmax"), backend=backend, **numerics)
 
-    def Kmin(self, K, axis=None, dim=None, backend="auto"):
+    def Kmin(self, K, axis=None, dim=None, backend="auto", **numerics):
         """The K smallest values, sorted: ``(*batch, M or N, K, D)``, or ``(..., K)`` when
         D = 1. Raises ShapeError unless 1 <= K <= the reduced size (K an integer)."""
-        return self._reduce("KMin", self._axis(axis, dim, "Kmin"), k=K, backend=backend)
+        return self._reduce("KMin", self._axis(axis, dim, "Kmin"), k=K, backend=backend, **numerics)
 
-    def argKmin(self, K, axis=None, dim=None, backend="auto"):
+    def argKmin(self, K, axis=None, dim=None, backend="auto", **numerics):
         """Indices of the K smallest values (K-nearest neighbours of ``sqdist``), shapes
         as :meth:`Kmin`, int32 (int64 with x64); ties go to the smallest index."""
-        return self._reduce("ArgKMin", self._axis(axis, dim, "argKmin"), k=K, backend=backend)
+        return self._reduce("ArgKMin", self._axis(axis, dim, "argKmin"), k=K, backend=backend, **numerics)
 
-    def Kmin_argKmin(self, K, axis=None, dim=None, backend="auto"):
+    def Kmin_argKmin(self, K, axis=None, dim=None, backend="auto", **numerics):
         """``(Kmin, argKmin)``."""
-        return self._reduce("KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin"), k=K, backend=backend)
+        return self._reduce("KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin"), k=K, backend=backend, **numerics)
 
     def __matmul__(self, b):
         return self.matvec(b)
