@@ -594,3 +594,15 @@ struct jl_array {
   jl_array& operator=(const jl_array&) = delete;
 };
 typedef jl_array<T> jl_buffer;
+
+// ---------------------------------------------------------------- vector Min, ArgMin (issue 12)
+// Over the components of one vector (the printer folds them pairwise, earlier components
+// on the left), as jnp.min / jnp.argmin: NaN wins (ArgMin: the first NaN), min(-0, +0) = -0,
+// ties keep the first index.
+JL_INLINE T jl_vmin(T a, T b) { return jl_select((b < a) | (b != b) | ((b == a) & jl_signbit(b)), b, a); }
+
+struct jl_argmin_t { T v; T k; };  // a value and its index (as a T, as KeOps' ArgMin)
+JL_INLINE jl_argmin_t jl_argmin_join(jl_argmin_t l, jl_argmin_t r) {
+  const bool take = (r.v < l.v) | ((r.v != r.v) & (l.v == l.v));
+  return {jl_select(take, r.v, l.v), jl_select(take, r.k, l.k)};
+}
