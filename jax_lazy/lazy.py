@@ -441,8 +441,10 @@ class LazyArray:
         return self._vector_or_reduce(derived.vector_argmax, "ArgMax", axis, dim, backend)
 
     def _vector_or_reduce(self, vector_op, red, axis, dim, backend):
-        ax = self._axis(axis, dim, red.lower(), allow_vector=True)
-        return self._apply(vector_op) if ax == -1 else self._reduce(red, ax, backend=backend)
+        # As pykeops: exactly -1 is the vector op (sum also takes the last axis' number).
+        if (dim if dim is not None else axis) == -1:
+            return self._apply(vector_op)
+        return self._reduce(red, self._axis(axis, dim, red.lower()), backend=backend)
 
     def min_argmin(self, axis=None, dim=None, backend="auto"):
         """``(min, argmin)``, each ``(*batch, M or N, D)``."""
