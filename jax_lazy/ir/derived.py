@@ -169,8 +169,9 @@ def softdtw_sqdist(x: Node, y: Node, gamma: Node) -> Node:
     the result is R[dx-1, dy-1]. ``gamma`` > 0 is a scalar formula. The recursion is
     unrolled into the formula: about 13 nodes and 20 C++ statements per cell, 57 for a
     gradient (dx = dy = 16: 5,100 statements, 14,700 for a gradient; docs/api.md has the
-    compile times), so it is meant for short sequences (up to a few tens of steps). Differentiable in x, y and gamma, to any order, by the symbolic derivative of
-    the unrolled recursion (its reverse sweep is Cuturi & Blondel's backward recursion).
+    compile times), so it is meant for short sequences (up to a few tens of steps).
+    Differentiable in x, y and gamma, to any order, by the symbolic derivative of the
+    unrolled recursion (its reverse sweep is Cuturi & Blondel's backward recursion).
 
     Raises:
       FormulaError: gamma not a scalar.

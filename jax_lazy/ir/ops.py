@@ -304,7 +304,8 @@ def _tensordot_vjp(n: Node, g: Node) -> tuple:
 # fmt: off
 defop("Min",    1, _to(1), lambda a, x: jnp.min(x, -1, keepdims=True), _min_vjp)  # NaN wins
 defop("ArgMin", 1, _to(1), lambda a, x: _as(x, jnp.argmin(x, -1, keepdims=True)), None)  # first index of the min
-defop("TensorDot", 2, _tensordot_dim, _tensordot, _tensordot_vjp, zero_if=(0, 1))  # attr (dimsf, dimsg, contf, contg, perm)
+defop("TensorDot", 2, _tensordot_dim, _tensordot, _tensordot_vjp,
+      zero_if=(0, 1))  # attr (dimsf, dimsg, contf, contg, perm): see TensorDot() below
 # fmt: on
 
 
