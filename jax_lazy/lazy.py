@@ -348,7 +348,7 @@ class LazyArray:
     def difference_matrix(self, y):
         """KeOps' ``DifferenceMatrix``: ``out[a * E + b] = self[a] - y[b]``, dim D * E
         (pykeops 2.3 has the method but no engine op)."""
-        return self._apply(derived.difference_matrix, y)
+        return self._apply(derived.differencematrix, y)
 
     def t(self) -> "LazyArray":
         """The transpose: i and j exchanged, shape ``(*batch, N, M, D)``."""
@@ -427,7 +427,7 @@ class LazyArray:
     def max(self, axis=-1, dim=None, backend="auto"):
         """Per-coordinate maximum over i or j: ``(*batch, M or N, D)``; differentiable.
         Over the vector axis (``-1``, the default): the LazyArray ``Max(x)``, dim 1."""
-        return self._vector_or_reduce(derived.vector_max, "Max", axis, dim, backend)
+        return self._vector_or_reduce(derived.max, "Max", axis, dim, backend)
 
     def argmin(self, axis=-1, dim=None, backend="auto"):
         """Index of the minimum, ``(*batch, M or N, D)``, int32 (int64 with x64); ties go
@@ -438,7 +438,7 @@ class LazyArray:
     def argmax(self, axis=-1, dim=None, backend="auto"):
         """Index of the maximum, ``(*batch, M or N, D)``, int32 (int64 with x64). Over the
         vector axis (``-1``, the default): the LazyArray ``ArgMax(x)`` (a float), dim 1."""
-        return self._vector_or_reduce(derived.vector_argmax, "ArgMax", axis, dim, backend)
+        return self._vector_or_reduce(derived.argmax, "ArgMax", axis, dim, backend)
 
     def _vector_or_reduce(self, vector_op, red, axis, dim, backend):
         # As pykeops: exactly -1 is the vector op (sum also takes the last axis' number).

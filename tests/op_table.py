@@ -237,7 +237,7 @@ row("vector_argmin", lambda a, b: (a * b).argmin(-1), lambda xp, a, b: o.argmin(
     diff=False)  # with ties: the first index
 row("vector_argmax", lambda a, b: (a - b).argmax(), lambda xp, a, b: o.argmax(xp, a - b), dims=(5, 5), dom="int",
     diff=False)
-row("elemT", lambda a, b: (a | b)._apply(lambda s: derived.elemT(s, 4, 2)),
+row("elemT", lambda a, b: (a | b)._apply(lambda s: derived.elemt(s, 4, 2)),
     lambda xp, a, b: o.concat(xp, *([0.0 * o.dot(xp, a, b)] * 2), o.dot(xp, a, b), 0.0 * o.dot(xp, a, b)))
 row("tensordot", lambda a, b: a.keops_tensordot(b, (2, 3), (3, 4), (1,), (0,)),
     lambda xp, a, b: o.tensordot(xp, "...ab,...bc->...ac", a, b, (2, 3), (3, 4)), dims=(6, 12))

@@ -275,6 +275,6 @@ def test_bad_arguments_raise_formula_errors(build, match):
 
 def test_elemT_errors():
     with pytest.raises(FormulaError, match="places a scalar"):
-        derived.elemT(Var(0, 2, 0), 4, 1)
+        derived.elemt(Var(0, 2, 0), 4, 1)
     with pytest.raises(FormulaError, match="out of range"):
-        derived.elemT(Var(0, 1, 0), 4, 4)
+        derived.elemt(Var(0, 1, 0), 4, 4)

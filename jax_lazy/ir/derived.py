@@ -66,19 +66,24 @@ def elem(x: Node, k: int) -> Node:
 # ---------------------------------------------------------------- Vector ops (issue 12)
 
 
-def vector_max(x: Node) -> Node:
+# The functions are named by the lowercase KeOps name (Max -> max, ElemT -> elemt...): the
+# formula-string parser finds a composition by that name. (So ``max`` here is KeOps' Max:
+# this module does not use the builtin.)
+
+
+def max(x: Node) -> Node:  # noqa: A001
     """KeOps' ``Max(x)``: the largest coordinate, dim 1, as ``-Min(-x)`` (NaN wins; the
     gradient is split evenly among ties, as ``jax.grad`` of ``jnp.max``)."""
     return Minus(Min(Minus(x)))
 
 
-def vector_argmax(x: Node) -> Node:
+def argmax(x: Node) -> Node:
     """KeOps' ``ArgMax(x)``: the index of the largest coordinate as a float, dim 1, as
     ``ArgMin(-x)`` (the first index on ties; the first NaN); zero derivative."""
     return ArgMin(Minus(x))
 
 
-def elemT(x: Node, n: int, m: int) -> Node:
+def elemt(x: Node, n: int, m: int) -> Node:
     """KeOps' ``ElemT(x, n, m)``: the scalar ``x`` at slot ``m`` of a zero vector of dim ``n``
     (``ExtractT(x, m, n)``); the adjoint of ``Elem``."""
     if x.dim != 1:
@@ -103,7 +108,7 @@ def _ones(d: int) -> Node:
     return IntCst(1) if d == 1 else SumT(IntCst(1), d)
 
 
-def difference_matrix(x: Node, y: Node) -> Node:
+def differencematrix(x: Node, y: Node) -> Node:
     """KeOps' ``DifferenceMatrix(x, y)``: ``out[a * dy + b] = x[a] - y[b]``, dim dx * dy."""
     return Subtract(TensorProd(x, _ones(y.dim)), TensorProd(_ones(x.dim), y))
 
@@ -136,8 +141,7 @@ def bspline(knots: Node, t: Node, order: int) -> Node:
     if t.dim != 1:
         raise FormulaError(f"BSpline is evaluated at a scalar, got a vector of dim {t.dim}")
     if order < 0 or d < order + 2:
-        raise FormulaError(f"a BSpline of order {order} needs order >= 0 and at least {max(order, 0) + 2} knots, "
-                           f"got {d}")
+        raise FormulaError(f"a BSpline of order {order} needs order >= 0 and at least {order + 2} knots, got {d}")
     basis = Mult(LessOrEqual(Extract(knots, 0, d - 1), t), LessThan(t, Extract(knots, 1, d - 1)))
     for r in range(1, order + 1):
         n = d - 1 - r
