@@ -27,7 +27,7 @@ import scipy.interpolate
 from conftest import assert_close, precision
 from jax_lazy import Pm, Vi, Vj
 from jax_lazy.errors import FormulaError
-from jax_lazy.ir import Var, derived, ops, topo_order
+from jax_lazy.ir import Var, derived, ops, substitute, topo_order
 
 BACKENDS = ["jnp", "cpu"]  # the cuda backend runs the op-table rows (test_cuda_host, slow)
 slow = pytest.mark.slow
@@ -278,3 +278,29 @@ def test_elemT_errors():
         derived.elemt(Var(0, 2, 0), 4, 1)
     with pytest.raises(FormulaError, match="out of range"):
         derived.elemt(Var(0, 1, 0), 4, 4)
+
+
+# ---------------------------------------------------------------- formula strings
+
+
+@pytest.mark.parametrize("text,method", [
+    ("Min(x)", lambda x, y, g, t: x.min()),
+    ("Max(x)", lambda x, y, g, t: x.max()),
+    ("ArgMin(x)", lambda x, y, g, t: x.argmin()),
+    ("ArgMax(x)", lambda x, y, g, t: x.argmax()),
+    ("TensorDot(x, y, [2,3], [3,4], [1], [0], [1,0])",
+     lambda x, y, g, t: x.keops_tensordot(y, (2, 3), (3, 4), 1, 0, (1, 0))),
+    ("BSpline(x, t, 2)", lambda x, y, g, t: x.bspline(t, 2)),
+    ("SoftDTW_SqDist(x, y, g)", lambda x, y, g, t: x.softdtw_sqdist(y, g)),
+    ("DifferenceMatrix(x, y)", lambda x, y, g, t: x.difference_matrix(y)),
+])
+def test_formula_strings_build_the_same_nodes(text, method):
+    """The KeOps formula syntax and the LazyArray methods give the very same (interned) node."""
+    from jax_lazy.ir.parse import parse
+
+    F = parse(text, ("x = Vi(0, 6)", "y = Vj(1, 12)", "g = Pm(2, 1)", "t = Vj(3, 1)"))
+    lazies = (Vi(np.ones((2, 6))), Vj(np.ones((3, 12))), Pm(np.ones(1)), Vj(np.ones((3, 1))))
+    out = method(*lazies)
+    position = {id(lz.variables[0]): k for k, lz in enumerate(lazies)}  # the alias positions
+    renumber = {v: Var(position[id(a)], v.dim, v.attr[1]) for v, a in zip(out._vars, out.variables)}
+    assert substitute(out.formula, renumber) is F
