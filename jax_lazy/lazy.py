@@ -309,6 +309,47 @@ class LazyArray:
     def vecmatmult(self, A): return self._apply(ops.VecMatMult, A)
     def tensorprod(self, y): return self._apply(ops.TensorProd, y)
 
+    # Vector ops (issue 12), with pykeops' names and signatures.
+    def keops_tensordot(self, b, dimfa, dimfb, contfa, contfb, *perm):
+        """KeOps' ``TensorDot``: ``numpy.tensordot`` of ``self`` and ``b`` viewed as row-major
+        tensors of shapes ``dimfa`` and ``dimfb`` (tuples of ints whose products are the
+        dims), contracting axes ``contfa[k]`` of self with ``contfb[k]`` of b; ``perm`` (one
+        tuple, optional) sends axis t of the result to position ``perm[t]`` (the inverse of
+        ``np.transpose``'s argument, as KeOps). Dim: the product of the kept dims.
+
+        Raises:
+          FormulaError: inconsistent dims, axes or permutation.
+        """
+        if len(perm) > 1:
+            raise FormulaError(f"keops_tensordot takes one permutation, got {len(perm)}", to_string(self.formula))
+        return self._apply(lambda x, y: ops.TensorDot(x, y, dimfa, dimfb, contfa, contfb, *perm), b)
+
+    def keops_kron(self, b, dimfa, dimfb):
+        """KeOps' ``Kron``: the Kronecker product of ``self`` and ``b`` viewed as row-major
+        tensors of shapes ``dimfa`` and ``dimfb`` (as many axes), laid out as ``np.kron``;
+        dim ``self.dim * b.dim``."""
+        return self._apply(lambda x, y: derived.kron(x, y, ops._int_tuple(dimfa), ops._int_tuple(dimfb)), b)
+
+    def bspline(self, t, k: int = 0):
+        """KeOps' ``BSpline(knots, t, k)`` on ``self`` = the knots (non-decreasing, dim D):
+        the D - k - 1 B-spline basis functions of degree k at the scalar ``t`` (a LazyArray
+        of dim 1 or a number), dim D - k - 1; differentiable (unlike KeOps'), see
+        :func:`jax_lazy.ir.derived.bspline`."""
+        return self._apply(lambda kn, t_: derived.bspline(kn, t_, int(k)), t)
+
+    def softdtw_sqdist(self, y, gamma):
+        """KeOps' ``SoftDTW_SqDist``: the soft-DTW discrepancy between the sequences
+        ``self`` (length D) and ``y`` (length E) for the squared difference, smoothing
+        ``gamma`` > 0 (a number or a LazyArray of dim 1); dim 1. Differentiable in all three
+        (KeOps: not in gamma). See :func:`jax_lazy.ir.derived.softdtw_sqdist` (code size
+        O(D * E))."""
+        return self._apply(derived.softdtw_sqdist, y, gamma)
+
+    def difference_matrix(self, y):
+        """KeOps' ``DifferenceMatrix``: ``out[a * E + b] = self[a] - y[b]``, dim D * E
+        (pykeops 2.3 has the method but no engine op)."""
+        return self._apply(derived.differencematrix, y)
+
     def t(self) -> "LazyArray":
         """The transpose: i and j exchanged, shape ``(*batch, N, M, D)``."""
         swapped = tuple(plan_mod.swap_var(v) for v in self._vars)
@@ -428,23 +469,34 @@ class LazyArray:
         return self._reduce("SumSoftMaxWeight", self._axis(axis, dim, "sumsoftmaxweight"), weight=weight,
                             backend=backend, **numerics)
 
-    def min(self, axis=None, dim=None, backend="auto", **numerics):
+    def min(self, axis=-1, dim=None, backend="auto", **numerics):
         """Per-coordinate minimum over i or j: ``(*batch, M or N, D)``; differentiable
-        (the gradient flows to the selected pair; ties: the smallest index)."""
-        return self._reduce("Min", self._axis(axis, dim, "min"), backend=backend, **numerics)
+        (the gradient flows to the selected pair; ties: the smallest index). Over the
+        vector axis (``-1``, the default, as pykeops): the LazyArray ``Min(x)`` of dim 1
+        (its gradient is split evenly among tied coordinates, as ``jnp.min``'s)."""
+        return self._vector_or_reduce(ops.Min, "Min", axis, dim, backend, **numerics)
 
-    def max(self, axis=None, dim=None, backend="auto", **numerics):
-        """Per-coordinate maximum over i or j: ``(*batch, M or N, D)``; differentiable."""
-        return self._reduce("Max", self._axis(axis, dim, "max"), backend=backend, **numerics)
+    def max(self, axis=-1, dim=None, backend="auto", **numerics):
+        """Per-coordinate maximum over i or j: ``(*batch, M or N, D)``; differentiable.
+        Over the vector axis (``-1``, the default): the LazyArray ``Max(x)``, dim 1."""
+        return self._vector_or_reduce(derived.max, "Max", axis, dim, backend, **numerics)
 
-    def argmin(self, axis=None, dim=None, backend="auto", **numerics):
+    def argmin(self, axis=-1, dim=None, backend="auto", **numerics):
         """Index of the minimum, ``(*batch, M or N, D)``, int32 (int64 with x64); ties go
-        to the smallest index; NaN wins."""
-        return self._reduce("ArgMin", self._axis(axis, dim, "argmin"), backend=backend, **numerics)
+        to the smallest index; NaN wins. Over the vector axis (``-1``, the default): the
+        LazyArray ``ArgMin(x)``, the index as a float, dim 1, zero derivative."""
+        return self._vector_or_reduce(ops.ArgMin, "ArgMin", axis, dim, backend, **numerics)
 
-    def argmax(self, axis=None, dim=None, backend="auto", **numerics):
-        """Index of the maximum, ``(*batch, M or N, D)``, int32 (int64 with x64)."""
-        return self._reduce("ArgMax", self._axis(axis, dim, "argmax"), backend=backend, **numerics)
+    def argmax(self, axis=-1, dim=None, backend="auto", **numerics):
+        """Index of the maximum, ``(*batch, M or N, D)``, int32 (int64 with x64). Over the
+        vector axis (``-1``, the default): the LazyArray ``ArgMax(x)`` (a float), dim 1."""
+        return self._vector_or_reduce(derived.argmax, "ArgMax", axis, dim, backend, **numerics)
+
+    def _vector_or_reduce(self, vector_op, red, axis, dim, backend, **numerics):
+        # As pykeops: exactly -1 is the vector op (sum also takes the last axis' number).
+        if (dim if dim is not None else axis) == -1:
+            return self._apply(vector_op)
+        return self._reduce(red, self._axis(axis, dim, red.lower()), backend=backend, **numerics)
 
     def min_argmin(self, axis=None, dim=None, backend="auto", **numerics):
         """``(min, argmin)``, each ``(*batch, M or N, D)``."""

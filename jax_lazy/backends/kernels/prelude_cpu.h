@@ -614,3 +614,15 @@ JL_INLINE void jl_kadd(A& s, A& c, A x) {
 
 // The value of a compensated sum: s where it is not finite (an inf or NaN term makes c NaN).
 JL_INLINE A jl_total(A s, A c) { return s - s == A(0) ? s + c : s; }
+
+// ---------------------------------------------------------------- vector Min, ArgMin (issue 12)
+// Over the components of one vector (the printer folds them pairwise, earlier components
+// on the left), as jnp.min / jnp.argmin: NaN wins (ArgMin: the first NaN), min(-0, +0) = -0,
+// ties keep the first index.
+JL_INLINE T jl_vmin(T a, T b) { return jl_select((b < a) | (b != b) | ((b == a) & jl_signbit(b)), b, a); }
+
+struct jl_argmin_t { T v; T k; };  // a value and its index (as a T, as KeOps' ArgMin)
+JL_INLINE jl_argmin_t jl_argmin_join(jl_argmin_t l, jl_argmin_t r) {
+  const bool take = (r.v < l.v) | ((r.v != r.v) & (l.v == l.v));
+  return {jl_select(take, r.v, l.v), jl_select(take, r.k, l.k)};
+}

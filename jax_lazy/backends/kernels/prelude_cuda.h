@@ -400,3 +400,13 @@ JL_DEV void jl_store_sqdist(float* s, const float* yn, float xn, const S* x, con
   }
 }
 #endif  // sm_80+
+
+// ---------------------------------------------------------------- vector Min, ArgMin (issue 12)
+// As the cpu prelude's: jnp.min / jnp.argmin over the components, NaN wins, min(-0, +0) = -0,
+// ties keep the first index (the printer folds pairwise, earlier components on the left).
+JL_DEV T jl_vmin(T a, T b) { return b < a || b != b || (b == a && jl_signbit(b)) ? b : a; }
+
+struct jl_argmin_t { T v; T k; };
+JL_DEV jl_argmin_t jl_argmin_join(jl_argmin_t l, jl_argmin_t r) {
+  return r.v < l.v || (r.v != r.v && l.v == l.v) ? r : l;
+}
