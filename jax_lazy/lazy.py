@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import api
+from . import api, memo
 from . import plan as plan_mod
 from .errors import AxisError, DtypeError, FormulaError, ShapeError
 from .ir import I, J, P, IntCst, Var, derived, ops, substitute, to_string
@@ -230,19 +230,25 @@ class LazyArray:
             raise FormulaError(e.message, "  and  ".join(to_string(n) for n in nodes)) from None
         return LazyArray._build(formula, *ctx)
 
+    def _rapply(self, fn, o):
+        """``fn(o, self)`` for a number or array ``o`` (the reflected operators): self's
+        variables keep their indices, so that building ``c * F`` step by step stays
+        linear (no renumbering of F) when ``c`` is a float parameter."""
+        return self._apply(lambda s, t: fn(t, s), o)
+
     # -------------------------------------------------------------- arithmetic
     def __add__(self, o): return self._apply(ops.Add, o)
-    def __radd__(self, o): return self._lift(o)._apply(ops.Add, self)
+    def __radd__(self, o): return self._rapply(ops.Add, o)
     def __sub__(self, o): return self._apply(ops.Subtract, o)
-    def __rsub__(self, o): return self._lift(o)._apply(ops.Subtract, self)
+    def __rsub__(self, o): return self._rapply(ops.Subtract, o)
     def __mul__(self, o): return self._apply(ops.Mult, o)
-    def __rmul__(self, o): return self._lift(o)._apply(ops.Mult, self)
+    def __rmul__(self, o): return self._rapply(ops.Mult, o)
     def __truediv__(self, o): return self._apply(ops.Divide, o)
-    def __rtruediv__(self, o): return self._lift(o)._apply(ops.Divide, self)
+    def __rtruediv__(self, o): return self._rapply(ops.Divide, o)
     def __neg__(self): return self._apply(ops.Minus)
     def __abs__(self): return self._apply(ops.Abs)
     def __or__(self, o): return self._apply(derived.scalprod, o)  # scalar product, dim 1
-    def __ror__(self, o): return self._lift(o)._apply(derived.scalprod, self)
+    def __ror__(self, o): return self._rapply(derived.scalprod, o)
     def __lt__(self, o): return self._apply(ops.LessThan, o)
     def __le__(self, o): return self._apply(ops.LessOrEqual, o)
     def __gt__(self, o): return self._lift(o)._apply(ops.LessThan, self)
@@ -528,13 +534,23 @@ def _variable_array(x, cat, what):
     j, ``(*b, D)`` for a parameter (a scalar becomes ``(1,)``; a Python or NumPy float,
     weakly typed)."""
     if cat == P and isinstance(x, numbers.Real) and not isinstance(x, jax.Array):
-        x = jnp.asarray(float(x))  # weakly typed: adopts the dtype of the other operands
+        return _scalar(float(x).hex(), str(jax.dtypes.canonicalize_dtype(float)))
     x = _as_float_array(x, what)
     if cat == P:
         return x.reshape(1) if x.ndim == 0 else x
     if x.ndim < 2:
         raise ShapeError(f"{what} needs an array of shape (*batch, {'M' if cat == I else 'N'}, D), got shape {x.shape}")
     return x
+
+
+@memo.lru(1024)
+def _scalar(bits: str, default_dtype: str) -> jax.Array:
+    """The weakly typed ``(1,)`` array (it adopts the dtype of the other operands) of the
+    float ``float.fromhex(bits)`` (bits: -0.0 is not 0.0), one per value and default float
+    dtype: a value used n times in a formula is one parameter, not n (kernels take few
+    arguments: 32 on cuda)."""
+    with jax.ensure_compile_time_eval():  # a constant even while jit traces: safe to keep
+        return jnp.asarray(float.fromhex(bits)).reshape(1)
 
 
 # ---------------------------------------------------------------- symbolic variables and callable reductions
