@@ -476,6 +476,9 @@ class LazyArray:
         ``(*batch, N, E)`` gives ``(*batch, M, E)``. K must have dim 1."""
         if self.dim != 1:
             raise ShapeError(f"K @ b needs a scalar LazyArray (dim 1), got dim {self.dim}", to_string(self.formula))
+        if self._symbolic:
+            raise FormulaError("K @ b needs data, but K has symbolic variables: write (K * Vj(b)).sum(axis), "
+                               "a function of their arrays", to_string(self.formula))
         b = _as_float_array(b, "K @ b")
         if b.ndim == 1:
             return (self * Vj(b[:, None])).sum(axis=self.nbatchdims + 1, backend=backend)[..., 0]

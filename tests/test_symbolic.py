@@ -128,6 +128,8 @@ def test_lddmm_kernel_called_many_times(backend, x64, rng):
         x, y, b = data(rng, m, n)
         assert_close(f(x, y, np.array([s]), b), gauss_np(x, y, s, b)[0], np.float64)
     assert_close(f(x, y, 2.0, b), gauss_np(x, y, 2.0, b)[0], np.float64)  # a Python float for Pm(2, 1)
+    x32, y32, b32 = (a.astype(np.float32) for a in (x, y, b))  # the dtype comes from the call too
+    assert_close(f(x32, y32, 2.0, b32), gauss_np(x, y, 2.0, b)[0], np.float32)
     x, y, b = data(rng, batch=(2,))
     out = f(x, y, np.array([0.5]), b)
     for k in range(2):
@@ -235,6 +237,8 @@ def test_symbolic_errors(rng):
         (Vi(0, D) + Vj(2, D)).sum(axis=1)
     with pytest.raises(FormulaError, match="symbolic variable needs"):
         Vi(-1, D)
+    with pytest.raises(FormulaError, match="K has symbolic variables"):
+        (-G).exp() @ y[:, 0]
 
 
 def test_symbolic_constructors_agree():
