@@ -19,3 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = ["LazyArray", "LazyTensor", "LazyReduction", "Vi", "Vj", "Pm", "clear_cache", "JaxLazyError", "ShapeError", "DtypeError",
            "AxisError", "FormulaError", "BackendError", "doctor", "__version__"]
+
+# Formula strings (pykeops' generic API): jax_lazy/genred.py, jax_lazy/ir/parse.py
+from .genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum  # noqa: E402
+
+__all__ += ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]

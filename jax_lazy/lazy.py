@@ -355,6 +355,55 @@ class LazyArray:
 
     T = property(t)
 
+    # -------------------------------------------------------------- Symbolic calculus (issue 12)
+    # Formulas, not reductions (jax_lazy.ir.calculus). ``v`` is one of the formula's
+    # variables: the very LazyArray Vi(x) / Vj(y) / Pm(p) (or another wrapping the same
+    # array in the same category) that built it, matched as _join matches arrays.
+
+    def _calculus(self, name, v, *others):
+        """``calculus.<name>(f, v, *others)`` on this formula and ``v``'s variable."""
+        from .ir import calculus, variables
+
+        fn = getattr(calculus, name)
+        if not (isinstance(v, LazyArray) and v.formula.op == "Var"):
+            raise FormulaError(f"{name}: v must be a variable of the formula (the Vi, Vj or Pm LazyArray it "
+                               f"was built from), got {type(v).__name__}", to_string(self.formula))
+
+        def checked(f, var, *rest):
+            if var not in variables(f):
+                raise FormulaError(f"{name}: v is not a variable of the formula (no array bound to it is v's)")
+            return fn(f, var, *rest)
+
+        return self._apply(checked, v, *others)
+
+    def grad(self, v, e):
+        """``Grad(f, v, e)``: the vector-Jacobian product ``(df/dv)^T e``, dim ``v.dim``;
+        ``e`` (LazyArray or number) has this formula's dim. Raises FormulaError."""
+        return self._calculus("grad", v, e)
+
+    def diff(self, v, u):
+        """``Diff(f, v, u)``: the Jacobian-vector product ``(df/dv) u``, this formula's
+        dim; ``u`` (LazyArray or number) has ``v.dim``."""
+        return self._calculus("diff", v, u)
+
+    def laplacian(self, v):
+        """``Laplacian(f, v)``, dim 1, for a scalar formula."""
+        return self._calculus("laplacian", v)
+
+    def divergence(self, v):
+        """``Divergence(f, v)``, dim 1; this formula's dim must be ``v.dim``."""
+        return self._calculus("divergence", v)
+
+    def trace_operator(self, v, w=None):
+        """``TraceOperator(f, v[, w])``: the trace of this formula, linear in ``v``, as a
+        matrix (optionally weighted by the diagonal ``w``); dim 1."""
+        return self._calculus("trace_operator", v, *(() if w is None else (w,)))
+
+    def grad_matrix(self, v):
+        """``GradMatrix(f, v)``: the Jacobian ``df/dv`` flattened row-major, dim
+        ``self.dim * v.dim`` (entry ``k * v.dim + l`` is ``df_k / dv_l``)."""
+        return self._calculus("grad_matrix", v)
+
     # -------------------------------------------------------------- dense escape hatch
     def dense(self) -> jax.Array:
         """Materialise the ``(*batch, M, N, D)`` array (for small sizes and tests).
