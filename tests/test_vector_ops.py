@@ -293,6 +293,7 @@ def test_elemT_errors():
     ("BSpline(x, t, 2)", lambda x, y, g, t: x.bspline(t, 2)),
     ("SoftDTW_SqDist(x, y, g)", lambda x, y, g, t: x.softdtw_sqdist(y, g)),
     ("DifferenceMatrix(x, y)", lambda x, y, g, t: x.difference_matrix(y)),
+    ("Kron(x, y, [2,3], [3,4])", lambda x, y, g, t: x.keops_kron(y, (2, 3), (3, 4))),
 ])
 def test_formula_strings_build_the_same_nodes(text, method):
     """The KeOps formula syntax and the LazyArray methods give the very same (interned) node."""

@@ -93,7 +93,7 @@ def elemt(x: Node, n: int, m: int) -> Node:
     return ExtractT(x, m, n)
 
 
-def kron(a: Node, b: Node, dimsa, dimsb) -> Node:
+def kron(a: Node, b: Node, dimsa: tuple, dimsb: tuple) -> Node:
     """KeOps' ``Kron(a, b, dimsa, dimsb)``: the Kronecker product of a and b viewed as
     row-major tensors of shapes ``dimsa`` and ``dimsb`` (same number of axes), laid out as
     ``np.kron``: the outer product (a's axes then b's) with a's axis k moved to 2k and b's

@@ -84,12 +84,12 @@ DERIVED = {
 
 def _from_derived(name: str):
     """``(builder, operands, attributes)`` of ``jax_lazy.ir.derived.<name.lower()>`` when
-    each of its parameters is annotated ``Node`` (a formula) or ``int`` (an attribute),
-    the formulas first; else None."""
+    each of its parameters is annotated ``Node`` (a formula) or ``int`` / ``tuple`` (an
+    attribute: an integer, or a list of integers), the formulas first; else None."""
     fn = getattr(derived, name.lower(), None)
     if not callable(fn) or name.startswith("_"):
         return None
-    kinds = [{"Node": "f", "int": "i"}.get(getattr(p.annotation, "__name__", p.annotation))
+    kinds = [{"Node": "f", "int": "i", "tuple": "i"}.get(getattr(p.annotation, "__name__", p.annotation))
              for p in inspect.signature(fn).parameters.values()]
     n = kinds.count("f")
     if None in kinds or kinds != ["f"] * n + ["i"] * (len(kinds) - n):
@@ -334,7 +334,7 @@ class _Walker:
                 raise _Located(f"{name} takes {' or '.join(map(str, arities))} formulas"
                                + (f" and {n_int} integers" if n_int else ""), node)
             k = len(node.args) - n_int
-            return build(*self._operands(node.args[:k]), *(_int(a, f"{name}'s attribute") for a in node.args[k:]))
+            return build(*self._operands(node.args[:k]), *(self._attribute(a, name) for a in node.args[k:]))
         spec = OPS.get(name)
         if spec is None or not spec.arity:
             raise _Located(f"unknown op {name!r}", node.func)
