@@ -3,6 +3,7 @@
     python bench/run.py [--quick] [--rows NAME,...] [--out docs/benchmarks.md]
     python bench/run.py --list          # the row names
     python bench/run.py --sharded [...]  # 1 and 2 CPU devices: bench/sharded.py, its options
+    python bench/run.py --numerics [...]  # cost of dtype_acc / sum_scheme: bench/numerics.py
 
 Each row is one reduction over M = N points (Gaussian kernel matvec, its gradient w.r.t.
 x, argKmin, logsumexp), computed by
@@ -507,6 +508,11 @@ def main(argv=None) -> str:
 
         rest = [a for a in argv if a != "--sharded"]
         return sharded.main(rest, "python bench/run.py --sharded " + " ".join(shlex.quote(a) for a in rest))
+    if "--numerics" in argv:  # the cost of dtype_acc / sum_scheme on the cpu backend
+        import numerics
+
+        rest = [a for a in argv if a != "--numerics"]
+        return numerics.main(rest, "python bench/run.py --numerics " + " ".join(shlex.quote(a) for a in rest))
     opts = parse_args(argv)
     if opts.list:
         print("\n".join(f"{r.name:16s} {r.title}, {r.size}{'  (not with --quick)' if r.big else ''}" for r in ROWS))

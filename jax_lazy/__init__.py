@@ -10,12 +10,17 @@ whose derivatives are reductions of the formula's symbolic derivatives.
 from .errors import AxisError, BackendError, DtypeError, FormulaError, JaxLazyError, ShapeError
 from .doctor import doctor
 from .store import clear_cache
-from .lazy import LazyArray, LazyTensor, Pm, Vi, Vj
+from .lazy import LazyArray, LazyReduction, LazyTensor, Pm, Vi, Vj
 from .backends import register_targets as _register_targets
 
 _register_targets()  # so that modules made by jax.export in another process find their kernels
 
 __version__ = "0.1.0"
 
-__all__ = ["LazyArray", "LazyTensor", "Vi", "Vj", "Pm", "clear_cache", "JaxLazyError", "ShapeError", "DtypeError",
+__all__ = ["LazyArray", "LazyTensor", "LazyReduction", "Vi", "Vj", "Pm", "clear_cache", "JaxLazyError", "ShapeError", "DtypeError",
            "AxisError", "FormulaError", "BackendError", "doctor", "__version__"]
+
+# Formula strings (pykeops' generic API): jax_lazy/genred.py, jax_lazy/ir/parse.py
+from .genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum  # noqa: E402
+
+__all__ += ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]

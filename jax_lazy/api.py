@@ -15,12 +15,14 @@ import jax.numpy as jnp
 
 from . import backends
 from .errors import BackendError, FormulaError, ShapeError
+from .options import OptionError
 from .plan import Plan, describe, geometry, swap_ij, swap_var
 from .primitive import bind
 from .reductions import REDUCTIONS
 
 
-def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backend: str = "auto"):
+def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backend: str = "auto",
+           dtype_acc: str = "auto", sum_scheme: str = "auto"):
     """Reduce formulas over the i (``axis=0``) or j (``axis=1``) axis.
 
     Args:
@@ -31,6 +33,9 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
       axis: 0 reduces over i (result indexed by j), 1 over j (result indexed by i).
       k: K of the KMin family.
       backend: "auto", or a backend name of :mod:`jax_lazy.backends`.
+      dtype_acc: accumulator dtype of the sum-type reductions, "auto", "float32" or
+        "float64" (:mod:`jax_lazy.numerics`; docs/api.md, "Numerics options").
+      sum_scheme: "auto", "block_sum", "kahan_scheme" or "direct_sum" (idem).
 
     Returns:
       A tuple of the user-visible outputs, each ``(*batch, M or N, ...)``.
@@ -39,6 +44,7 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
       ShapeError: arrays that do not match their variables or each other, or a bad K.
       FormulaError: a vector formula for a reduction that needs a scalar one.
       BackendError: a backend that cannot run here (the message says why).
+      OptionError: a bad ``dtype_acc`` or ``sum_scheme`` (a ValueError).
     """
     red = REDUCTIONS[red_name]
     # Errors show the user's formula, not the transposed one; printed only if one is raised.
@@ -53,7 +59,11 @@ def reduce(formulas, red_name: str, variables, arrays, axis: int, k=None, backen
         chosen = backends.resolve(backend, dtype)
     except BackendError as e:
         raise BackendError(str(e), text) from None
-    plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, chosen, auto=backend == "auto")
+    try:
+        plan = Plan(tuple(formulas), red, k, tuple(variables), dtype, chosen, auto=backend == "auto",
+                    dtype_acc=dtype_acc, sum_scheme=sum_scheme)
+    except OptionError as e:
+        raise OptionError(e.message, text) from None
     if red.scalar and formulas[0].dim != 1:
         raise FormulaError(f"{red.name} needs a scalar formula, got dim {formulas[0].dim}", text)
     geom = geometry(plan, arrays, text)

@@ -29,7 +29,7 @@ from jax import lax
 from .errors import DtypeError, FormulaError
 from .ir import Zero, ops, to_string
 from .ir import complex as cx
-from .lazy import LazyArray
+from .lazy import LazyArray, LazyReduction
 
 
 def to_block(z: jax.Array) -> jax.Array:
@@ -45,11 +45,13 @@ def from_block(x: jax.Array) -> jax.Array:
 
 def _real_twin(z: LazyArray) -> LazyArray:
     """The same formula and arrays, seen as a real LazyArray of dim 2D."""
-    return LazyArray._build(z.formula, z._vars, z._arrays, z.ni, z.nj, z.batch_shape)
+    return _as(LazyArray, z)
 
 
 def _as(cls, x: LazyArray, formula=None) -> LazyArray:
-    return cls._build(x.formula if formula is None else formula, x._vars, x._arrays, x.ni, x.nj, x.batch_shape)
+    """``x`` (or ``formula`` over x's variables) as an instance of ``cls``."""
+    return cls._build(x.formula if formula is None else formula, x._vars, x._arrays, x.ni, x.nj, x.batch_shape,
+                      x._symbolic)
 
 
 def constant(like: LazyArray, c: numbers.Number) -> "ComplexLazyArray":
@@ -126,7 +128,7 @@ class ComplexLazyArray(LazyArray):
         return None if real is None else jnp.result_type(real, jnp.complex64)
 
     def __repr__(self) -> str:
-        return f"ComplexLazyArray(formula={to_string(self.formula)}, shape={self.shape}, dtype={self.dtype})"
+        return "Complex" + super().__repr__()
 
     __str__ = __repr__
 
@@ -187,10 +189,25 @@ class ComplexLazyArray(LazyArray):
         """Materialise the complex ``(*batch, M, N, D)`` array (small sizes, tests)."""
         return from_block(_real_twin(self).dense())
 
-    def _reduce(self, red, axis, weight=None, k=None, backend="auto"):
+    def _reduce(self, red, axis, weight=None, k=None, call=True, **options):
         # Only sums are linear, hence computed on the real and imaginary parts apart; min,
         # argmin, logsumexp, softmax... need an order or a real exponential.
         if red != "Sum" or weight is not None:
             raise DtypeError(f"the {red} reduction is not defined for complex LazyArrays (only sum and K @ b)",
                              to_string(self.formula))
-        return from_block(_real_twin(self)._reduce(red, axis, backend=backend))
+        out = _real_twin(self)._reduce(red, axis, call=call, **options)
+        return ComplexReduction(out) if isinstance(out, LazyReduction) else from_block(out)
+
+
+class ComplexReduction:
+    """A :class:`~jax_lazy.lazy.LazyReduction` of a complex formula (``call=False``, or
+    symbolic real variables): calling it returns the complex output."""
+
+    def __init__(self, real: LazyReduction):
+        self._real = real
+
+    def __call__(self, *args, **options):
+        return from_block(self._real(*args, **options))
+
+    def __repr__(self) -> str:
+        return f"Complex{self._real!r}"

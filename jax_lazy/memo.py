@@ -1,9 +1,10 @@
 """Bounded per-plan memo tables, all emptied by :func:`jax_lazy.clear_cache`.
 
-Plans are memoised (plan once, run many), but every distinct formula is a new plan, and
-so is every distinct Python float in a formula (floats are compile-time constants). Each
-plan's jitted function holds XLA executables: about 1.8 MB per plan, measured. Unbounded,
-a loop over changing floats grew by ~1.8 GB per 1,000 values. So every per-plan table is
+Plans are memoised (plan once, run many), but every distinct formula is a new plan (a
+Python float is a runtime parameter, not part of the plan; when floats were compile-time
+constants, each value was a plan). Each plan's jitted function holds XLA executables:
+about 1.8 MB per plan, measured. Unbounded, a loop over changing formulas (then: floats)
+grew by ~1.8 GB per 1,000 of them. So every per-plan table is
 an LRU of bounded size registered here, and :func:`clear` empties them all.
 
 ``JAX_LAZY_PLAN_CACHE`` (:attr:`jax_lazy.options.Options.plan_cache`, read at import) is the

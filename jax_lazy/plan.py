@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import numerics
 from .errors import ShapeError
 from .ir import I, J, P, Node, Var, substitute, to_string, variables
 from .reductions import Reduction, index_dtype
@@ -33,13 +34,22 @@ class Plan:
     dtype: str
     backend: str
     auto: bool = False  # backend chosen by "auto": the derivatives' reductions choose theirs too
+    dtype_acc: str = "auto"  # accumulator dtype, resolved ("auto" replaced): jax_lazy.numerics
+    sum_scheme: str = "auto"  # "block_sum", "kahan_scheme" or "direct_sum", resolved likewise
+
+    def __post_init__(self):
+        # resolved here, so that equal options make equal plans (one kernel), and checked
+        acc, scheme = numerics.resolve(self.red, self.dtype, self.dtype_acc, self.sum_scheme)
+        object.__setattr__(self, "dtype_acc", acc)
+        object.__setattr__(self, "sum_scheme", scheme)
 
     def describe(self) -> str:
         """The reduction in KeOps notation, shared sub-formulas as bindings (linear size)."""
         return describe(self.formulas, self.red.name, self.k)
 
     def __repr__(self) -> str:  # as jaxprs print the reduction primitive's parameter
-        return f"Plan({self.backend}/{self.dtype}: {self.describe()})"
+        extra = "" if numerics.is_default(self) else f" acc={self.dtype_acc} {self.sum_scheme}"
+        return f"Plan({self.backend}/{self.dtype}{extra}: {self.describe()})"
 
 
 @dataclass(frozen=True)

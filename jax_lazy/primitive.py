@@ -157,7 +157,10 @@ def derived_sum(parent: Plan, formula, pairs, size: int, axis: int = 1):
     if axis == 0:
         formula, vars_ = swap_ij(formula), tuple(swap_var(v) for v in vars_)
     backend = backends.resolve("auto", parent.dtype) if parent.auto else parent.backend
-    plan = Plan((formula,), REDUCTIONS["Sum"], None, vars_, parent.dtype, backend, auto=parent.auto)
+    # the parent's numerics options: its family is a sum (only Sums are differentiated
+    # through derived_sum), so its accumulator and scheme apply to its derivatives' sums
+    plan = Plan((formula,), REDUCTIONS["Sum"], None, vars_, parent.dtype, backend, auto=parent.auto,
+                dtype_acc=parent.dtype_acc, sum_scheme=parent.sum_scheme)
     (out,) = bind(plan, [pairs[v] for v in used])
     return out if scale == 1 else out * scale
 

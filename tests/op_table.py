@@ -21,6 +21,7 @@ import numpy as np
 
 import oracle as o
 from jax_lazy import LazyArray
+from jax_lazy.ir import derived
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ DOMAINS = {
     "hi": lambda rng, s: rng.uniform(0.6, 1.0, s),
     "idx": lambda rng, s: rng.integers(-1, 5, s) + rng.uniform(-0.3, 0.3, s),  # away from x.5
     "sym": _sym,
+    "sorted": lambda rng, s: np.sort(rng.uniform(-1.5, 1.5, s), axis=-1),  # B-spline knots
 }
 
 
@@ -226,6 +228,32 @@ row("vecmatmult", lambda a, b: a.vecmatmult(b), lambda xp, a, b: o.vecmat(xp, a,
 row("vecmatmult_n1", lambda a, b: a.vecmatmult(b), lambda xp, a, b: o.vecmat(xp, a, b), dims=(1, 4))
 row("tensorprod", lambda a, b: a.tensorprod(b), lambda xp, a, b: o.tensorprod(xp, a, b), dims=(2, 3))
 row("tensorprod_dim1", lambda a, b: a.tensorprod(b), lambda xp, a, b: o.tensorprod(xp, a, b), dims=(1, 3))
+
+# Vector ops (issue 12): Min / Max / ArgMin / ArgMax over the vector axis (the default
+# axis of these methods), ElemT, TensorDot, Kron, BSpline, SoftDTW_SqDist, DifferenceMatrix.
+row("vector_min", lambda a, b: (a * b).min(-1), lambda xp, a, b: o.vmin(xp, a * b), dims=(4, 4))
+row("vector_max", lambda a, b: (a - b).max(), lambda xp, a, b: o.vmax(xp, a - b), dims=(4, 4))
+row("vector_argmin", lambda a, b: (a * b).argmin(-1), lambda xp, a, b: o.argmin(xp, a * b), dims=(5, 5), dom="int",
+    diff=False)  # with ties: the first index
+row("vector_argmax", lambda a, b: (a - b).argmax(), lambda xp, a, b: o.argmax(xp, a - b), dims=(5, 5), dom="int",
+    diff=False)
+row("elemT", lambda a, b: (a | b)._apply(lambda s: derived.elemt(s, 4, 2)),
+    lambda xp, a, b: o.concat(xp, *([0.0 * o.dot(xp, a, b)] * 2), o.dot(xp, a, b), 0.0 * o.dot(xp, a, b)))
+row("tensordot", lambda a, b: a.keops_tensordot(b, (2, 3), (3, 4), (1,), (0,)),
+    lambda xp, a, b: o.tensordot(xp, "...ab,...bc->...ac", a, b, (2, 3), (3, 4)), dims=(6, 12))
+# tensordot_perm: the result's axes (a, c, d) go to positions (2, 0, 1): (c, d, a).
+row("tensordot_perm", lambda a, b: a.keops_tensordot(b, (2, 2, 3), (2, 2), (1,), (0,), (2, 0, 1)),
+    lambda xp, a, b: o.tensordot(xp, "...abc,...bd->...cda", a, b, (2, 2, 3), (2, 2)), dims=(12, 4))
+row("tensordot_full", lambda a, b: a.keops_tensordot(b, (3, 4), (4, 3), (0, 1), (1, 0)),  # trace(A B)
+    lambda xp, a, b: o.tensordot(xp, "...ab,...ba->...", a, b, (3, 4), (4, 3)), dims=(12, 12))
+row("kron", lambda a, b: a.keops_kron(b, (2, 1, 2), (1, 2, 1)), lambda xp, a, b: o.kron(xp, a, b, (2, 1, 2), (1, 2, 1)),
+    dims=(4, 2))
+row("bspline", lambda a, b: a.bspline(b, 2), lambda xp, a, b: o.bspline(xp, a, b, 2), dims=(7, 1),
+    dom=("sorted", "any"))
+row("softdtw_sqdist", lambda a, b, c: a.softdtw_sqdist(b, c), lambda xp, a, b, c: o.softdtw(xp, a, b, c),
+    dims=(3, 4, 1), dom=("any", "any", "pos"))
+row("difference_matrix", lambda a, b: a.difference_matrix(b), lambda xp, a, b: o.difference_matrix(xp, a, b),
+    dims=(3, 2))
 
 # Composite kernels.
 row("gaussian", lambda a, b, c: (-(a.sqdist(b)) * c).exp(), lambda xp, a, b, c: xp.exp(-o.sqnorm2(xp, a - b) * c),

@@ -183,3 +183,79 @@ def red_argkmin(F, axis, K):
 
 def red_kmin(F, axis, K):
     return np.moveaxis(np.sort(F, axis=axis), axis, -2)[..., :K, :]
+
+
+# ---------------------------------------------------------------- vector ops of issue 12
+# Written from the definitions (``xp`` first, operands broadcast, vector axis last).
+
+
+def vmin(xp, x):
+    return xp.min(x, axis=-1, keepdims=True)
+
+
+def vmax(xp, x):
+    return xp.max(x, axis=-1, keepdims=True)
+
+
+def argmin(xp, x):
+    """The first index of the minimum, as a float."""
+    return xp.argmin(x, axis=-1)[..., None].astype(x.dtype)
+
+
+def argmax(xp, x):
+    return xp.argmax(x, axis=-1)[..., None].astype(x.dtype)
+
+
+def tensordot(xp, spec, a, b, dims_a, dims_b):
+    """``einsum(spec)`` of a and b reshaped row-major to ``dims_a`` and ``dims_b``, flattened."""
+    out = xp.einsum(spec, a.reshape(a.shape[:-1] + dims_a), b.reshape(b.shape[:-1] + dims_b))
+    return out.reshape(a.shape[:-1] + (-1,))
+
+
+def kron(xp, a, b, dims_a, dims_b):
+    """``np.kron`` of the reshaped operands, per (..., i, j): out[(i0 q0 + j0), (i1 q1 + j1),
+    ...] = a[i0, i1, ...] b[j0, j1, ...], i.e. the outer product with its axes interleaved."""
+    n = len(dims_a)
+    ia, ib = "abcdefgh"[:n], "ijklmnop"[:n]
+    spec = f"...{ia},...{ib}->...{''.join(p + q for p, q in zip(ia, ib))}"
+    return tensordot(xp, spec, a, b, dims_a, dims_b)
+
+
+def difference_matrix(xp, x, y):
+    out = x[..., :, None] - y[..., None, :]
+    return out.reshape(out.shape[:-2] + (-1,))
+
+
+def bspline(xp, knots, t, k):
+    """Cox-de Boor, one basis function at a time; a term over a repeated knot is 0."""
+    kn = [knots[..., i:i + 1] for i in range(knots.shape[-1])]
+
+    def w(num, den):
+        return xp.where(den != 0, num / xp.where(den != 0, den, 1.0), 0.0)
+
+    B = [as01(xp, (kn[i] <= t) & (t < kn[i + 1])) for i in range(len(kn) - 1)]
+    for r in range(1, k + 1):
+        B = [w(t - kn[i], kn[i + r] - kn[i]) * B[i] + w(kn[i + r + 1] - t, kn[i + r + 1] - kn[i + 1]) * B[i + 1]
+             for i in range(len(B) - 1)]
+    return xp.concatenate(B, axis=-1)
+
+
+def softdtw(xp, x, y, gamma):
+    """Soft-DTW (Cuturi & Blondel 2017) for the cost (x_a - y_b)^2: the DP over the
+    (dx + 1) x (dy + 1) table with R[0, 0] = 0 and a border of BIG (a stand-in for +inf
+    that keeps jax.grad finite: exp(-BIG / gamma) is 0 and 0 * finite stays 0)."""
+    big = 1e10
+    dx, dy = x.shape[-1], y.shape[-1]
+    zero = 0.0 * (x[..., :1] + y[..., :1] + gamma)
+    R = {(0, 0): zero}
+    for a in range(1, dx + 1):
+        R[a, 0] = zero + big
+    for b in range(1, dy + 1):
+        R[0, b] = zero + big
+    for a in range(1, dx + 1):
+        for b in range(1, dy + 1):
+            z = xp.stack([R[a - 1, b - 1], R[a - 1, b], R[a, b - 1]]) / -gamma
+            m = xp.max(z, axis=0)
+            soft = -gamma * (m + xp.log(xp.sum(xp.exp(z - m), axis=0)))
+            R[a, b] = (x[..., a - 1:a] - y[..., b - 1:b]) ** 2 + soft
+    return R[dx, dy]

@@ -291,3 +291,18 @@ def test_errors(rng, bad, x64):
     z, w, x = Vi(d["z"]), Vj(d["w"]), Vi(d["x"])
     with pytest.raises(DtypeError):
         bad(z, w, x)
+
+
+def test_symbolic_and_call_false(rng):
+    """A complex formula with a (real) symbolic variable, or reduced with call=False, is a
+    function of arrays that returns the complex output; symbolic variables refuse complex
+    arrays (their dim counts reals)."""
+    d = make_data(rng, np.float32)
+    fn = (Vi(d["z"]) * Vj(1, 1) - Pm(0, 1)).sum(axis=2)
+    y, q = d["y"], np.float32([0.5])
+    np.testing.assert_allclose(fn(q, y), (d["z"][:, :, None] * y[None] - q).sum(2), rtol=1e-5)
+    assert "Complex" in repr(fn)
+    later = (Vi(d["z"]) * Vj(d["w"])).sum(axis=2, call=False)
+    np.testing.assert_allclose(later(), (d["z"][:, :, None] * d["w"][None]).sum(2), rtol=1e-5)
+    with pytest.raises(DtypeError):
+        fn(q, d["w"][:, :1])

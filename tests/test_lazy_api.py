@@ -12,7 +12,7 @@ import pytest
 
 import jax_lazy
 from jax_lazy import LazyArray, LazyTensor, Pm, Vi, Vj
-from jax_lazy.ir import topo_order
+from jax_lazy.ir import P, Var, topo_order
 
 rng = np.random.default_rng(1)
 x = rng.normal(size=(5, 3)).astype(np.float32)
@@ -70,15 +70,17 @@ def test_gaussian_kernel_prints_in_keops_notation():
     (lambda: Vi(x) - Vj(y) * Pm(p), "Var(0,3,0) - (Var(1,3,1) * Var(2,3,2))"),
     (lambda: Vi(x) + 1, "Var(0,3,0) + IntCst(1)"),
     (lambda: 2 * Vi(x), "IntCst(2) * Var(0,3,0)"),
-    (lambda: Vi(x) * 2.5, "Var(0,3,0) * Cst(2.5)"),
-    (lambda: Vi(x) / 4.0, "Var(0,3,0) / IntCst(4)"),  # integral floats are exact integers
+    (lambda: Vi(x) * 2.5, "Var(0,3,0) * Var(1,1,2)"),  # floats are runtime parameters
+    (lambda: Vi(x) / 4.0, "Var(0,3,0) / Var(1,1,2)"),  # integral ones too (only ints are IntCst)
     (lambda: Vi(x)[1], "Extract(Var(0,3,0),1,1)"),
     (lambda: Vi(x)[0:2], "Extract(Var(0,3,0),0,2)"),
     (lambda: Vi(x) ** 3, "Pow(Var(0,3,0),3)"),
     (lambda: Vi(x) ** 2, "Square(Var(0,3,0))"),
     (lambda: Vi(x) ** 0.5, "Sqrt(Var(0,3,0))"),
     (lambda: Vi(x) ** -0.5, "Rsqrt(Var(0,3,0))"),
-    (lambda: Vi(x) ** 1.5, "Powf(Var(0,3,0),Cst(1.5))"),
+    (lambda: Vi(x) ** 1.5, "Powf(Var(0,3,0),Var(1,1,2))"),
+    (lambda: Vi(x) ** 2.0, "Square(Var(0,3,0))"),  # integral float exponents: exact Pow
+    (lambda: Vi(x) ** -1.0, "Pow(Var(0,3,0),-1)"),
     (lambda: Vi(x) | Vj(y), "Sum(Var(0,3,0) * Var(1,3,1))"),
     (lambda: Vi(x[:, :1]).one_hot(4), "OneHot(Var(0,1,0),4)"),
     (lambda: Vi(x).clamp(0, 1), "Clamp(Var(0,3,0),IntCst(0),IntCst(1))"),
@@ -205,10 +207,11 @@ def test_python_scalars(build, ref):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_int_is_intcst_and_float_is_cst():
+def test_int_is_intcst_and_float_is_parameter():
     assert (Vi(x) + 1).formula.args[1].op == "IntCst"
-    assert (Vi(x) + 0.1).formula.args[1].op == "Cst"
-    assert (Vi(x) + 0.1).formula.args[1].attr == (0.1,)
+    K = Vi(x) + 0.1
+    assert K.formula.args[1] == Var(1, 1, P) and K.variables[1].shape == (1,)
+    np.testing.assert_allclose(K.variables[1], 0.1)
 
 
 def test_times_zero_has_zero_value_and_gradient():

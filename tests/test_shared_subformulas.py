@@ -128,8 +128,8 @@ def test_plan_describe_is_linear():
 
 def test_printing_binds_shared_nodes_once():
     text = to_string(_formula(2, dim=1))
-    assert text == ("a = Var(0,1,0) + (Cst(0.1) * Sin(Var(0,1,0) * Var(1,1,1))); "
-                    "a + (Cst(0.1) * Sin(a * Var(1,1,1)))")
+    assert text == ("a = Var(0,1,0) + (Var(2,1,2) * Sin(Var(0,1,0) * Var(1,1,1))); "  # C: one parameter
+                    "a + (Var(2,1,2) * Sin(a * Var(1,1,1)))")
 
 
 def _count_calls(fn) -> int:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from ..ir import OPS, Node, topo_order
 from ..ir.node import I, J, P
+from ..ir.ops import tensordot_index
 
 # Element-wise ops: a template over the components {0}, {1}, {2} of the (broadcast) operands.
 # fmt: off
@@ -62,11 +63,17 @@ CPP = {
 # fmt: on
 
 
-def _tree_sum(terms: list[str]) -> str:
-    """Pairwise sum: shorter dependency chains than a left fold."""
+def _tree_fold(terms: list[str], join: str) -> str:
+    """Pairwise fold with the template ``join`` ("{0}" left, "{1}" right; terms keep their
+    order): shorter dependency chains than a left fold, and each term appears once."""
     while len(terms) > 1:
-        terms = [f"({terms[k]} + {terms[k + 1]})" if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+        terms = [join.format(terms[k], terms[k + 1]) if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
     return terms[0]
+
+
+def _tree_sum(terms: list[str]) -> str:
+    """Pairwise sum."""
+    return _tree_fold(terms, "({0} + {1})")
 
 
 def _pow(x: str, n: int) -> str:
@@ -92,6 +99,17 @@ def _vecmat(n, v, a):
     return [_tree_sum([f"({v[r]} * {a[r * m + c]})" for r in range(len(v))]) for c in range(m)]
 
 
+def _argmin(n, a):
+    # (value, index) pairs joined pairwise (jl_argmin_join, in the preludes): the left pair
+    # holds the earlier components, so ties keep the first index.
+    return [_tree_fold([f"jl_argmin_t{{{c}, T({k})}}" for k, c in enumerate(a)], "jl_argmin_join({0}, {1})") + ".k"]
+
+
+def _tensordot(n, a, b):
+    ia, ib = tensordot_index(n.attr)
+    return [_tree_sum([f"({a[p]} * {b[q]})" for p, q in zip(row_a, row_b)]) for row_a, row_b in zip(ia, ib)]
+
+
 # Vector ops: functions (node, *operand component lists) -> output component list.
 VECTOR = {
     "Sum": lambda n, a: [_tree_sum(a)],
@@ -104,6 +122,10 @@ VECTOR = {
     "VecMatMult": _vecmat,
     "TensorProd": lambda n, a, b: [f"({x} * {y})" for x in a for y in b],
     "Pow": lambda n, a: [_pow(c, n.attr[0]) for c in a],
+    # Vector ops (issue 12)
+    "Min": lambda n, a: [_tree_fold(a, "jl_vmin({0}, {1})")],
+    "ArgMin": _argmin,
+    "TensorDot": _tensordot,
 }
 
 _LEAVES = {"Var", "IntCst", "Cst", "Zero"}

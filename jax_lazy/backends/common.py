@@ -16,7 +16,8 @@ from jax import lax
 from ..errors import BackendError
 from ..ir import I, J, Node, topo_order
 from ..plan import batch_rank, out_shapes
-from ..reductions import index_dtype
+from .. import numerics
+from ..reductions import SUM, index_dtype
 
 
 STAGE_MIN_DIM = 16  # inner products over fewer components stay in the lane loop
@@ -97,7 +98,7 @@ def reduce(plan, arrays, geom, *, supports, split_count, call):
     reason = supports(plan.dtype)
     if reason:
         raise BackendError(reason, plan.describe())
-    parts = split_count(plan, geom)
+    parts = split_count(plan, geom) if numerics.splits(plan) else 1
     if parts < 2:
         return call(plan, arrays, geom)
     return split_columns(plan, arrays, geom, parts, call)
@@ -132,7 +133,10 @@ def merge(plan, outs, offsets):
     offsets ``offsets``) into the outputs of the whole range: the family's ``merge``, on
     the family's values (Max: on -values)."""
     red = plan.red
-    return red.signed(red.family.merge(red.signed(outs), offsets, plan.k))
+    fold = red.family.merge
+    if red.family is SUM and not numerics.is_default(plan):  # the parts' sums, compensated
+        fold = numerics.merge_sum
+    return red.signed(fold(red.signed(outs), offsets, plan.k))
 
 
 # ---------------------------------------------------------------- shard_map's varying axes

@@ -34,14 +34,14 @@ lanes innermost (:func:`_outer_loop`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from .. import memo
+from .. import memo, numerics
 from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
@@ -75,7 +75,7 @@ def missing(plan) -> str | None:
 
     if compilers.find_compiler() is not None:
         return None
-    return _not_cached(plan, str(np.dtype(index_dtype())))
+    return _not_cached(_compute_plan(plan), str(np.dtype(index_dtype())))
 
 
 @memo.lru(memo.KERNELS)
@@ -96,10 +96,17 @@ def limitation() -> str | None:
 
 
 def supports(dtype: str) -> str | None:
-    """None for float32 and float64, else why not."""
-    if dtype not in _CTYPES:
-        return f"the cpu backend computes in float32 or float64, not {dtype}"
+    """None for float16, bfloat16 (float32 compute), float32 and float64, else why not."""
+    if numerics.compute_dtype(dtype) not in _CTYPES:
+        return f"the cpu backend computes in float16, bfloat16, float32 or float64, not {dtype}"
     return None
+
+
+def _compute_plan(plan):
+    """The plan whose kernel runs ``plan``: itself, or for float16 / bfloat16 data the same
+    plan in float32 (one kernel for the three dtypes; :func:`reduce` converts)."""
+    compute = numerics.compute_dtype(plan.dtype)
+    return plan if compute == plan.dtype else replace(plan, dtype=compute)
 
 
 # ---------------------------------------------------------------- code generation
@@ -189,6 +196,7 @@ def kernel_source(plan) -> str:
     lines = [
         f"// jax_lazy kernel: {plan.describe()}",
         f"#define JL_T {_CTYPES[plan.dtype]}",
+        *([f"#define JL_A {_CTYPES[plan.dtype_acc]}"] if plan.dtype_acc != numerics.compute_dtype(plan.dtype) else []),
         f"#define JL_IDX {idx_ctype}",
         _PRELUDE.read_text(),
         *(_two_pass(inner) if any(n.op in ("Sin", "Cos") for n in em.order) else _one_pass(inner)),
@@ -290,6 +298,73 @@ class _Staging:
         return column + _with_loads(_rows_interleaved(self.em, self.R, sinks), loads)
 
 
+@dataclass(frozen=True)
+class _Acc:
+    """How a sum-type kernel accumulates (:mod:`jax_lazy.numerics`). ``default``: partial
+    sums of T per block of columns, added to the output (block summation; direct_sum is
+    the same code). Otherwise partial sums of A (``JL_A``: double for dtype_acc="float64")
+    whose rows are folded into a per-call array ``acc`` of A, written to the output once
+    at the end; with ``kahan``, every sum has its error in a twin (name + ``_k``) and the
+    additions are Neumaier's (prelude: ``jl_kadd``). The simd lanes' own partial sums are
+    added by OpenMP's reduction (a handful of terms: a few ulps of the block's sum)."""
+
+    default: bool
+    kahan: bool
+    E: int = 0  # components per output row (the Sum's output array)
+
+    @classmethod
+    def of(cls, plan, E=0):
+        return cls(numerics.is_default(plan), plan.sum_scheme == "kahan_scheme", E)
+
+    def type(self) -> str:
+        return "T" if self.default else "A"
+
+    def names(self, names) -> list[str]:
+        """The variables of partial sums ``names``, and their error twins with kahan."""
+        return list(names) + [_twin(n) for n in names] * self.kahan
+
+    def decl(self, names) -> str:
+        t = self.type()
+        return f"{t} " + ", ".join(f"{n} = {t}(0)" for n in self.names(names)) + ";"
+
+    def add(self, name, expr) -> str:
+        if self.default:
+            return f"{name} += {expr};"
+        return f"jl_kadd({name}, {_twin(name)}, (A)({expr}));" if self.kahan else f"{name} += (A)({expr});"
+
+    def fold(self, target, name) -> str:
+        """Add partial sum ``name`` to ``target`` (a running sum, its twin alongside)."""
+        if not self.kahan:
+            return f"{target} += {name};"
+        return f"{{ jl_kadd({target}, {_twin(target)}, {name}); {_twin(target)} += {_twin(name)}; }}"
+
+    def out(self, q) -> str:
+        """The running sum of output element ``q`` (a C++ index)."""
+        return f"out0[{q}]" if self.default else f"acc[{q} - i0 * {self.E}]"
+
+    def value(self, name) -> str:
+        """The value of running sum ``name`` (with its error, under kahan)."""
+        return f"jl_total({name}, {_twin(name)})" if self.kahan else name
+
+    def setup(self) -> list[str]:
+        E, q = self.E, f"for (int64_t q = i0 * {self.E}; q < i1 * {self.E}; ++q)"
+        if self.default:
+            return [f"{q} out0[q] = T(0);"]
+        return [f"jl_array<A> {n}_((i1 - i0) * {E}); A* __restrict {n} = {n}_.p;" for n in self.names(["acc"])] + [
+            f"for (int64_t q = 0; q < (i1 - i0) * {E}; ++q) {{ {' '.join(f'{n}[q] = A(0);' for n in self.names(['acc']))} }}"]
+
+    def finish(self) -> list[str]:
+        if self.default:
+            return []
+        return [f"for (int64_t q = i0 * {self.E}; q < i1 * {self.E}; ++q) out0[q] = (T){self.value(self.out('q'))};"]
+
+
+def _twin(name: str) -> str:
+    """The error twin of a sum's variable: ``s0`` -> ``s0_k``, ``acc[q]`` -> ``acc_k[q]``."""
+    base, bracket, rest = name.partition("[")
+    return f"{base}_k{bracket}{rest}"
+
+
 def _sum_kernel(plan, em, roots, R):
     """Fused Sum. The j axis is cut in blocks; for each block a *j-stage* computes the
     j-level values the (row, lane) part reads (see :func:`_jstage`) into a small buffer,
@@ -298,50 +373,54 @@ def _sum_kernel(plan, em, roots, R):
     rows (block summation)."""
     (F,) = roots
     E = F.dim
+    ac = _Acc.of(plan, E)
     st = _Staging.make(plan, em, roots, R)
     if _outer_root(em, F):  # per component: a simd sweep over the lanes, its sum added to the output
         decl = []
         sums = [f"s{r}" for r in range(R)]
-        inner = _outer_loop(em, F, R, lambda r, e: f"s{r} += {e};",
-                            pre=["T " + ", ".join(f"{s} = T(0)" for s in sums) + ";"],
-                            post=[f"if (ib + {r} < i1) out0[(ib + {r}) * {E} + c] += s{r};" for r in range(R)],
-                            clause=f" reduction(+: {', '.join(sums)})")
+        inner = _outer_loop(em, F, R, lambda r, e: ac.add(f"s{r}", e),
+                            pre=[ac.decl(sums)],
+                            post=[f"if (ib + {r} < i1) {ac.fold(ac.out(f'(ib + {r}) * {E} + c'), f's{r}')}"
+                                  for r in range(R)],
+                            clause=f" reduction(+: {', '.join(ac.names(sums))})")
     elif F in em.looped:  # E partial sums per row in arrays, the lanes in turn (no simd reduction over E names)
-        decl = _scratch(plan, [("T", f"part{r}", E) for r in range(R)])
-        sinks = [_store(em, F, r, lambda e, r=r: f"part{r}[{e}]", op="+=") for r in range(R)]
+        parts = [f"part{r}" for r in range(R)]
+        decl = _scratch(plan, [(ac.type(), n, E) for n in ac.names(parts)])
+        sinks = [_store(em, F, r, lambda e, r=r: f"part{r}[{e}]", stmt=ac.add) for r in range(R)]
         inner = [
             *st.stage(),
-            *[f"for (int c = 0; c < {E}; ++c) part{r}[c] = T(0);" for r in range(R)],
+            *[f"for (int c = 0; c < {E}; ++c) {n}[c] = {ac.type()}(0);" for n in ac.names(parts)],
             "for (int w = 0; w < nw; ++w) {",
             *_indent(st.lanes(sinks), 2),
             "}",
-            *[f"if (ib + {r} < i1) for (int c = 0; c < {E}; ++c) out0[(ib + {r}) * {E} + c] += part{r}[c];"
-              for r in range(R)],
+            *[f"if (ib + {r} < i1) for (int c = 0; c < {E}; ++c) "
+              f"{ac.fold(ac.out(f'(ib + {r}) * {E} + c'), f'part{r}[c]')}" for r in range(R)],
         ]
     else:
         decl = []
         parts = [f"part{r}_{e}" for r in range(R) for e in range(E)]
-        sinks = [[f"part{r}_{e} += {c};" for e, c in enumerate(em.comps(F, r))] for r in range(R)]
+        sinks = [[ac.add(f"part{r}_{e}", c) for e, c in enumerate(em.comps(F, r))] for r in range(R)]
         inner = [
             *st.stage(),
             *st.sum_loops(),
-            "T " + ", ".join(f"{p} = T(0)" for p in parts) + ";",
-            f"#pragma omp simd reduction(+: {', '.join(parts)})",
+            ac.decl(parts),
+            f"#pragma omp simd reduction(+: {', '.join(ac.names(parts))})",
             "for (int w = 0; w < nw; ++w) {",
             *_indent(st.lanes(sinks), 2),
             "}",
-            *[f"if (ib + {r} < i1) {{ {' '.join(f'out0[(ib + {r}) * {E} + {e}] += part{r}_{e};' for e in range(E))} }}"
+            *[f"if (ib + {r} < i1) {{ {' '.join(ac.fold(ac.out(f'(ib + {r}) * {E} + {e}'), f'part{r}_{e}') for e in range(E))} }}"
               for r in range(R)],
         ]
     return [
         *decl,
         *st.buffers(),
-        f"for (int64_t q = i0 * {E}; q < i1 * {E}; ++q) out0[q] = T(0);",
+        *ac.setup(),
         f"for (int64_t jb = 0; jb < N; jb += {st.jblock}) {{",
         f"  const int nw = (int)jl_min64({st.jblock}, N - jb);",
         *_indent(st.jstage(), 2),
         *_indent(_row_loop(plan, em, R, inner), 2),
         "}",
+        *ac.finish(),
     ]
 
 
@@ -464,7 +543,8 @@ def _scratch(plan, arrays) -> list[str]:
     a worker thread's stack is a few MiB (8 at most), less than KMin's R * D * K
     (value, index) pairs or Min's buffers at large D. Past :data:`MAX_SCRATCH_BYTES`
     per thread, BackendError (no kernel that might fail to allocate is built)."""
-    size = {"T": np.dtype(plan.dtype).itemsize, "IDX": np.dtype(index_dtype()).itemsize}
+    size = {"T": np.dtype(plan.dtype).itemsize, "A": np.dtype(plan.dtype_acc).itemsize,
+            "IDX": np.dtype(index_dtype()).itemsize}
     total = sum(n * size[ctype] for ctype, _, n in arrays)
     if total > MAX_SCRATCH_BYTES:
         raise BackendError(
@@ -559,57 +639,61 @@ def _outer_loop(em, node, R, sink, pre=(), post=(), clause="") -> list[str]:
     ]
 
 
-def _store(em, f, r, at, op="=") -> list[str]:
-    """Statements ``at(e) op F_e`` for each component e of root ``f`` (row ``r``): one per
-    component, or a loop over them when ``f`` is looped."""
+def _store(em, f, r, at, op="=", stmt=None) -> list[str]:
+    """Statements ``at(e) op F_e`` (or ``stmt(at(e), F_e)``) for each component e of root
+    ``f`` (row ``r``): one per component, or a loop over them when ``f`` is looped."""
+    stmt = stmt or (lambda target, expr: f"{target} {op} {expr};")
     if f in em.looped:
         body, expr = em.loop(f, r)
-        return [f"for (int c = 0; c < {f.dim}; ++c) {{ {' '.join(body)} {at('c')} {op} {expr}; }}"]
-    return [f"{at(e)} {op} {c};" for e, c in enumerate(em.comps(f, r))]
+        return [f"for (int c = 0; c < {f.dim}; ++c) {{ {' '.join(body)} {stmt(at('c'), expr)} }}"]
+    return [stmt(at(e), c) for e, c in enumerate(em.comps(f, r))]
 
 
 def _lse_kernel(plan, em, roots, R, write):
-    """LogSumExp and SumSoftMaxWeight: the state (m, s) per row, rescaled once per chunk;
-    ``write(R, Dw)``: the family's outputs from it."""
+    """LogSumExp and SumSoftMaxWeight: the state (m, s) per row, rescaled once per chunk
+    (with its error twin under kahan, :class:`_Acc`); ``write(R, Dw, value)``: the
+    family's outputs from it (``value(r, e)``: the sum s_e of row r)."""
     Dw = roots[1].dim
+    ac = _Acc.of(plan)
+    sums = [[f"s{r}_{e}" for e in range(Dw)] for r in range(R)]
     init = [f"T m{r} = -jl_inf();" for r in range(R)]
-    init += ["T " + ", ".join(f"s{r}_{e} = T(0)" for e in range(Dw)) + ";" for r in range(R)]
+    init += [ac.decl(sums[r]) for r in range(R)]
     update = []
     for r in range(R):
         f0, w0 = r * LANES, r * Dw * LANES
-        parts = ", ".join(f"q{e}" for e in range(Dw))
+        parts = [f"q{e}" for e in range(Dw)]
         update += [
             "{",
             "  T cmax = -jl_inf();",
             "  #pragma omp simd reduction(max: cmax)",
             f"  for (int w = 0; w < nw; ++w) cmax = fb[{f0} + w] > cmax ? fb[{f0} + w] : cmax;",
             f"  if (cmax > m{r}) {{ const T sc = jl_exp(m{r} - cmax); "
-            + " ".join(f"s{r}_{e} *= sc;" for e in range(Dw)) + f" m{r} = cmax; }}",
+            + " ".join(f"{n} *= sc;" for n in ac.names(sums[r])) + f" m{r} = cmax; }}",
             # every chunk adds its terms: a NaN (which the max skips) makes s NaN for good
-            "  T " + ", ".join(f"q{e} = T(0)" for e in range(Dw)) + ";",
-            f"  #pragma omp simd reduction(+: {parts})",
+            "  " + ac.decl(parts),
+            f"  #pragma omp simd reduction(+: {', '.join(ac.names(parts))})",
             "  for (int w = 0; w < nw; ++w) {",
             f"    const T ex = jl_exp_shift(fb[{f0} + w], m{r});",
-            *[f"    q{e} += ex * wb[{w0 + e * LANES} + w];" for e in range(Dw)],
+            *[f"    {ac.add(f'q{e}', f'ex * wb[{w0 + e * LANES} + w]')}" for e in range(Dw)],
             "  }",
-            "  " + " ".join(f"s{r}_{e} += q{e};" for e in range(Dw)),
+            "  " + " ".join(ac.fold(f"s{r}_{e}", f"q{e}") for e in range(Dw)),
             "}",
         ]
     decl, chunk = _buffered(plan, em, roots, R, update)
-    return decl + _row_loop(plan, em, R, init + chunk + write(R, Dw))
+    return decl + _row_loop(plan, em, R, init + chunk + write(R, Dw, lambda r, e: ac.value(f"s{r}_{e}")))
 
 
-def _lse_write(R, Dw):
+def _lse_write(R, Dw, value):
     return [f"if (ib + {r} < i1) {{ " + " ".join(
-        f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log(s{r}_{e});" for e in range(Dw)) + " }" for r in range(R)]
+        f"out0[(ib + {r}) * {Dw} + {e}] = m{r} + jl_log({value(r, e)});" for e in range(Dw)) + " }" for r in range(R)]
 
 
-def _softmax_write(R, Dw):
+def _softmax_write(R, Dw, value):
     """Weights (1, W): out0 = s_W / s_1, out1 = m + log s_1."""
     return [f"if (ib + {r} < i1) {{ " + " ".join(
-        f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = m{r} == jl_inf() ? jl_nan() : s{r}_{e} / s{r}_0;"
+        f"out0[(ib + {r}) * {Dw - 1} + {e - 1}] = m{r} == jl_inf() ? jl_nan() : {value(r, e)} / {value(r, 0)};"
         for e in range(1, Dw))
-        + f" out1[ib + {r}] = m{r} + jl_log(s{r}_0); }}" for r in range(R)]
+        + f" out1[ib + {r}] = m{r} + jl_log({value(r, 0)}); }}" for r in range(R)]
 
 
 def _min_kernel(plan, em, roots, R):
@@ -720,7 +804,16 @@ def reduce(plan, arrays, geom):
     axis is cut into parts that become an extra batch axis (one launch, threads over the
     parts) and the parts' finalized outputs are merged (:func:`common.merge`).
     """
-    return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
+    compute = _compute_plan(plan)
+    if compute is plan:
+        return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
+    # float16 / bfloat16: read in, computed, accumulated and merged in float32, stored in
+    # the data's dtype (as the cuda kernels' jl_ld / jl_st). The conversions are XLA's,
+    # fused around the custom call: O((M + N) D) against the kernel's O(M N).
+    f32 = [a.astype(compute.dtype) for a in arrays]
+    outs = common.reduce(compute, f32, replace(geom, dtype=jnp.dtype(compute.dtype)), supports=supports,
+                         split_count=_split_count, call=_call)
+    return tuple(o if plan.red.is_index(p) else o.astype(plan.dtype) for p, o in enumerate(outs))
 
 
 SPLIT_COLUMNS = 4096  # fewest columns per part of a split j axis

@@ -103,7 +103,7 @@ import jax
 import numpy as np
 
 from ..errors import BackendError
-from .. import memo
+from .. import memo, numerics
 from ..options import options
 from ..ir import I, J, P
 from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
@@ -249,6 +249,7 @@ def prelude(plan, arch: str = "sm_90", idx: str | None = None) -> str:
         f"// jax_lazy CUDA kernel for {arch}, {plan.dtype} ({ctype} compute)",
         f"#define JL_T {ctype}",
         f"#define JL_STORAGE {storage}",
+        *([] if _default_acc(plan) else [f"#define JL_A {_TYPES[plan.dtype_acc][0]}"]),
         f"#define JL_IDX {idx}",
         (_KERNELS / "cuda_abi.h").read_text(),
         (_KERNELS / "prelude_cuda.h").read_text(),
@@ -455,44 +456,79 @@ def _array(name, comps, ctype="T"):
 
 
 def _sum(plan, em, roots):
+    """The Sum's accumulators (:mod:`jax_lazy.numerics`): kahan_scheme, a compensated
+    running sum per component (acc, acc_k: no blocks needed); block_sum of float32 (E <=
+    BLOCKED_SUM_MAX), a partial sum per tile added to acc; else (float64 or a float64
+    accumulator, direct_sum, wide E) acc += F per pair, in A."""
     (F,) = roots
     E = F.dim
-    if plan.dtype == "float64" or E > BLOCKED_SUM_MAX:  # plain accumulation
+    t = "T" if _default_acc(plan) else "A"
+    write = [_UNROLL, f"for (int e = 0; e < {E}; ++e) jl_st(out0, i * {E} + e, {_cast(t)}acc[e]);"]
+    if plan.sum_scheme == "kahan_scheme":
         return _Pieces(
-            init=[f"T acc[{E}] = {{}};"],
-            pair=[f"acc[{e}] += {c};" for e, c in enumerate(em.comps(F, 0))],
-            write=[_UNROLL, f"for (int e = 0; e < {E}; ++e) jl_st(out0, i * {E} + e, acc[e]);"],
+            init=[f"A acc[{E}] = {{}}; A acc_k[{E}] = {{}};  // compensated sums and their errors"],
+            pair=[f"jl_kadd(acc[{e}], acc_k[{e}], (A)({c}));" for e, c in enumerate(em.comps(F, 0))],
+            write=[_UNROLL, f"for (int e = 0; e < {E}; ++e) jl_st(out0, i * {E} + e, (T)jl_total(acc[e], acc_k[e]));"],
+        )
+    if t == "A" or plan.dtype == "float64" or E > BLOCKED_SUM_MAX or plan.sum_scheme == "direct_sum":  # plain accumulation
+        return _Pieces(
+            init=[f"{t} acc[{E}] = {{}};"],
+            pair=[f"acc[{e}] += {_cast(t)}{_paren(t, c)};" for e, c in enumerate(em.comps(F, 0))],
+            write=write,
         )
     return _Pieces(
         init=[f"T acc[{E}] = {{}};"],
         tile_begin=[f"T part[{E}] = {{}};  // this tile's partial sums (block summation)"],
         pair=[f"part[{e}] += {c};" for e, c in enumerate(em.comps(F, 0))],
         tile_end=[_UNROLL, f"for (int e = 0; e < {E}; ++e) acc[e] += part[e];"],
-        write=[_UNROLL, f"for (int e = 0; e < {E}; ++e) jl_st(out0, i * {E} + e, acc[e]);"],
+        write=write,
     )
+
+
+def _default_acc(plan) -> bool:
+    """Whether ``plan`` accumulates in the compute type T (else in A: ``JL_A``)."""
+    return plan.dtype_acc == numerics.compute_dtype(plan.dtype)
+
+
+def _cast(t) -> str:
+    return "(T)" if t == "A" else ""
+
+
+def _paren(t, c) -> str:
+    return f"({c})" if t == "A" else c
 
 
 def _lse(plan, em, roots, write):
-    """LogSumExp and SumSoftMaxWeight: the state (m, s); ``write(Dw)``: the family's
-    outputs from it."""
+    """LogSumExp and SumSoftMaxWeight: the state (m, s), s in A, with its error s_k under
+    kahan_scheme (prelude: ``jl_lse_update_acc``); ``write(Dw, value)``: the family's
+    outputs from it (``value(e)``: the sum s_e)."""
     F, W = roots
     Dw = W.dim
+    f = em.comps(F, 0)[0]
+    if _default_acc(plan) and plan.sum_scheme != "kahan_scheme":
+        return _Pieces(
+            init=["T m = -jl_inf();", f"T s[{Dw}] = {{}};"],
+            pair=[_array("w", em.comps(W, 0)), f"jl_lse_update<{Dw}>(m, s, {f}, w);"],
+            write=write(Dw, lambda e: f"s[{e}]"),
+        )
+    kahan = plan.sum_scheme == "kahan_scheme"
     return _Pieces(
-        init=["T m = -jl_inf();", f"T s[{Dw}] = {{}};"],
-        pair=[_array("w", em.comps(W, 0)), f"jl_lse_update<{Dw}>(m, s, {em.comps(F, 0)[0]}, w);"],
-        write=write(Dw),
+        init=["T m = -jl_inf();", f"A s[{Dw}] = {{}};" + (f" A s_k[{Dw}] = {{}};" if kahan else "")],
+        pair=[_array("w", em.comps(W, 0)),
+              f"jl_lse_update_acc<{Dw}, {'true' if kahan else 'false'}>(m, s, {'s_k' if kahan else 's'}, {f}, w);"],
+        write=write(Dw, (lambda e: f"jl_total(s[{e}], s_k[{e}])") if kahan else (lambda e: f"s[{e}]")),
     )
 
 
-def _lse_write(Dw):
-    return [_UNROLL, f"for (int e = 0; e < {Dw}; ++e) jl_st(out0, i * {Dw} + e, m + jl_log(s[e]));"]
+def _lse_write(Dw, value):
+    return [_UNROLL, f"for (int e = 0; e < {Dw}; ++e) jl_st(out0, i * {Dw} + e, m + jl_log({value('e')}));"]
 
 
-def _softmax_write(Dw):
+def _softmax_write(Dw, value):
     """Weights (1, W): the softmax average and the log-sum-exp."""
     return [_UNROLL, f"for (int e = 1; e < {Dw}; ++e) jl_st(out0, i * {Dw - 1} + e - 1, "
-            "m == jl_inf() ? jl_nan() : s[e] / s[0]);  // a +inf column: NaN, as jax.nn.softmax",
-            "jl_st(out1, i, m + jl_log(s[0]));"]
+            f"m == jl_inf() ? jl_nan() : {value('e')} / {value(0)});  // a +inf column: NaN, as jax.nn.softmax",
+            f"jl_st(out1, i, m + jl_log({value(0)}));"]
 
 
 def _min(plan, em, roots):

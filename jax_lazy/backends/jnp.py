@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from . import common
+from .. import numerics
 from ..ir import I, J, P, topo_order
 from ..ir.evaluate import evaluate
 
@@ -63,6 +65,7 @@ def reduce(plan, arrays, geom):
     ti, tj = _tiles(plan, M, N)
     nbi, nbj = -(-M // ti), -(-N // tj)
     dtype = geom.dtype
+    acc, states = _numerics(plan, family)  # float16 / bfloat16 sums accumulate in float32
     vars_ = plan.variables
 
     # Lay every array out as (blocks, *b, rows, 1 | cols, D), batch axes padded with 1s.
@@ -92,15 +95,15 @@ def reduce(plan, arrays, geom):
             env = {**pm, **dict(zip(ivars, xblk)), **dict(zip(jvars, yblk))}
             vals = evaluate(roots, env, dtype)
             valid = (j0 + jnp.arange(tj) < N)[:, None]
-            vals = [jnp.broadcast_to(val, L + (tj, d)) for val, d in zip(vals, dims)]
+            vals = [jnp.broadcast_to(val, L + (tj, d)).astype(acc) for val, d in zip(vals, dims)]
             F = jnp.where(valid, vals[0], family.pad)  # F is negated already (Max): padding stays neutral
-            W = jnp.where(valid, vals[1], 0) if len(vals) > 1 else jnp.ones((1,), dtype)
-            return family.update(state, F, W, j0, plan.k), None
+            W = jnp.where(valid, vals[1], 0) if len(vals) > 1 else jnp.ones((1,), acc)
+            return states.update(state, F, W, j0, plan.k), None
 
         dw = dims[1] if len(dims) > 1 else 1
-        state = common.vary_like(family.init(L, dims[0], dw, plan.k, dtype), arrays)  # inside shard_map
+        state = common.vary_like(states.init(L, dims[0], dw, plan.k, acc), arrays)  # inside shard_map
         state, _ = lax.scan(j_step, state, (yj, jnp.arange(nbj) * tj))
-        return family.finalize(state)
+        return states.finalize(state)
 
     # each output (nbi, *b, ti, ...); with no i-variable there is a single row (M = 1).
     outs = lax.map(i_block, xi) if xi else tuple(o[None] for o in i_block(()))
@@ -108,5 +111,18 @@ def reduce(plan, arrays, geom):
     for o in outs:
         o = jnp.moveaxis(o, 0, nb)
         o = o.reshape(batch + (nbi * ti,) + o.shape[nb + 2 :])[(slice(None),) * nb + (slice(0, M),)]
-        result.append(o)
+        result.append(o if jnp.issubdtype(o.dtype, jnp.integer) else o.astype(dtype))  # from the accumulator
     return red.signed(result)
+
+
+def _numerics(plan, family):
+    """The accumulator dtype and the state machine (the family's, or its compensated twin
+    for kahan_scheme) of ``plan`` (:mod:`jax_lazy.numerics`). Without ``jax_enable_x64``
+    JAX has no float64 arrays: a float64 accumulator is then the compensated float32 pair,
+    as accurate for sums of float32 terms (about 48 bits)."""
+    if family not in numerics.SUM_FAMILIES:
+        return jnp.dtype(plan.dtype), family
+    acc = jnp.dtype(plan.dtype_acc)
+    if acc != jnp.dtype(jax.dtypes.canonicalize_dtype(acc)):  # float64 without x64
+        return jnp.dtype("float32"), numerics.COMPENSATED[family]
+    return acc, numerics.COMPENSATED[family] if plan.sum_scheme == "kahan_scheme" else family

@@ -12,7 +12,7 @@ Nodes are interned: building the same ``(op, args, attr)`` twice returns the sam
 so equality is identity, hashing is O(1), sub-formulas are shared (a DAG, not a tree)
 and a node can key a cache directly. The table holds its nodes weakly: a formula lives
 as long as something uses it (a LazyTensor, a memoised plan, a parent node), so a
-process that builds formulas without end (a new Python float each call) does not keep
+process that builds formulas without end (a new ``Cst`` value each call) does not keep
 them all.
 """
 

@@ -20,10 +20,14 @@ from these primitives in :mod:`jax_lazy.ir.derived`; they add no row here.
 # ruff: noqa: F821  (the op builders Minus, Mult, ... are generated at the end of this module)
 from __future__ import annotations
 
+import functools
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ..errors import FormulaError
@@ -214,6 +218,97 @@ defop("TensorProd", 2, lambda d, a: d[0] * d[1], _tensorprod,  # out[i*db + j] =
 # fmt: on
 
 
+# ---------------------------------------------------------------- Vector ops (issue 12)
+# Min and ArgMin over the last axis, and TensorDot. Max, ArgMax, ElemT, Kron, BSpline,
+# SoftDTW_SqDist and DifferenceMatrix are compositions of these (ir/derived.py).
+
+
+def _min_vjp(n: Node, g: Node) -> tuple:
+    """As ``jax.grad`` of ``jnp.min``: the cotangent goes to the minimal coordinates,
+    split evenly among ties (NaN input: NaN, as in JAX)."""
+    hit = Equal(n.args[0], n)
+    return (Divide(Mult(g, hit), Sum(hit)),)
+
+
+def _tensordot_axes(attr) -> tuple:
+    """``(keep_a, keep_b, out_dims)``: the axes of a and of b that are not contracted, and
+    the output shape (the kept dims of a then of b, axis t moved to position perm[t])."""
+    dimsf, dimsg, contf, contg, perm = attr
+    keep_a = tuple(k for k in range(len(dimsf)) if k not in contf)
+    keep_b = tuple(k for k in range(len(dimsg)) if k not in contg)
+    kept = [dimsf[k] for k in keep_a] + [dimsg[k] for k in keep_b]
+    out_dims = [0] * len(kept)
+    for t, q in enumerate(perm):
+        out_dims[q] = kept[t]
+    return keep_a, keep_b, tuple(out_dims)
+
+
+def _tensordot_dim(dims, attr):
+    dimsf, dimsg, contf, contg, perm = attr
+    for name, shape, d in (("a", dimsf, dims[0]), ("b", dimsg, dims[1])):
+        if any(k < 1 for k in shape) or math.prod(shape) != d:
+            raise FormulaError(f"the dims {list(shape)} of {name} do not multiply to its dim {d}")
+    if len(contf) != len(contg):
+        raise FormulaError(f"{len(contf)} contracted axes of a ({list(contf)}) but {len(contg)} of b ({list(contg)})")
+    for name, shape, cont in (("a", dimsf, contf), ("b", dimsg, contg)):
+        if len(set(cont)) != len(cont) or any(not 0 <= k < len(shape) for k in cont):
+            raise FormulaError(f"contracted axes {list(cont)} of {name} are not distinct axes of {list(shape)}")
+    if [dimsf[k] for k in contf] != [dimsg[k] for k in contg]:
+        raise FormulaError(f"contracted axes {list(contf)} of {list(dimsf)} and {list(contg)} of {list(dimsg)} "
+                           "have different sizes")
+    if sorted(perm) != list(range(len(dimsf) + len(dimsg) - 2 * len(contf))):
+        raise FormulaError(f"{list(perm)} is not a permutation of the {len(dimsf) + len(dimsg) - 2 * len(contf)} "
+                           "output axes")
+    return math.prod(_tensordot_axes(attr)[2])
+
+
+@functools.lru_cache(maxsize=None)
+def tensordot_index(attr) -> tuple:
+    """``(IA, IB)``, integer arrays of shape ``(out dim, C)`` (C: the product of the
+    contracted dims): ``TensorDot(a, b)[o] = sum_c a[IA[o, c]] * b[IB[o, c]]``. The jnp
+    evaluation and the C++ printer both read it: one home for the layout."""
+    dimsf, dimsg, contf, contg, perm = attr
+    keep_a, keep_b, out_dims = _tensordot_axes(attr)
+    ka, kb, cont = len(keep_a), len(keep_b), tuple(dimsf[k] for k in contf)
+    ia = np.arange(math.prod(dimsf)).reshape(dimsf).transpose(keep_a + tuple(contf))
+    ib = np.arange(math.prod(dimsg)).reshape(dimsg).transpose(keep_b + tuple(contg))
+    # Axes of the product: kept axes of a, kept axes of b, contracted axes.
+    ia = ia.reshape(ia.shape[:ka] + (1,) * kb + cont)
+    ib = ib.reshape((1,) * ka + ib.shape[:kb] + cont)
+    ia, ib = np.broadcast_arrays(ia, ib)
+    order = tuple(int(t) for t in np.argsort(perm)) + tuple(range(ka + kb, ka + kb + len(cont)))
+    shape = (math.prod(out_dims), math.prod(cont))
+    return ia.transpose(order).reshape(shape), ib.transpose(order).reshape(shape)
+
+
+def _tensordot(attr, a, b):
+    ia, ib = tensordot_index(attr)
+    return jnp.sum(a[..., ia] * b[..., ib], -1)
+
+
+def _tensordot_vjp(n: Node, g: Node) -> tuple:
+    """Both cotangents are TensorDots of g: g's axes that come from b contracted with b's
+    kept axes give a's kept and contracted axes, put back in a's order by the permutation
+    (and symmetrically for b)."""
+    (a, b), (dimsf, dimsg, contf, contg, perm) = n.args, n.attr
+    keep_a, keep_b, out_dims = _tensordot_axes(n.attr)
+    ka, kb, pairs = len(keep_a), len(keep_b), range(len(contf))
+    a_axes = [keep_a[t] for t in sorted(range(ka), key=lambda t: perm[t])]
+    a_axes += [contf[i] for i in sorted(pairs, key=lambda i: contg[i])]
+    b_axes = [contg[i] for i in sorted(pairs, key=lambda i: contf[i])]
+    b_axes += [keep_b[s] for s in sorted(range(kb), key=lambda s: perm[ka + s])]
+    return (TensorDot(g, b, out_dims, dimsg, perm[ka:], keep_b, a_axes),
+            TensorDot(a, g, dimsf, out_dims, keep_a, perm[:ka], b_axes))
+
+
+# fmt: off
+defop("Min",    1, _to(1), lambda a, x: jnp.min(x, -1, keepdims=True), _min_vjp)  # NaN wins
+defop("ArgMin", 1, _to(1), lambda a, x: _as(x, jnp.argmin(x, -1, keepdims=True)), None)  # first index of the min
+defop("TensorDot", 2, _tensordot_dim, _tensordot, _tensordot_vjp,
+      zero_if=(0, 1))  # attr (dimsf, dimsg, contf, contg, perm): see TensorDot() below
+# fmt: on
+
+
 # ---------------------------------------------------------------- VJP helpers
 # At kinks and ties the derivatives are those of `jax.grad` on the same jax.numpy
 # expression (users compare with it): relu'(0) = 0 (jax.nn.relu), abs'(±0) = 1,
@@ -353,3 +448,26 @@ for _name in OPS:
     if OPS[_name].arity:
         globals()[_name] = _builder(_name)
 del _name
+
+
+def _int_tuple(v) -> tuple:
+    """A list attribute as a tuple of ints (hashable, for interned nodes); an int is a
+    list of one, as pykeops takes it."""
+    return (int(v),) if isinstance(v, numbers.Integral) else tuple(int(k) for k in v)
+
+
+def TensorDot(a: Node, b: Node, dimsf, dimsg, contf, contg, perm=None) -> Node:
+    """``numpy.tensordot`` of a and b viewed as row-major tensors of shapes ``dimsf`` and
+    ``dimsg``, contracting axis ``contf[k]`` of a with ``contg[k]`` of b; the result has the
+    kept axes of a then of b, and axis t of it moves to position ``perm[t]`` of the output
+    (KeOps' convention: ``np.transpose`` takes the inverse permutation, ``argsort(perm)``).
+    Output dim: the product of the kept dims (1 when everything is contracted).
+
+    Raises:
+      FormulaError: dims that do not multiply to the operands' dims, contracted axes out
+        of range, repeated or of different sizes, ``perm`` not a permutation.
+    """
+    lists = tuple(map(_int_tuple, (dimsf, dimsg, contf, contg)))
+    n_out = len(lists[0]) + len(lists[1]) - 2 * len(lists[2])
+    perm = tuple(range(max(n_out, 0))) if perm is None else _int_tuple(perm)
+    return build("TensorDot", a, b, attr=lists + (perm,))

@@ -30,6 +30,11 @@ def _leaf(n: Node) -> str:
     return f"Zero({n.dim})"
 
 
+def _attr_text(v) -> str:
+    """An attribute as KeOps writes it: a list of ints (TensorDot's dims) as ``[2,3]``."""
+    return f"[{','.join(map(str, v))}]" if isinstance(v, tuple) else str(v)
+
+
 def _name(k: int) -> str:
     """``a`` ... ``z``, ``aa`` ... ``zz``, ``aaa`` ...: the k-th binding name."""
     out = ""
@@ -69,7 +74,7 @@ def render(roots) -> tuple[list[str], list[str]]:
             parts = [f"({p})" if inline[id(a)] and OPS[a.op].infix else p for a, p in zip(n.args, parts)]
             text = f" {spec.infix} ".join(parts)
         else:
-            text = f"{n.op}({','.join(parts + [str(v) for v in n.attr])})"
+            text = f"{n.op}({','.join(parts + [_attr_text(v) for v in n.attr])})"
         if uses[id(n)] > 1:
             name = _name(len(bindings))
             bindings.append(f"{name} = {text}")

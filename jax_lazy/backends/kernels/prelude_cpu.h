@@ -594,3 +594,35 @@ struct jl_array {
   jl_array& operator=(const jl_array&) = delete;
 };
 typedef jl_array<T> jl_buffer;
+
+// ---------------------------------------------------------------- accumulation (jax_lazy.numerics)
+// A, the accumulator type of the sum-type reductions: T, or double for float data with
+// dtype_acc="float64" (`#define JL_A double` before this prelude).
+#ifndef JL_A
+#define JL_A T  // (JL_T is #undef-ined above)
+#endif
+typedef JL_A A;
+
+// Neumaier's compensated addition (sum_scheme="kahan_scheme"): s + c is the running sum,
+// c the rounding errors of the additions so far (exact: the larger operand's low part is
+// what the addition dropped). Branch-free, so that simd loops vectorise it.
+JL_INLINE void jl_kadd(A& s, A& c, A x) {
+  const A t = s + x;
+  c += jl_select((s < A(0) ? -s : s) >= (x < A(0) ? -x : x), (s - t) + x, (x - t) + s);
+  s = t;
+}
+
+// The value of a compensated sum: s where it is not finite (an inf or NaN term makes c NaN).
+JL_INLINE A jl_total(A s, A c) { return s - s == A(0) ? s + c : s; }
+
+// ---------------------------------------------------------------- vector Min, ArgMin (issue 12)
+// Over the components of one vector (the printer folds them pairwise, earlier components
+// on the left), as jnp.min / jnp.argmin: NaN wins (ArgMin: the first NaN), min(-0, +0) = -0,
+// ties keep the first index.
+JL_INLINE T jl_vmin(T a, T b) { return jl_select((b < a) | (b != b) | ((b == a) & jl_signbit(b)), b, a); }
+
+struct jl_argmin_t { T v; T k; };  // a value and its index (as a T, as KeOps' ArgMin)
+JL_INLINE jl_argmin_t jl_argmin_join(jl_argmin_t l, jl_argmin_t r) {
+  const bool take = (r.v < l.v) | ((r.v != r.v) & (l.v == l.v));
+  return {jl_select(take, r.v, l.v), jl_select(take, r.k, l.k)};
+}

@@ -119,6 +119,41 @@ JL_DEV void jl_lse_update(T& m, T* s, const T f, const T* w) {
   m = up ? f : f != f ? f : m;
 }
 
+// ---------------------------------------------------------------- accumulation (jax_lazy.numerics)
+// A: the accumulator of the sum-type reductions, T unless `#define JL_A double` (a float64
+// accumulator for float data). jl_kadd: Neumaier's compensated addition (s + c is the
+// running sum, c the rounding errors so far); jl_total: its value (s where s is not
+// finite: an inf or NaN term makes c NaN).
+#ifndef JL_A
+#define JL_A JL_T
+#endif
+typedef JL_A A;
+JL_DEV void jl_kadd(A& s, A& c, const A x) {
+  const A t = s + x;
+  c += (s < A(0) ? -s : s) >= (x < A(0) ? -x : x) ? (s - t) + x : (x - t) + s;
+  s = t;
+}
+JL_DEV A jl_total(const A s, const A c) { return s - s == A(0) ? s + c : s; }
+
+// jl_lse_update with the sums s in A and, when KAHAN, compensated (their errors c are
+// rescaled with them when the running max grows).
+template <int Dw, bool KAHAN>
+JL_DEV void jl_lse_update_acc(T& m, A* s, A* c, const T f, const T* w) {
+  const bool up = f > m;
+  const bool none = f == -jl_inf();
+  const T ex = none ? T(0) : !up && f == jl_inf() ? T(1) : jl_exp(up ? m - f : f - m);
+#pragma unroll
+  for (int e = 0; e < Dw; ++e) {
+    if (up) {
+      s[e] *= A(ex);
+      if (KAHAN) c[e] *= A(ex);
+    }
+    const A x = up ? A(w[e]) : A(ex) * A(w[e]);
+    if (KAHAN) jl_kadd(s[e], c[e], x); else s[e] += x;
+  }
+  m = up ? f : f != f ? f : m;
+}
+
 // Min with index, per component: NaN wins (and the first NaN stays); among equal values
 // the earlier column (columns come in increasing order) stays: strict <.
 template <int D>
@@ -365,3 +400,13 @@ JL_DEV void jl_store_sqdist(float* s, const float* yn, float xn, const S* x, con
   }
 }
 #endif  // sm_80+
+
+// ---------------------------------------------------------------- vector Min, ArgMin (issue 12)
+// As the cpu prelude's: jnp.min / jnp.argmin over the components, NaN wins, min(-0, +0) = -0,
+// ties keep the first index (the printer folds pairwise, earlier components on the left).
+JL_DEV T jl_vmin(T a, T b) { return b < a || b != b || (b == a && jl_signbit(b)) ? b : a; }
+
+struct jl_argmin_t { T v; T k; };
+JL_DEV jl_argmin_t jl_argmin_join(jl_argmin_t l, jl_argmin_t r) {
+  return r.v < l.v || (r.v != r.v && l.v == l.v) ? r : l;
+}
