@@ -14,8 +14,8 @@ maps each real op builder that has a complex meaning (``Add``, ``Mult``, ``Exp``
 ``Abs``, ``Sum``...) to its complex formula, so the operators and methods inherited from
 ``LazyArray`` work unchanged; the others raise :class:`~jax_lazy.errors.DtypeError`.
 Real operands (LazyArrays, arrays, Python numbers) are promoted with ``Real2Complex``;
-Python complex numbers become constants of the formula, their parts lifted as real Python
-numbers are.
+the real and imaginary parts of a Python complex are lifted as Python real numbers are
+(an int exact, a float a runtime parameter: a new value, no new kernel).
 """
 
 from __future__ import annotations
