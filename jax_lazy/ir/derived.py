@@ -7,9 +7,11 @@ follow KeOps (``SqDist``, ``Norm2``, ``WeightedSqNorm``...).
 
 from __future__ import annotations
 
+import math
+
 from ..errors import FormulaError
 from .node import Node
-from .ops import Extract, MatVecMult, Mult, Rsqrt, Sqrt, Square, Subtract, Sum
+from .ops import Clamp, Cst, Extract, IntCst, MatVecMult, Mult, Rsqrt, SinXDivX, Sqrt, Square, Subtract, Sum
 
 
 def sqnorm2(x: Node) -> Node:
@@ -60,3 +62,20 @@ def weightedsqdist(s: Node, x: Node, y: Node) -> Node:
 def elem(x: Node, k: int) -> Node:
     """Coordinate ``k`` of ``x`` (dim 1)."""
     return Extract(x, k, 1)
+
+
+# Element-wise math (issue 12).
+
+
+def sinc(x: Node) -> Node:
+    """The normalised sinc, ``SinXDivX(pi * x)`` = sin(pi x) / (pi x), 1 at 0 (KeOps'
+    ``sinc``, as ``numpy.sinc``)."""
+    return SinXDivX(Mult(Cst(math.pi), x))
+
+
+def clampint(x: Node, lo: int, hi: int) -> Node:
+    """KeOps' ``ClampInt(x, lo, hi)``: ``Clamp`` with integer bounds; its derivative is
+    jnp.clip's (1 inside, 0 outside, split evenly at a bound)."""
+    if isinstance(lo, bool) or isinstance(hi, bool) or lo != int(lo) or hi != int(hi):
+        raise FormulaError(f"ClampInt takes integer bounds, got {lo!r} and {hi!r}")
+    return Clamp(x, IntCst(int(lo)), IntCst(int(hi)))
