@@ -78,6 +78,7 @@ DOMAINS = {
     "hi": lambda rng, s: rng.uniform(0.6, 1.0, s),
     "idx": lambda rng, s: rng.integers(-1, 5, s) + rng.uniform(-0.3, 0.3, s),  # away from x.5
     "sym": _sym,
+    "unit": lambda rng, s: rng.uniform(-0.9, 0.9, s),  # inside asin's and acos's domain, away from +-1
 }
 
 
@@ -227,6 +228,34 @@ row("vecmatmult_n1", lambda a, b: a.vecmatmult(b), lambda xp, a, b: o.vecmat(xp,
 row("tensorprod", lambda a, b: a.tensorprod(b), lambda xp, a, b: o.tensorprod(xp, a, b), dims=(2, 3))
 row("tensorprod_dim1", lambda a, b: a.tensorprod(b), lambda xp, a, b: o.tensorprod(xp, a, b), dims=(1, 3))
 
+# Element-wise math (issue 12). Floor, round and mod are sampled away from their jumps.
+row("xlogx", lambda a, b: (a * b).xlogx(), lambda xp, a, b: a * b * xp.log(a * b), dom="pos")
+row("asin", lambda a, b: (a * b).asin(), lambda xp, a, b: xp.arcsin(a * b), dom="unit")
+row("acos", lambda a, b: (a * b).acos(), lambda xp, a, b: xp.arccos(a * b), dom="unit")
+row("atan", lambda a, b: (3 * (a * b)).atan(), lambda xp, a, b: xp.arctan(3 * (a * b)))
+row("atan2", lambda a, b: a.atan2(b), lambda xp, a, b: xp.arctan2(a, b), dims=(3, 1))
+row("sinxdivx", lambda a, b: (3 * (a * b)).sinxdivx(), lambda xp, a, b: xp.sin(3 * a * b) / (3 * a * b))
+row("sinc", lambda a, b: (a - b).sinc(), lambda xp, a, b: xp.sinc(a - b))
+row("floor", lambda a, b: (a + b + 0.5).floor(), lambda xp, a, b: xp.floor(a + b + 0.5), dom=("idx", "int"),
+    diff=False)
+row("round", lambda a, b: (a + b).round(), lambda xp, a, b: xp.round(a + b), dom=("idx", "int"), diff=False)
+row("round_decimals", lambda a, b: ((a + b) * 0.1).round(1), lambda xp, a, b: xp.round((a + b) * 0.1, 1),
+    dom=("idx", "int"), diff=False)
+row("mod", lambda a, b, c: (a * b).mod(c, 0.25), lambda xp, a, b, c: o.mod(xp, a * b, c, 0.25), dims=(3, 3, 1),
+    dom=("any", "any", "pos"))
+row("tanh", lambda a, b: (a * b).tanh(), lambda xp, a, b: xp.tanh(a * b))
+row("sigmoid", lambda a, b: (3 * (a * b)).sigmoid(), lambda xp, a, b: 1 / (1 + xp.exp(-3 * (a * b))))
+row("erf", lambda a, b: (1.5 * (a - b)).erf(), lambda xp, a, b: o.erf(xp, 1.5 * (a - b)))
+row("clamp_int", lambda a, b: a.clamp(-1, 1) * b, lambda xp, a, b: o.clamp(xp, a, -1.0, 1.0) * b,
+    dom=("clampx", "any"))
+row("math_mixed", lambda a, b, c: ((a * b).asin() * (a - b).sigmoid() + (a * b).acos().xlogx()
+                                  + (3 * (a + b)).atan().tanh() + b.atan2(a + c) + (a * c).erf() * (a - b).sinxdivx()
+                                  + (a * b).mod(c, 0.1)),
+    lambda xp, a, b, c: (xp.arcsin(a * b) / (1 + xp.exp(b - a)) + xp.arccos(a * b) * xp.log(xp.arccos(a * b))
+                         + xp.tanh(xp.arctan(3 * (a + b))) + xp.arctan2(b, a + c)
+                         + o.erf(xp, a * c) * xp.sin(a - b) / (a - b) + o.mod(xp, a * b, c, 0.1)),
+    dims=(2, 2, 1), dom=("unit", "unit", "pos"))
+
 # Composite kernels.
 row("gaussian", lambda a, b, c: (-(a.sqdist(b)) * c).exp(), lambda xp, a, b, c: xp.exp(-o.sqnorm2(xp, a - b) * c),
     dims=(3, 3, 1), dom=("any", "any", "pos"))
@@ -245,7 +274,7 @@ FAST_GRAD_ROWS = {
     "add", "add_dim1_right", "mul_param", "div", "abs", "exp", "log", "sin", "cos", "sqrt", "rsqrt", "inv",
     "relu", "pow_int3", "pow_int_neg", "powf_lazy", "clamp_lazy", "ifelse", "vector_sum", "normalize", "sqdist",
     "wsqnorm_full", "wsqnorm_full_j", "elem", "concat", "matvecmult", "vecmatmult", "tensorprod", "gaussian",
-    "mixed",
+    "mixed", "math_mixed",
 }
 assert FAST_GRAD_ROWS <= set(ROW_BY_NAME), FAST_GRAD_ROWS - set(ROW_BY_NAME)
 DIFF_ROWS = [r for r in ROWS if r.diff]

@@ -88,6 +88,31 @@ JL_DEV double jl_powf(double x, double y) { return pow(x, y); }
 JL_DEV T jl_inf() { return T(__int_as_float(0x7f800000)); }
 JL_DEV T jl_nan() { return T(__int_as_float(0x7fc00000)); }
 
+// Element-wise math (issue 12): the CUDA math library (at most 1-2 ulp, except erff/erf:
+// 2 ulp; full range), with the special values of the cpu versions (prelude_cpu.h).
+JL_DEV float jl_asin(float x) { return asinf(x); }
+JL_DEV double jl_asin(double x) { return asin(x); }
+JL_DEV float jl_acos(float x) { return acosf(x); }
+JL_DEV double jl_acos(double x) { return acos(x); }
+JL_DEV float jl_atan(float x) { return atanf(x); }
+JL_DEV double jl_atan(double x) { return atan(x); }
+JL_DEV float jl_atan2(float y, float x) { return atan2f(y, x); }
+JL_DEV double jl_atan2(double y, double x) { return atan2(y, x); }
+JL_DEV float jl_tanh(float x) { return tanhf(x); }
+JL_DEV double jl_tanh(double x) { return tanh(x); }
+JL_DEV float jl_erf(float x) { return erff(x); }
+JL_DEV double jl_erf(double x) { return erf(x); }
+JL_DEV float jl_floor(float x) { return floorf(x); }
+JL_DEV double jl_floor(double x) { return floor(x); }
+// sigmoid: exp(-|x|) never overflows; e / (1 + e) keeps relative accuracy for x << 0.
+JL_DEV T jl_sigmoid(T x) {
+  const T e = jl_exp(-jl_abs(x));
+  return (x < T(0) ? e : T(1)) / (T(1) + e);
+}
+JL_DEV T jl_xlogx(T x) { return x == T(0) ? T(0) : x * jl_log(x); }  // 0 at 0
+JL_DEV T jl_sinxdivx(T x, T sin_x) { return x == T(0) ? T(1) : sin_x / x; }  // 1 at 0
+JL_DEV T jl_mod(T x, T m, T off) { return x - m * jl_floor((x - off) / m); }
+
 // ---------------------------------------------------------------- batch offsets
 // Offset (in elements) of input k for batch element b: b unravelled over a.bdims
 // (row-major), dotted with the input's batch strides (0 where it broadcasts).
