@@ -280,10 +280,13 @@ def test_reduction_tables_are_the_bits_of_two_over_pi():
     assert _header_table("JL_2OPI_F64[52]") == _table_f64()
 
 
-_MATH = ("exp", "log", "sin", "cos", "sqrt", "rsqrt")
+_MATH = ("exp", "log", "sin", "cos", "sqrt", "rsqrt",
+         "asin", "acos", "atan", "tanh", "sigmoid", "erf", "xlogx", "floor")  # 2nd line: issue 12
 _SIMD_LOOPS = "#define JL_T {T}\n#define JL_IDX int64_t\n{prelude}\n" + "".join(
     f"void {f}_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n"
-    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH) + "".join(
+    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH) + (
+    "void atan2_loop(const T* __restrict in, T* __restrict out, int n) {{\n"
+    "#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_atan2(in[w], in[w + n]);\n}}\n") + "".join(
     # the first pass of a kernel with sin / cos: fast reduction, or-ing whether it sufficed
     f"int {f}_k_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n  int big = 0;\n"
     f"#pragma omp simd reduction(|: big)\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}_k<false>(in[w], big);\n"
@@ -316,7 +319,8 @@ def test_math_simd_loops_call_no_libm_and_vectorise(T, march, tmp_path):
     proc = subprocess.run(cmd + report, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     asm = (tmp_path / "loops.s").read_text()
-    assert not re.search(r"\b(call|jmp|bl|b)\s+\S*\b(exp|log|sin|cos|sqrt)f?\b", asm), "a jl_ function calls libm"
+    libm = r"exp|log|sin|cos|sqrt|asin|acos|atan2?|tanh|erf|floor"
+    assert not re.search(rf"\b(call|jmp|bl|b)\s+\S*\b({libm})f?\b", asm), "a jl_ function calls libm"
     if gcc:
         vectorised = set(re.findall(r":(\d+):\d+: optimized: loop vectorized", proc.stderr))
         missing = [text.splitlines()[int(n) - 1].strip() for n in loops - vectorised]

@@ -638,32 +638,32 @@ JL_INLINE double jl_asin_poly(double s, double z) {
   return jl_fma(s * z, jl_horner(0x1.d93907203017fp-6, z, -0x1.eccf9fcf63a14p-7, 0x1.1f1b0fd5c6684p-6, 0x1.62a4ac6e6c8c4p-8, 0x1.529e1899a8e2cp-7, 0x1.7817d8c7723e3p-7, 0x1.c9d08bc73a001p-7, 0x1.1c4d286b7ac66p-6, 0x1.6e8bb25ddfc4bp-6, 0x1.f1c71c19d545p-6, 0x1.6db6db6e38803p-5, 0x1.3333333332e84p-4, 0x1.5555555555556p-3), s);
 }
 
-// For a = |x|: p = asin(a) (a <= 1/2) or asin(sqrt((1 - a) / 2)) (big: a > 1/2, where
-// asin a = pi/2 - 2p); NaN for a > 1.
+// For a = |x|: asin(a) if not big (a <= 1/2), else asin(sqrt((1 - a) / 2)), from which
+// asin a = pi/2 - 2 that; NaN for a > 1. (A struct holding the flag too would stay in
+// memory: GCC then leaves the caller's loop scalar.)
 template <class U>
-struct jl_asin_red { U p; bool big; };
-template <class U>
-JL_INLINE jl_asin_red<U> jl_asin_reduce(U a) {
-  const bool big = a > U(0.5);
+JL_INLINE U jl_asin_reduced(U a, bool big) {
   const U z = jl_select(big, (U(1) - a) * U(0.5), a * a);
-  return {jl_asin_poly(jl_select(big, jl_sqrt(z), a), z), big};
+  return jl_asin_poly(jl_select(big, jl_sqrt(z), a), z);
 }
 
 template <class U>
 JL_INLINE U jl_asin(U x) {
   typedef jl_pi<U> C;
-  const jl_asin_red<U> q = jl_asin_reduce(jl_abs(x));
-  const U r = jl_select(q.big, C::pio2_hi - (U(2) * q.p - C::pio2_lo), q.p);
-  return jl_copysign(r, x);
+  const U a = jl_abs(x);
+  const bool big = a > U(0.5);
+  const U p = jl_asin_reduced(a, big);
+  return jl_copysign(jl_select(big, C::pio2_hi - (U(2) * p - C::pio2_lo), p), x);
 }
 
 template <class U>
 JL_INLINE U jl_acos(U x) {
   typedef jl_pi<U> C;
-  const jl_asin_red<U> q = jl_asin_reduce(jl_abs(x));
-  const U two_p = U(2) * q.p;
-  const U big = jl_select(x < U(0), U(2) * C::pio2_hi - (two_p - U(2) * C::pio2_lo), two_p);
-  return jl_select(q.big, big, C::pio2_hi - (jl_copysign(q.p, x) - C::pio2_lo));
+  const U a = jl_abs(x);
+  const bool big = a > U(0.5);
+  const U p = jl_asin_reduced(a, big), two_p = U(2) * p;
+  const U far = jl_select(x < U(0), U(2) * C::pio2_hi - (two_p - U(2) * C::pio2_lo), two_p);
+  return jl_select(big, far, C::pio2_hi - (jl_copysign(p, x) - C::pio2_lo));
 }
 
 JL_INLINE float jl_atan_poly(float u) {  // atan u, |u| <= tan(pi/8)
