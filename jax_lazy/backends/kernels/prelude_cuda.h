@@ -90,20 +90,18 @@ JL_DEV T jl_nan() { return T(__int_as_float(0x7fc00000)); }
 
 // Element-wise math (issue 12): the CUDA math library (at most 1-2 ulp, except erff/erf:
 // 2 ulp; full range), with the special values of the cpu versions (prelude_cpu.h).
-JL_DEV float jl_asin(float x) { return asinf(x); }
-JL_DEV double jl_asin(double x) { return asin(x); }
-JL_DEV float jl_acos(float x) { return acosf(x); }
-JL_DEV double jl_acos(double x) { return acos(x); }
-JL_DEV float jl_atan(float x) { return atanf(x); }
-JL_DEV double jl_atan(double x) { return atan(x); }
+#define JL_LIBM(name, f32, f64) \
+  JL_DEV float jl_##name(float x) { return f32(x); } \
+  JL_DEV double jl_##name(double x) { return f64(x); }
+JL_LIBM(asin, asinf, asin)
+JL_LIBM(acos, acosf, acos)
+JL_LIBM(atan, atanf, atan)
+JL_LIBM(tanh, tanhf, tanh)
+JL_LIBM(erf, erff, erf)
+JL_LIBM(floor, floorf, floor)
+#undef JL_LIBM
 JL_DEV float jl_atan2(float y, float x) { return atan2f(y, x); }
 JL_DEV double jl_atan2(double y, double x) { return atan2(y, x); }
-JL_DEV float jl_tanh(float x) { return tanhf(x); }
-JL_DEV double jl_tanh(double x) { return tanh(x); }
-JL_DEV float jl_erf(float x) { return erff(x); }
-JL_DEV double jl_erf(double x) { return erf(x); }
-JL_DEV float jl_floor(float x) { return floorf(x); }
-JL_DEV double jl_floor(double x) { return floor(x); }
 // sigmoid: exp(-|x|) never overflows; e / (1 + e) keeps relative accuracy for x << 0.
 JL_DEV T jl_sigmoid(T x) {
   const T e = jl_exp(-jl_abs(x));
