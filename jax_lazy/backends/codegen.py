@@ -93,11 +93,9 @@ def _pow(x: str, n: int) -> str:
 
 
 def _round(x: str, d: int) -> str:
-    """``x`` rounded to ``d`` decimals, half to even, as jnp.round: round(x 10^d) / 10^d."""
-    if d == 0:
-        return f"jl_round({x})"
-    f = literal(10.0**d)
-    return f"(jl_round({x} * {f}) / {f})"
+    """``x`` rounded to ``d`` decimals, half to even, as jnp.round: round(x 10^d) / 10^d
+    (x itself where 10^d overflows T, jl_round_dec)."""
+    return f"jl_round({x})" if d == 0 else f"jl_round_dec({x}, {literal(10.0**d if d < 309 else float('inf'))})"
 
 
 def _matvec(n, a, v):

@@ -786,6 +786,8 @@ JL_INLINE T jl_floor(T x) {
   const T r = jl_round(x);
   return r - jl_select(r > x, T(1), T(0));
 }
+// Round(x, d) with f = 10^d: x where f overflowed T (as jnp.round past the largest power).
+JL_INLINE T jl_round_dec(T x, T f) { return jl_select(f == jl_inf(), x, jl_round(x * f) / f); }
 JL_INLINE T jl_mod(T x, T m, T off) { return x - m * jl_floor((x - off) / m); }
 
 // One vector register of T (GCC/Clang vector extension; split by the compiler where

@@ -109,6 +109,8 @@ JL_DEV T jl_sigmoid(T x) {
 }
 JL_DEV T jl_xlogx(T x) { return x == T(0) ? T(0) : x * jl_log(x); }  // 0 at 0
 JL_DEV T jl_sinxdivx(T x, T sin_x) { return x == T(0) ? T(1) : sin_x / x; }  // 1 at 0
+// Round(x, d) with f = 10^d: x where f overflowed T (as jnp.round past the largest power).
+JL_DEV T jl_round_dec(T x, T f) { return f == jl_inf() ? x : jl_round(x * f) / f; }
 JL_DEV T jl_mod(T x, T m, T off) { return x - m * jl_floor((x - off) / m); }
 
 // ---------------------------------------------------------------- batch offsets
