@@ -256,7 +256,7 @@ row("math_mixed", lambda a, b, c: ((a * b).asin() * (a - b).sigmoid() + (a * b).
     lambda xp, a, b, c: (xp.arcsin(a * b) / (1 + xp.exp(b - a)) + xp.arccos(a * b) * xp.log(xp.arccos(a * b))
                          + xp.tanh(xp.arctan(3 * (a + b))) + xp.arctan2(b, a + c + 1)
                          + o.erf(xp, a * c) * xp.sin(a - b) / (a - b) + o.mod(xp, a * b, c, 0.1)),
-    dims=(2, 1, 1), dom=("unit", "unit", "pos"))
+    dims=(1, 1, 1), dom=("unit", "unit", "pos"))
 
 # Composite kernels.
 row("gaussian", lambda a, b, c: (-(a.sqdist(b)) * c).exp(), lambda xp, a, b, c: xp.exp(-o.sqnorm2(xp, a - b) * c),
