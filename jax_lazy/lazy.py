@@ -267,11 +267,13 @@ class LazyArray:
     def sinxdivx(self): return self._apply(ops.SinXDivX)  # sin(x) / x, 1 at 0
     def sinc(self): return self._apply(derived.sinc)  # sin(pi x) / (pi x), as numpy.sinc
     def floor(self): return self._apply(ops.Floor)
+
     def round(self, d: int = 0):
         """Round to ``d`` decimals (an int), half to even, as ``jnp.round(x, d)``."""
         if not isinstance(d, numbers.Integral) or isinstance(d, bool):
             raise FormulaError(f"round: the number of decimals must be an int, got {d!r}", to_string(self.formula))
         return self._apply(lambda x: ops.Round(x, int(d)))
+
     def tanh(self): return self._apply(ops.Tanh)
     def sigmoid(self): return self._apply(ops.Sigmoid)
     def erf(self): return self._apply(ops.Erf)
