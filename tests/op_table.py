@@ -303,7 +303,7 @@ FAST_GRAD_ROWS = {
     "add", "add_dim1_right", "mul_param", "div", "abs", "exp", "log", "sin", "cos", "sqrt", "rsqrt", "inv",
     "relu", "pow_int3", "pow_int_neg", "powf_lazy", "clamp_lazy", "ifelse", "vector_sum", "normalize", "sqdist",
     "wsqnorm_full", "wsqnorm_full_j", "elem", "concat", "matvecmult", "vecmatmult", "tensorprod", "gaussian",
-    "mixed", "math_mixed",
+    "mixed", "math_mixed", "vector_min", "tensordot",
 }
 assert FAST_GRAD_ROWS <= set(ROW_BY_NAME), FAST_GRAD_ROWS - set(ROW_BY_NAME)
 # Rows whose reductions run in the slow suite only: each of their ops is computed in the fast
