@@ -382,6 +382,11 @@ class LazyArray:
             out = out.concat(x)
         return out
 
+    @staticmethod
+    def cat(items, dim: int = -1):
+        """pykeops' spelling of :meth:`concatenate` (``LazyTensor.cat(tuple, dim)``)."""
+        return LazyArray.concatenate(items, dim)
+
     def one_hot(self, D: int): return self._apply(lambda x: ops.OneHot(x, int(D)))
     def matvecmult(self, v): return self._apply(ops.MatVecMult, v)
     def vecmatmult(self, A): return self._apply(ops.VecMatMult, A)
