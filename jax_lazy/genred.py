@@ -11,7 +11,6 @@ pykeops ``Genred`` interface (SPEC sections 2.1, 2.2); the differences are liste
 
 from __future__ import annotations
 
-import inspect
 import numbers
 import warnings
 
@@ -55,11 +54,7 @@ def _numerics(dtype_acc, sum_scheme, use_double_acc) -> dict:
     """The accumulation options to pass to ``api.reduce`` (only those not "auto")."""
     if use_double_acc and dtype_acc == "auto":
         dtype_acc = "float64"
-    kw = {k: v for k, v in (("dtype_acc", dtype_acc), ("sum_scheme", sum_scheme)) if v != "auto"}
-    missing = [k for k in kw if k not in inspect.signature(api.reduce).parameters]
-    if missing:
-        raise NotImplementedError(f"Genred: {', '.join(missing)} other than 'auto' is not supported yet")
-    return kw
+    return {k: v for k, v in (("dtype_acc", dtype_acc), ("sum_scheme", sum_scheme)) if v != "auto"}
 
 
 class Genred:
@@ -96,8 +91,8 @@ class Genred:
         missing or unexpected formula2, a position with no variable.
       AxisError: an axis other than 0 or 1. ShapeError: a bad K; at call time, a wrong
         number of arrays or shapes that do not match the aliases.
-      NotImplementedError: ``dtype_acc`` / ``sum_scheme`` other than "auto" while
-        ``api.reduce`` does not take them.
+      OptionError (a ValueError): at call time, a bad ``dtype_acc`` / ``sum_scheme``
+        (``docs/api.md``, "Numerics options").
     """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,

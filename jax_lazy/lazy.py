@@ -309,12 +309,41 @@ class LazyArray:
     def powf(self, p): return self._apply(ops.Powf, p)
 
     def clamp(self, lo, hi):
-        """Clamp to ``[lo, hi]`` element-wise (lo, hi: numbers or LazyArrays)."""
+        """Clamp to ``[lo, hi]`` element-wise (lo, hi: numbers or LazyArrays; two Python
+        ints give KeOps' ClampInt)."""
+        if all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in (lo, hi)):
+            return self._apply(lambda x: derived.clampint(x, int(lo), int(hi)))
         return self._apply(ops.Clamp, lo, hi)
 
     def ifelse(self, a, b):
         """``a`` where ``self >= 0``, else ``b``."""
         return self._apply(ops.IfElse, a, b)
+
+    # -------------------------------------------------------------- element-wise math (issue 12)
+    # KeOps' XLogX, Asin, ..., Erf (docs/api.md, "Element-wise math"); same shape as self.
+    def xlogx(self): return self._apply(ops.XLogX)  # x log x, 0 at 0
+    def asin(self): return self._apply(ops.Asin)
+    def acos(self): return self._apply(ops.Acos)
+    def atan(self): return self._apply(ops.Atan)
+    def atan2(self, x): return self._apply(ops.Atan2, x)  # y.atan2(x): the angle of (x, y)
+    def sinxdivx(self): return self._apply(ops.SinXDivX)  # sin(x) / x, 1 at 0
+    def sinc(self): return self._apply(derived.sinc)  # sin(pi x) / (pi x), as numpy.sinc
+    def floor(self): return self._apply(ops.Floor)
+
+    def round(self, d: int = 0):
+        """Round to ``d`` decimals (an int), half to even, as ``jnp.round(x, d)``."""
+        if not isinstance(d, numbers.Integral) or isinstance(d, bool):
+            raise FormulaError(f"round: the number of decimals must be an int, got {d!r}", to_string(self.formula))
+        return self._apply(lambda x: ops.Round(x, int(d)))
+
+    def tanh(self): return self._apply(ops.Tanh)
+    def sigmoid(self): return self._apply(ops.Sigmoid)
+    def erf(self): return self._apply(ops.Erf)
+
+    def mod(self, m, offset=0):
+        """``self - m * floor((self - offset) / m)``: KeOps' Mod, values in
+        ``[offset, offset + m)`` (m, offset: numbers or LazyArrays)."""
+        return self._apply(ops.Mod, m, offset)
 
     # -------------------------------------------------------------- vector ops
     def sqnorm2(self): return self._apply(derived.sqnorm2)
@@ -365,6 +394,11 @@ class LazyArray:
         for x in items[1:]:
             out = out.concat(x)
         return out
+
+    @staticmethod
+    def cat(items, dim: int = -1):
+        """pykeops' spelling of :meth:`concatenate` (``LazyTensor.cat(tuple, dim)``)."""
+        return LazyArray.concatenate(items, dim)
 
     def one_hot(self, D: int): return self._apply(lambda x: ops.OneHot(x, int(D)))
     def matvecmult(self, v): return self._apply(ops.MatVecMult, v)

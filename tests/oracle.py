@@ -9,6 +9,8 @@ are NumPy float64 only.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # ---------------------------------------------------------------- element-wise / vector ops
@@ -111,6 +113,19 @@ def one_hot(xp, x, D):
 
 def concat(xp, *xs):
     return xp.concatenate(xs, axis=-1)
+
+
+# Element-wise math (issue 12).
+def erf(xp, x):
+    if xp is np:  # NumPy has no erf: the math module's, element by element, in float64
+        return np.vectorize(math.erf, otypes=[np.float64])(x)
+    import jax.scipy.special
+
+    return jax.scipy.special.erf(x)
+
+
+def mod(xp, x, m, off):
+    return x - m * xp.floor((x - off) / m)
 
 
 # ---------------------------------------------------------------- broadcasting helpers

@@ -5,6 +5,7 @@ The formula ``Exp(Var)`` reduced over a single column returns exp(x) computed by
 generated kernel, so this measures exactly what every Gaussian kernel uses.
 """
 
+import math
 import platform
 import re
 import subprocess
@@ -280,10 +281,13 @@ def test_reduction_tables_are_the_bits_of_two_over_pi():
     assert _header_table("JL_2OPI_F64[52]") == _table_f64()
 
 
-_MATH = ("exp", "log", "sin", "cos", "sqrt", "rsqrt")
+_MATH = ("exp", "log", "sin", "cos", "sqrt", "rsqrt",
+         "asin", "acos", "atan", "tanh", "sigmoid", "erf", "xlogx", "floor")  # 2nd line: issue 12
 _SIMD_LOOPS = "#define JL_T {T}\n#define JL_IDX int64_t\n{prelude}\n" + "".join(
     f"void {f}_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n"
-    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH) + "".join(
+    f"#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}(in[w]);\n}}}}\n" for f in _MATH) + (
+    "void atan2_loop(const T* __restrict in, T* __restrict out, int n) {{\n"
+    "#pragma omp simd\n  for (int w = 0; w < n; ++w) out[w] = jl_atan2(in[w], in[w + n]);\n}}\n") + "".join(
     # the first pass of a kernel with sin / cos: fast reduction, or-ing whether it sufficed
     f"int {f}_k_loop(const T* __restrict in, T* __restrict out, int n) {{{{\n  int big = 0;\n"
     f"#pragma omp simd reduction(|: big)\n  for (int w = 0; w < n; ++w) out[w] = jl_{f}_k<false>(in[w], big);\n"
@@ -316,8 +320,108 @@ def test_math_simd_loops_call_no_libm_and_vectorise(T, march, tmp_path):
     proc = subprocess.run(cmd + report, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     asm = (tmp_path / "loops.s").read_text()
-    assert not re.search(r"\b(call|jmp|bl|b)\s+\S*\b(exp|log|sin|cos|sqrt)f?\b", asm), "a jl_ function calls libm"
+    libm = r"exp|log|sin|cos|sqrt|asin|acos|atan2?|tanh|erf|floor"
+    assert not re.search(rf"\b(call|jmp|bl|b)\s+\S*\b({libm})f?\b", asm), "a jl_ function calls libm"
     if gcc:
         vectorised = set(re.findall(r":(\d+):\d+: optimized: loop vectorized", proc.stderr))
         missing = [text.splitlines()[int(n) - 1].strip() for n in loops - vectorised]
         assert not missing, missing
+
+
+# --------------------------------------------------------------------------- issue 12
+# asin, acos, atan, atan2, tanh, sigmoid, erf, xlogx, sinxdivx, floor (prelude_cpu.h,
+# "element-wise math"): every function in one kernel (a column of X each, atan2 two), so
+# that a dtype costs one compile. References: NumPy (and the math module for erf) in
+# float64 for float32 results; in np.longdouble where NumPy has it (x86: 64-bit mantissa)
+# for float64 results, float64 for erf (itself within 1 ulp: the bound allows for it).
+
+def _wide_erf(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64)).astype(x.dtype)
+
+
+_ELEMENTWISE = {  # column name: (LazyArray method, reference on the wide type, ulp bound f32, f64)
+    "asin": ("asin", np.arcsin, 2.5, 2.5),
+    "acos": ("acos", np.arccos, 1.5, 1.5),
+    "atan": ("atan", np.arctan, 2.5, 2.0),
+    "tanh": ("tanh", np.tanh, 3.0, 3.0),
+    "sigmoid": ("sigmoid", lambda x: 1 / (1 + np.exp(-x)), 3.0, 3.0),
+    "erf": ("erf", _wide_erf, 2.5, 2.0),
+    "xlogx": ("xlogx", lambda x: np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1, x))), 3.5, 4.0),  # +0 at -0
+    "sinxdivx": ("sinxdivx", lambda x: np.where(x == 0, 1 + 0 * x, np.sin(x) / np.where(x == 0, 1, x)), 2.5, 2.5),
+    "floor": ("floor", np.floor, 0.0, 0.0),
+}
+_COLUMNS = list(_ELEMENTWISE) + ["atan2_y", "atan2_x"]
+
+
+def _elementwise_kernel(X):
+    """Each function of _ELEMENTWISE on its column of X (n, 11), then atan2 of the last two."""
+    x = Vi(X)
+    outs = [getattr(x[k], _ELEMENTWISE[name][0])() for k, name in enumerate(_ELEMENTWISE)]
+    outs.append(x[len(_ELEMENTWISE)].atan2(x[len(_ELEMENTWISE) + 1]))
+    return np.asarray(jax_lazy.LazyArray.concatenate(outs).max(axis=1, backend="cpu"))  # a Sum would add +0 to -0
+
+
+def _signed(v):
+    return np.concatenate([v, -v])
+
+
+def _elementwise_samples(dtype, n=120_000):
+    rng = np.random.default_rng(12)
+    big = 300 if dtype == np.float64 else 30
+    tiny = np.logspace(-big, 0, n // 4)
+    near1 = 1 - np.logspace(-16 if dtype == np.float64 else -7.5, -0.3, n // 4)
+    cols = {
+        "asin": _signed(np.concatenate([rng.uniform(0, 1, n // 4), tiny, near1])),
+        "atan": _signed(np.concatenate([np.logspace(-big, big, n // 4), rng.uniform(0, 5, n // 4), tiny])),
+        "tanh": _signed(np.concatenate([rng.uniform(0, 25, n // 4), tiny, np.logspace(-3, 1.5, n // 4)])),
+        "sigmoid": np.concatenate([rng.uniform(-80 if dtype == np.float32 else -700, 40, n // 2), rng.uniform(-5, 5, n // 2)]),
+        "erf": _signed(np.concatenate([rng.uniform(0, 7, n // 4), tiny, rng.uniform(0.5, 1.5, n // 4)])),
+        "xlogx": np.concatenate([np.logspace(-big, big, n // 2), rng.uniform(0.3, 3, n // 2)]),
+        "sinxdivx": _signed(np.concatenate([rng.uniform(0, 60, n // 4), tiny, rng.uniform(0, 3, n // 4)])),
+        "floor": _signed(np.concatenate([rng.uniform(0, 1e6, n // 4), rng.uniform(0, 3, n // 4), tiny])),
+    }
+    cols["acos"] = cols["asin"][::-1].copy()
+    r, t = np.logspace(-big / 2, big / 2, n), rng.uniform(-np.pi, np.pi, n)
+    cols["atan2_y"], cols["atan2_x"] = r * np.sin(t), r * np.cos(t) * rng.uniform(0.01, 100, n)
+    return np.stack([np.resize(cols[c], n) for c in _COLUMNS], axis=1).astype(dtype)
+
+
+def _reference(X, dtype):
+    wide = np.longdouble if dtype == np.float64 else np.float64
+    W = X.astype(wide)
+    refs = [_ELEMENTWISE[name][1](W[:, k]) for k, name in enumerate(_ELEMENTWISE)]
+    refs.append(np.arctan2(W[:, -2], W[:, -1]))
+    return np.stack(refs, axis=1), wide
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_math_within_documented_ulps(dtype):
+    import jax
+
+    X = _elementwise_samples(dtype)
+    with jax.enable_x64(dtype == np.float64):
+        got = _elementwise_kernel(X)
+    ref, wide = _reference(X, dtype)
+    with np.errstate(over="ignore"):
+        ulp = np.spacing(np.abs(ref).astype(dtype)).astype(wide)
+    ulps = np.asarray(np.abs(got.astype(wide) - ref) / ulp, np.float64)
+    bounds = [b[2 if dtype == np.float32 else 3] for b in _ELEMENTWISE.values()] + [2.5]  # atan2
+    worst = {name: (ulps[:, k].max(), X[ulps[:, k].argmax(), k]) for k, name in enumerate(_COLUMNS[:-1])}
+    assert all(worst[name][0] <= b for name, b in zip(_COLUMNS, bounds)), worst
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_math_special_values(dtype):
+    """+-0, +-1, +-inf, NaN as NumPy (C99 for atan2's 49 pairs); sign of zero included."""
+    import jax
+
+    s = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan])
+    y, x = np.repeat(s, 7), np.tile(s, 7)
+    X = np.stack([x] * len(_ELEMENTWISE) + [y, x], axis=1).astype(dtype)
+    with jax.enable_x64(dtype == np.float64), np.errstate(all="ignore"):
+        got = _elementwise_kernel(X)
+        ref, _ = _reference(X, np.float32)  # float64 references
+    ref[:, _COLUMNS.index("sinxdivx")][np.isinf(x)] = np.nan  # sin(inf) / inf
+    for k, name in enumerate(_COLUMNS[:-1]):  # exact but for sin(1), asin(1)...: 4 ulps there
+        np.testing.assert_allclose(got[:, k], ref[:, k].astype(dtype), rtol=4 * np.finfo(dtype).eps, err_msg=name)
+        assert (np.signbit(got[:, k]) == np.signbit(ref[:, k]))[~np.isnan(ref[:, k])].all(), name

@@ -94,6 +94,12 @@ CASES = {
     "lazyarray_ambiguous_shape": (lambda: LazyArray(x), ShapeError, ["(5, 3)"]),
 }
 
+CASES.update({  # element-wise math (issue 12)
+    "round_float_decimals": (lambda: Vi(x).round(1.5), FormulaError, ["int", "1.5", XI]),
+    "atan2_dims": (lambda: Vi(x).atan2(Vj(y2)), FormulaError, ["Atan2", XI, Y2J]),
+    "mod_dims": (lambda: Vi(x).mod(Vj(y2)), FormulaError, ["Mod", XI, Y2J]),
+})
+
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_error(name):

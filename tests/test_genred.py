@@ -2,7 +2,6 @@
 and every reduction_op against dense float64 NumPy; jit / vmap / grad / jvp; aliases and
 positions; batch dims; errors; pickling."""
 
-import inspect
 import pickle
 
 import jax
@@ -214,9 +213,8 @@ def test_errors(x64):
         Genred("x", al, bogus=1)
     with pytest.warns(DeprecationWarning, match="dtype is ignored"):
         Genred("x", al, axis=1, dtype="float32")
-    if "dtype_acc" not in inspect.signature(jl.api.reduce).parameters:  # TODO: until the numerics options land
-        with pytest.raises(NotImplementedError, match="dtype_acc"):
-            Genred("x", al, axis=1, dtype_acc="float64")
+    with pytest.raises(ValueError, match="kahan_scheme"):
+        Genred("x", al, "Min", axis=1, sum_scheme="kahan_scheme")(x, y, b, backend="jnp")
     with pytest.raises(FormulaError, match="LogSumExp needs a scalar formula"):
         Genred("x", al, "LogSumExp", axis=1)(x, y, b, backend="jnp")
 

@@ -248,3 +248,11 @@ def test_dense_with_unbatched_parameter():
 def test_pm_of_python_int():
     """Regression: Pm(2) made an int32 array (DtypeError) while Pm(2.0) worked."""
     np.testing.assert_allclose((Vi(x) * Pm(2)).sum(axis=1), 2 * x, rtol=1e-6)
+
+
+def test_cat_is_pykeops_concatenate():
+    a, b = Vi(x), Vj(x[:4] + 1)
+    both = LazyArray.cat((a, b), -1)
+    np.testing.assert_allclose(both.dense(), np.concatenate(np.broadcast_arrays(x[:, None], x[None, :4] + 1), -1))
+    with pytest.raises(jax_lazy.AxisError):
+        LazyArray.cat((a, b), 0)

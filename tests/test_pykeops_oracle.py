@@ -91,7 +91,8 @@ CASES = [
     Case("kmin_argkmin_vector", "Abs(x-y)", ("x = Vi(3)", "y = Vj(3)"), "KMin_ArgKMin", opt_arg=3),
     # ---- element-wise ops of the formula language
     Case("trig", "Sum(Sin(x-y)*Cos(x+y))*b", XYB),
-    Case("asin_acos_atan", "Sum(Asin((x-y)*IntInv(2))+Acos((x-y)*IntInv(3))+Atan(x*y))*b", XYB),
+    # pykeops is 1.9e-9 (relative) off float64 NumPy here, ours 5e-16: the tolerance is pykeops'.
+    Case("asin_acos_atan", "Sum(Asin((x-y)*IntInv(2))+Acos((x-y)*IntInv(3))+Atan(x*y))*b", XYB, rtol=1e-8),
     Case("atan2", "Atan2(Elem(x,0)-Elem(y,0), Elem(x,1)-Elem(y,1))*b", XYB),
     Case("sinxdivx_xlogx", "(SinXDivX(SqDist(x,y))+Sum(XLogX(x*y)))*b", XYB),
     Case("clamps", "Clamp((x|y),g,g+IntCst(1))*Sum(ClampInt(x-y,0,1))*b", XYB),
@@ -104,7 +105,12 @@ CASES = [
     Case("tensorprod_extract", "Concat(Extract(TensorProd(x,y),1,4),ElemT(SqDist(x,y),3,1))", ("x = Vi(3)", "y = Vj(3)")),
     Case("tensordot", "TensorDot(p,q,[2,2],[2,2],[1],[0])", ("p = Vi(4)", "q = Vj(4)")),
     Case("kron", "Kron(p,q,[2],[3])", ("p = Vi(2)", "q = Vj(3)")),
-    Case("softdtw", "SoftDTW_SqDist(p,q,g)", ("p = Vi(5)", "q = Vj(4)", "g = Pm(1)")),
+    # pykeops 2.3's SoftDTW_SqDist is not the soft-DTW recursion of Cuturi & Blondel (2017):
+    # for x = (0.5, 1), y = (0, 0.7), gamma = 1 it gives -0.772, the recursion (by hand, and a
+    # float64 NumPy DP) -0.505. Ours follows the recursion (tests/test_vector_ops.py checks
+    # it against that DP); the comparison is kept, expected to fail, to notice a fix.
+    pytest.param(Case("softdtw", "SoftDTW_SqDist(p,q,g)", ("p = Vi(5)", "q = Vj(4)", "g = Pm(1)")),
+                 marks=pytest.mark.xfail(strict=True, reason="pykeops 2.3's SoftDTW_SqDist differs from the recursion")),
 ]
 
 

@@ -60,6 +60,16 @@ CPP = {
     "Clamp": "jl_clamp({0}, {1}, {2})",
     "IfElse": "({0} >= T(0) ? {1} : {2})",
 }
+# Element-wise math (issue 12); the functions are in prelude_cpu.h / prelude_cuda.h.
+# SinXDivX spells jl_sin in the kernel text, where the cpu backend's two-pass sin applies.
+CPP.update({
+    "XLogX": "jl_xlogx({0})",          "Asin": "jl_asin({0})",
+    "Acos": "jl_acos({0})",            "Atan": "jl_atan({0})",
+    "Atan2": "jl_atan2({0}, {1})",     "SinXDivX": "jl_sinxdivx({0}, jl_sin({0}))",
+    "Floor": "jl_floor({0})",          "Mod": "jl_mod({0}, {1}, {2})",
+    "Tanh": "jl_tanh({0})",            "Sigmoid": "jl_sigmoid({0})",
+    "Erf": "jl_erf({0})",
+})
 # fmt: on
 
 
@@ -87,6 +97,12 @@ def _pow(x: str, n: int) -> str:
         if n:
             base = f"({base} * {base})"
     return "(" + " * ".join(factors) + ")" if factors else "T(1)"
+
+
+def _round(x: str, d: int) -> str:
+    """``x`` rounded to ``d`` decimals, half to even, as jnp.round: round(x 10^d) / 10^d
+    (x itself where 10^d overflows T, jl_round_dec)."""
+    return f"jl_round({x})" if d == 0 else f"jl_round_dec({x}, {literal(10.0**d if d < 309 else float('inf'))})"
 
 
 def _matvec(n, a, v):
@@ -126,6 +142,7 @@ VECTOR = {
     "Min": lambda n, a: [_tree_fold(a, "jl_vmin({0}, {1})")],
     "ArgMin": _argmin,
     "TensorDot": _tensordot,
+    "Round": lambda n, a: [_round(c, n.attr[0]) for c in a],  # issue 12
 }
 
 _LEAVES = {"Var", "IntCst", "Cst", "Zero"}

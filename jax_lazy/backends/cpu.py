@@ -199,7 +199,7 @@ def kernel_source(plan) -> str:
         *([f"#define JL_A {_CTYPES[plan.dtype_acc]}"] if plan.dtype_acc != numerics.compute_dtype(plan.dtype) else []),
         f"#define JL_IDX {idx_ctype}",
         _PRELUDE.read_text(),
-        *(_two_pass(inner) if any(n.op in ("Sin", "Cos") for n in em.order) else _one_pass(inner)),
+        *(_two_pass(inner) if any(n.op in ("Sin", "Cos", "SinXDivX") for n in em.order) else _one_pass(inner)),
     ]
     return "\n".join(lines) + "\n"
 

@@ -7,10 +7,13 @@ follow KeOps (``SqDist``, ``Norm2``, ``WeightedSqNorm``...).
 
 from __future__ import annotations
 
+import math
+
 from ..errors import FormulaError
 from .node import Node
-from .ops import (Add, ArgMin, Concat, Divide, Equal, Exp, Extract, ExtractT, IntCst, Inv, LessOrEqual, LessThan, Log,
-                  MatVecMult, Min, Minus, Mult, Rsqrt, Sqrt, Square, Subtract, Sum, SumT, TensorDot, TensorProd)
+from .ops import (Add, ArgMin, Clamp, Concat, Cst, Divide, Equal, Exp, Extract, ExtractT, IntCst, Inv, LessOrEqual,
+                  LessThan, Log, MatVecMult, Min, Minus, Mult, Rsqrt, SinXDivX, Sqrt, Square, Subtract, Sum, SumT,
+                  TensorDot, TensorProd)
 
 
 def sqnorm2(x: Node) -> Node:
@@ -192,3 +195,20 @@ def softdtw_sqdist(x: Node, y: Node, gamma: Node) -> Node:
             prev = [R[p] for p in ((a - 1, b - 1), (a - 1, b), (a, b - 1)) if p in R]
             R[a, b] = cost if not prev else Add(cost, prev[0] if len(prev) == 1 else _softmin(prev, gamma, inv_gamma))
     return R[x.dim - 1, y.dim - 1]
+
+
+# Element-wise math (issue 12).
+
+
+def sinc(x: Node) -> Node:
+    """The normalised sinc, ``SinXDivX(pi * x)`` = sin(pi x) / (pi x), 1 at 0 (KeOps'
+    ``sinc``, as ``numpy.sinc``)."""
+    return SinXDivX(Mult(Cst(math.pi), x))
+
+
+def clampint(x: Node, lo: int, hi: int) -> Node:
+    """KeOps' ``ClampInt(x, lo, hi)``: ``Clamp`` with integer bounds; its derivative is
+    jnp.clip's (1 inside, 0 outside, split evenly at a bound)."""
+    if isinstance(lo, bool) or isinstance(hi, bool) or lo != int(lo) or hi != int(hi):
+        raise FormulaError(f"ClampInt takes integer bounds, got {lo!r} and {hi!r}")
+    return Clamp(x, IntCst(int(lo)), IntCst(int(hi)))

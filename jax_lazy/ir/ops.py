@@ -26,6 +26,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -154,6 +155,16 @@ def _onehot(attr, x):
     return _as(x, jnp.round(x) == jnp.arange(attr[0], dtype=x.dtype))
 
 
+def _xlogx(x):
+    # x log x, 0 at 0 (its limit), as KeOps' XLogX; NaN below 0.
+    return jnp.where(x == 0, jnp.zeros_like(x), x * jnp.log(jnp.where(x == 0, jnp.ones_like(x), x)))
+
+
+def _sinxdivx(x):
+    # sin(x) / x, 1 at 0 (its limit), as KeOps' SinXDivX.
+    return jnp.where(x == 0, jnp.ones_like(x), jnp.sin(x) / jnp.where(x == 0, jnp.ones_like(x), x))
+
+
 # ---------------------------------------------------------------- the table
 # Leaves: evaluated by the evaluator, no derivative rule needed (the autodiff reads Vars).
 defop("Var", 0, _to(None))  # attr (index, cat): a bound input of dim `dim`
@@ -196,6 +207,27 @@ defop("NotEqual",    2, _bcast, lambda a, x, y: _as(x, x != y), None)
 defop("Clamp",  3, _bcast, lambda a, x, lo, hi: jnp.minimum(jnp.maximum(x, lo), hi), lambda n, g: _clamp_vjp(n, g))
 defop("IfElse", 3, _bcast, lambda a, x, p, q: jnp.where(x >= 0, p, q),  # p where x >= 0, else q
       lambda n, g: (None, IfElse(n.args[0], g, Zero(g.dim)), IfElse(n.args[0], Zero(g.dim), g)))
+
+# Element-wise math (issue 12). Derivatives as jax.grad of the jnp column: 1/sqrt(1 - x^2) is
+# inf at +-1 (Divide by Sqrt, not Rsqrt, whose 0 at 0 would hide it); at 0, SinXDivX' = 0.
+defop("XLogX",    1, _same, lambda a, x: _xlogx(x),      lambda n, g: (Mult(g, Add(Log(n.args[0]), IntCst(1))),))
+defop("Asin",     1, _same, lambda a, x: jnp.arcsin(x),  lambda n, g: (Divide(g, _sqrt_1m2(n.args[0])),), zero_if=(0,))
+defop("Acos",     1, _same, lambda a, x: jnp.arccos(x),  lambda n, g: (Minus(Divide(g, _sqrt_1m2(n.args[0]))),))
+defop("Atan",     1, _same, lambda a, x: jnp.arctan(x),
+      lambda n, g: (Divide(g, Add(IntCst(1), Square(n.args[0]))),), zero_if=(0,))
+defop("SinXDivX", 1, _same, lambda a, x: _sinxdivx(x),   # sin(x) / x, 1 at 0
+      lambda n, g: (Mult(g, Divide(Subtract(Cos(n.args[0]), n), _replace_zero(n.args[0]))),))
+defop("Tanh",     1, _same, lambda a, x: jnp.tanh(x),    lambda n, g: (Mult(g, Subtract(IntCst(1), Square(n))),), zero_if=(0,))
+defop("Sigmoid",  1, _same, lambda a, x: jax.nn.sigmoid(x),  # 1 / (1 + exp(-x))
+      lambda n, g: (Mult(g, Mult(n, Subtract(IntCst(1), n))),))
+defop("Erf",      1, _same, lambda a, x: lax.erf(x),
+      lambda n, g: (Mult(g, Mult(Cst(2 / math.sqrt(math.pi)), Exp(Minus(Square(n.args[0]))))),), zero_if=(0,))
+defop("Floor",    1, _same, lambda a, x: jnp.floor(x),   None)
+defop("Round",    1, _same, lambda a, x: jnp.round(x, a[0]), None)  # attr (d,): to d decimals, half to even
+defop("Atan2",    2, _bcast, lambda a, y, x: jnp.arctan2(y, x),  # the angle of (x, y)
+      lambda n, g: (Divide(Mult(g, n.args[1]), _sqnorm_yx(n)), Minus(Divide(Mult(g, n.args[0]), _sqnorm_yx(n)))))
+defop("Mod",      3, _bcast, lambda a, x, m, off: x - m * jnp.floor((x - off) / m),  # x - m floor((x - off) / m)
+      lambda n, g: (g, Minus(Mult(g, Floor(Divide(Subtract(n.args[0], n.args[2]), n.args[1])))), None))
 
 # Vector ops (act on the whole last axis).
 defop("Sum",      1, _to(1),        lambda a, x: jnp.sum(x, -1, keepdims=True),
@@ -343,6 +375,16 @@ def _clamp_vjp(n: Node, g: Node) -> tuple:
             Mult(g, _even_split(hi, n, m)))
 
 
+def _sqrt_1m2(x: Node) -> Node:
+    """sqrt(1 - x^2), the derivative's denominator of asin and acos."""
+    return Sqrt(Subtract(IntCst(1), Square(x)))
+
+
+def _sqnorm_yx(n: Node) -> Node:
+    """x^2 + y^2 for the node Atan2(y, x)."""
+    return Add(Square(n.args[0]), Square(n.args[1]))
+
+
 def _cat_args(x, y):
     shape = jnp.broadcast_shapes(x.shape[:-1], y.shape[:-1])
     return (jnp.broadcast_to(x, shape + x.shape[-1:]), jnp.broadcast_to(y, shape + y.shape[-1:]))
@@ -430,7 +472,7 @@ def Zero(dim: int) -> Node:
 
 def _builder(name):
     spec = OPS[name]
-    n_attr = {"Pow": 1, "SumT": 1, "Extract": 2, "ExtractT": 2, "OneHot": 1}.get(name, 0)
+    n_attr = {"Pow": 1, "SumT": 1, "Extract": 2, "ExtractT": 2, "OneHot": 1, "Round": 1}.get(name, 0)
 
     def f(*args):
         nodes, attr = args[: spec.arity], tuple(int(a) for a in args[spec.arity :])

@@ -88,6 +88,31 @@ JL_DEV double jl_powf(double x, double y) { return pow(x, y); }
 JL_DEV T jl_inf() { return T(__int_as_float(0x7f800000)); }
 JL_DEV T jl_nan() { return T(__int_as_float(0x7fc00000)); }
 
+// Element-wise math (issue 12): the CUDA math library (at most 1-2 ulp, except erff/erf:
+// 2 ulp; full range), with the special values of the cpu versions (prelude_cpu.h).
+#define JL_LIBM(name, f32, f64) \
+  JL_DEV float jl_##name(float x) { return f32(x); } \
+  JL_DEV double jl_##name(double x) { return f64(x); }
+JL_LIBM(asin, asinf, asin)
+JL_LIBM(acos, acosf, acos)
+JL_LIBM(atan, atanf, atan)
+JL_LIBM(tanh, tanhf, tanh)
+JL_LIBM(erf, erff, erf)
+JL_LIBM(floor, floorf, floor)
+#undef JL_LIBM
+JL_DEV float jl_atan2(float y, float x) { return atan2f(y, x); }
+JL_DEV double jl_atan2(double y, double x) { return atan2(y, x); }
+// sigmoid: exp(-|x|) never overflows; e / (1 + e) keeps relative accuracy for x << 0.
+JL_DEV T jl_sigmoid(T x) {
+  const T e = jl_exp(-jl_abs(x));
+  return (x < T(0) ? e : T(1)) / (T(1) + e);
+}
+JL_DEV T jl_xlogx(T x) { return x == T(0) ? T(0) : x * jl_log(x); }  // 0 at 0
+JL_DEV T jl_sinxdivx(T x, T sin_x) { return x == T(0) ? T(1) : sin_x / x; }  // 1 at 0
+// Round(x, d) with f = 10^d: x where f overflowed T (as jnp.round past the largest power).
+JL_DEV T jl_round_dec(T x, T f) { return f == jl_inf() ? x : jl_round(x * f) / f; }
+JL_DEV T jl_mod(T x, T m, T off) { return x - m * jl_floor((x - off) / m); }
+
 // ---------------------------------------------------------------- batch offsets
 // Offset (in elements) of input k for batch element b: b unravelled over a.bdims
 // (row-major), dotted with the input's batch strides (0 where it broadcasts).
