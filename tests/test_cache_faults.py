@@ -35,8 +35,9 @@ from conftest import set_env  # noqa: E402
 pytestmark = pytest.mark.skipif(compilers.find_compiler() is None, reason=f"{compilers.compiler_problem()}")
 
 # A child process: runs BODY, prints one JSON line. ``gauss(backend, scale)`` is the
-# Gaussian kernel sum of fixed data (a new formula for each ``scale``) and its error vs
-# NumPy; ``grad`` the same for its gradient in x.
+# Gaussian kernel sum of fixed data (a new formula for each ``scale``, an integer: an exact
+# constant of the formula; a float would be a runtime parameter, one kernel for all values)
+# and its error vs NumPy; ``grad`` the same for its gradient in x.
 PRELUDE = textwrap.dedent("""
     import json, os, sys, warnings
     import numpy as np
@@ -51,11 +52,11 @@ PRELUDE = textwrap.dedent("""
     D2 = ((X[:, None] - Y[None]) ** 2).sum(-1)
 
     def gauss(backend, scale):
-        out = ((-scale * Vi(x).sqdist(Vj(y))).exp() * Vj(b)).sum(axis=1, backend=backend)
+        out = ((-int(scale) * Vi(x).sqdist(Vj(y))).exp() * Vj(b)).sum(axis=1, backend=backend)
         return float(np.abs(np.asarray(out, np.float64) - np.exp(-scale * D2) @ B).max())
 
     def grad(backend, scale):
-        f = lambda x: ((-scale * Vi(x).sqdist(Vj(y))).exp() * Vj(b)).sum(axis=1, backend=backend).sum()
+        f = lambda x: ((-int(scale) * Vi(x).sqdist(Vj(y))).exp() * Vj(b)).sum(axis=1, backend=backend).sum()
         K = np.exp(-scale * D2) * B[:, 0]
         ref = (-2 * scale * K[:, :, None] * (X[:, None] - Y[None])).sum(1)
         return float(np.abs(np.asarray(jax.grad(f)(x), np.float64) - ref).max())
