@@ -285,6 +285,18 @@ row("math_mixed", lambda a, b, c: ((a * b).asin() * (a - b).sigmoid() + (a * b).
                          + o.erf(xp, a * c) * xp.sin(a - b) / (a - b) + o.mod(xp, a * b, c, 0.1)),
     dims=(1, 1, 1), dom=("unit", "unit", "pos"))
 
+# Symbolic calculus methods (issue 12): formulas built by ir/calculus.py, checked against
+# their derivatives written by hand (the VJP rows then check second derivatives).
+row("calc_grad", lambda a, b, c: (-a.sqdist(b)).exp().grad(a, c),
+    lambda xp, a, b, c: -2 * (a - b) * xp.exp(-o.sqnorm2(xp, a - b)) * c, dims=(3, 3, 1))
+row("calc_diff", lambda a, b: (a * b).sin().diff(a, b), lambda xp, a, b: xp.cos(a * b) * b * b)
+row("calc_laplacian", lambda a, b: (-a.sqdist(b)).exp().laplacian(a),
+    lambda xp, a, b: (4 * o.sqnorm2(xp, a - b) - 2 * a.shape[-1]) * xp.exp(-o.sqnorm2(xp, a - b)))
+row("calc_divergence", lambda a, b: (a * b).sin().divergence(a), lambda xp, a, b: o.vsum(xp, xp.cos(a * b) * b))
+row("calc_grad_matrix", lambda a, b: (a * b).sin().grad_matrix(a),  # entry k*d + l: d f_k / d a_l (diagonal)
+    lambda xp, a, b: o.diag_flat(xp, xp.cos(a * b) * b), dims=(2, 2))
+row("calc_trace_operator", lambda a, b: (a * b).trace_operator(a), lambda xp, a, b: o.vsum(xp, b) + 0 * o.vsum(xp, a))
+
 # Composite kernels.
 row("gaussian", lambda a, b, c: (-(a.sqdist(b)) * c).exp(), lambda xp, a, b, c: xp.exp(-o.sqnorm2(xp, a - b) * c),
     dims=(3, 3, 1), dom=("any", "any", "pos"))
@@ -308,7 +320,8 @@ FAST_GRAD_ROWS = {
 assert FAST_GRAD_ROWS <= set(ROW_BY_NAME), FAST_GRAD_ROWS - set(ROW_BY_NAME)
 # Rows whose reductions run in the slow suite only: each of their ops is computed in the fast
 # suite by another row (math_mixed), and a row is a kernel compile (the fast suite's budget).
-SLOW_ONLY_ROWS = {"xlogx", "asin", "acos", "atan", "atan2", "sinc", "mod", "tanh", "sigmoid", "erf"}
+SLOW_ONLY_ROWS = {"xlogx", "asin", "acos", "atan", "atan2", "sinc", "mod", "tanh", "sigmoid", "erf",
+                  "calc_diff", "calc_divergence", "calc_grad_matrix", "calc_trace_operator"}
 assert SLOW_ONLY_ROWS <= set(ROW_BY_NAME) - FAST_GRAD_ROWS, SLOW_ONLY_ROWS - set(ROW_BY_NAME)
 DIFF_ROWS = [r for r in ROWS if r.diff]
 NONDIFF_ROWS = [r for r in ROWS if not r.diff]

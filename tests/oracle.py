@@ -274,3 +274,9 @@ def softdtw(xp, x, y, gamma):
             soft = -gamma * (m + xp.log(xp.sum(xp.exp(z - m), axis=0)))
             R[a, b] = (x[..., a - 1:a] - y[..., b - 1:b]) ** 2 + soft
     return R[dx, dy]
+
+
+def diag_flat(xp, g):
+    """The d x d diagonal matrices of the vectors g (..., d), flattened row-major (..., d*d)."""
+    d = g.shape[-1]
+    return (g[..., :, None] * xp.eye(d, dtype=g.dtype)).reshape(g.shape[:-1] + (d * d,))
