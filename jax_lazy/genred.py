@@ -14,12 +14,11 @@ from __future__ import annotations
 import numbers
 import warnings
 
-from . import api
-from .errors import AxisError, DtypeError, FormulaError, ShapeError
+from .errors import AxisError, FormulaError, ShapeError
 from .ir import I, J, P, variables
 from .ir.ops import IntCst
 from .ir.parse import alias_table, check_positions, parse
-from .lazy import _as_float_array, _weak
+from .lazy import LazyReduction, _as_float_array
 
 # pykeops name -> (our reduction, formula2: "no" | "optional" | "required")
 REDUCTION_OPS = {
@@ -120,6 +119,10 @@ class Genred:
         self.k = self._k(opt_arg)
         self.numerics = _numerics(dtype_acc, sum_scheme, use_double_acc)
         self.variables = self._variables(aliases)
+        # Every argument is a symbolic variable: the call is that of a LazyReduction (one
+        # home for filling the variables, the dtype check, api.reduce and pykeops' K squeeze).
+        self._reduction = LazyReduction(self.formulas, self.red, axis, self.k, self.variables, (), (), self.numerics,
+                                        squeeze=self.k is not None and F.dim == 1)
 
     def _k(self, opt_arg):
         if not self.red.startswith(("KMin", "ArgKMin")):
@@ -160,10 +163,6 @@ class Genred:
                 raise ShapeError(f"argument {k} must have shape {_SHAPES[cat].format(d=v.dim)} for {v!r}, "
                                  f"got {a.shape}", self._args["formula"])
             out.append(a)
-        dtypes = {str(a.dtype) for a in out if not _weak(a)}
-        if len(dtypes) > 1:  # as LazyArray operands: no silent promotion
-            raise DtypeError(f"Genred: mixed dtypes {sorted(dtypes)}; cast the arrays to one dtype",
-                             self._args["formula"])
         return tuple(out)
 
     def _signature(self) -> str:
@@ -171,12 +170,7 @@ class Genred:
 
     def __call__(self, *args, backend="auto"):
         """Reduce: one array per argument position (see the class docstring)."""
-        arrays = self._check(args)
-        outs = api.reduce(self.formulas, self.red, self.variables, arrays, self.axis, k=self.k,
-                          backend=BACKENDS.get(backend, backend), **self.numerics)
-        if self.k is not None and self.formulas[0].dim == 1:  # (..., K, 1) -> (..., K), as pykeops
-            outs = tuple(o[..., 0] for o in outs)
-        return outs if len(outs) > 1 else outs[0]
+        return self._reduction(*self._check(args), backend=BACKENDS.get(backend, backend))
 
 
 def _rebuild(args: dict) -> Genred:
