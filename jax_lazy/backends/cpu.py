@@ -47,6 +47,7 @@ from ..ir import I, J, P
 from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
 from .codegen import INNER_LOOP_MIN_DIM, LOOP_MIN_DIM, Emitter, elem_vars
+from .cpu_acc import Acc
 from .common import inner_products, out_types
 
 
@@ -298,73 +299,6 @@ class _Staging:
         return column + _with_loads(_rows_interleaved(self.em, self.R, sinks), loads)
 
 
-@dataclass(frozen=True)
-class _Acc:
-    """How a sum-type kernel accumulates (:mod:`jax_lazy.numerics`). ``default``: partial
-    sums of T per block of columns, added to the output (block summation; direct_sum is
-    the same code). Otherwise partial sums of A (``JL_A``: double for dtype_acc="float64")
-    whose rows are folded into a per-call array ``acc`` of A, written to the output once
-    at the end; with ``kahan``, every sum has its error in a twin (name + ``_k``) and the
-    additions are Neumaier's (prelude: ``jl_kadd``). The simd lanes' own partial sums are
-    added by OpenMP's reduction (a handful of terms: a few ulps of the block's sum)."""
-
-    default: bool
-    kahan: bool
-    E: int = 0  # components per output row (the Sum's output array)
-
-    @classmethod
-    def of(cls, plan, E=0):
-        return cls(numerics.is_default(plan), plan.sum_scheme == "kahan_scheme", E)
-
-    def type(self) -> str:
-        return "T" if self.default else "A"
-
-    def names(self, names) -> list[str]:
-        """The variables of partial sums ``names``, and their error twins with kahan."""
-        return list(names) + [_twin(n) for n in names] * self.kahan
-
-    def decl(self, names) -> str:
-        t = self.type()
-        return f"{t} " + ", ".join(f"{n} = {t}(0)" for n in self.names(names)) + ";"
-
-    def add(self, name, expr) -> str:
-        if self.default:
-            return f"{name} += {expr};"
-        return f"jl_kadd({name}, {_twin(name)}, (A)({expr}));" if self.kahan else f"{name} += (A)({expr});"
-
-    def fold(self, target, name) -> str:
-        """Add partial sum ``name`` to ``target`` (a running sum, its twin alongside)."""
-        if not self.kahan:
-            return f"{target} += {name};"
-        return f"{{ jl_kadd({target}, {_twin(target)}, {name}); {_twin(target)} += {_twin(name)}; }}"
-
-    def out(self, q) -> str:
-        """The running sum of output element ``q`` (a C++ index)."""
-        return f"out0[{q}]" if self.default else f"acc[{q} - i0 * {self.E}]"
-
-    def value(self, name) -> str:
-        """The value of running sum ``name`` (with its error, under kahan)."""
-        return f"jl_total({name}, {_twin(name)})" if self.kahan else name
-
-    def setup(self) -> list[str]:
-        E, q = self.E, f"for (int64_t q = i0 * {self.E}; q < i1 * {self.E}; ++q)"
-        if self.default:
-            return [f"{q} out0[q] = T(0);"]
-        return [f"jl_array<A> {n}_((i1 - i0) * {E}); A* __restrict {n} = {n}_.p;" for n in self.names(["acc"])] + [
-            f"for (int64_t q = 0; q < (i1 - i0) * {E}; ++q) {{ {' '.join(f'{n}[q] = A(0);' for n in self.names(['acc']))} }}"]
-
-    def finish(self) -> list[str]:
-        if self.default:
-            return []
-        return [f"for (int64_t q = i0 * {self.E}; q < i1 * {self.E}; ++q) out0[q] = (T){self.value(self.out('q'))};"]
-
-
-def _twin(name: str) -> str:
-    """The error twin of a sum's variable: ``s0`` -> ``s0_k``, ``acc[q]`` -> ``acc_k[q]``."""
-    base, bracket, rest = name.partition("[")
-    return f"{base}_k{bracket}{rest}"
-
-
 def _sum_kernel(plan, em, roots, R):
     """Fused Sum. The j axis is cut in blocks; for each block a *j-stage* computes the
     j-level values the (row, lane) part reads (see :func:`_jstage`) into a small buffer,
@@ -373,7 +307,7 @@ def _sum_kernel(plan, em, roots, R):
     rows (block summation)."""
     (F,) = roots
     E = F.dim
-    ac = _Acc.of(plan, E)
+    ac = Acc.of(plan, E)
     st = _Staging.make(plan, em, roots, R)
     if _outer_root(em, F):  # per component: a simd sweep over the lanes, its sum added to the output
         decl = []
@@ -651,10 +585,10 @@ def _store(em, f, r, at, op="=", stmt=None) -> list[str]:
 
 def _lse_kernel(plan, em, roots, R, write):
     """LogSumExp and SumSoftMaxWeight: the state (m, s) per row, rescaled once per chunk
-    (with its error twin under kahan, :class:`_Acc`); ``write(R, Dw, value)``: the
+    (with its error twin under kahan, :class:`~jax_lazy.backends.cpu_acc.Acc`); ``write(R, Dw, value)``: the
     family's outputs from it (``value(r, e)``: the sum s_e of row r)."""
     Dw = roots[1].dim
-    ac = _Acc.of(plan)
+    ac = Acc.of(plan)
     sums = [[f"s{r}_{e}" for e in range(Dw)] for r in range(R)]
     init = [f"T m{r} = -jl_inf();" for r in range(R)]
     init += [ac.decl(sums[r]) for r in range(R)]
