@@ -29,7 +29,8 @@ from jax import lax
 from .errors import DtypeError, FormulaError
 from .ir import Zero, ops, to_string
 from .ir import complex as cx
-from .lazy import LazyArray, LazyReduction
+from .lazy import LazyArray
+from .lazy_reduction import LazyReduction
 
 
 def to_block(z: jax.Array) -> jax.Array:

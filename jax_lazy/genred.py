@@ -18,7 +18,8 @@ from .errors import AxisError, FormulaError, ShapeError
 from .ir import I, J, P, variables
 from .ir.ops import IntCst
 from .ir.parse import alias_table, check_positions, parse
-from .lazy import LazyReduction, _as_float_array
+from .lazy import _as_float_array
+from .lazy_reduction import LazyReduction
 
 # pykeops name -> (our reduction, formula2: "no" | "optional" | "required")
 REDUCTION_OPS = {
