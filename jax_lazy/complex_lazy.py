@@ -125,6 +125,7 @@ class ComplexLazyArray(LazyArray):
 
     @property
     def dtype(self):
+        """complex64 (float32 blocks) or complex128 (float64 blocks); None without data."""
         real = super().dtype
         return None if real is None else jnp.result_type(real, jnp.complex64)
 
@@ -175,6 +176,7 @@ class ComplexLazyArray(LazyArray):
         return self._capply(cx.cangle, False)
 
     def real2complex(self):
+        """Raises DtypeError: ``real2complex``, ``imag2complex`` and ``exp1j`` take real LazyArrays."""
         raise DtypeError("real2complex takes a real LazyArray, got a complex one", to_string(self.formula))
 
     imag2complex = exp1j = real2complex
