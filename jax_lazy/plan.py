@@ -36,6 +36,7 @@ class Plan:
     auto: bool = False  # backend chosen by "auto": the derivatives' reductions choose theirs too
     dtype_acc: str = "auto"  # accumulator dtype, resolved ("auto" replaced): jax_lazy.numerics
     sum_scheme: str = "auto"  # "block_sum", "kahan_scheme" or "direct_sum", resolved likewise
+    ranges: bool = False  # block-sparse: the call carries ranges (jax_lazy.ranges); other kernels
 
     def __post_init__(self):
         # resolved here, so that equal options make equal plans (one kernel), and checked
@@ -49,6 +50,7 @@ class Plan:
 
     def __repr__(self) -> str:  # as jaxprs print the reduction primitive's parameter
         extra = "" if numerics.is_default(self) else f" acc={self.dtype_acc} {self.sum_scheme}"
+        extra += " ranges" if self.ranges else ""
         return f"Plan({self.backend}/{self.dtype}{extra}: {self.describe()})"
 
 

@@ -280,3 +280,112 @@ def diag_flat(xp, g):
     """The d x d diagonal matrices of the vectors g (..., d), flattened row-major (..., d*d)."""
     d = g.shape[-1]
     return (g[..., :, None] * xp.eye(d, dtype=g.dtype)).reshape(g.shape[:-1] + (d * d,))
+
+
+# ---------------------------------------------------------------- block-sparse ranges (issue 13)
+# The KeOps 6-tuple (ranges_i, slices_i, redranges_j, ranges_j, slices_j, redranges_i):
+# row block k = ranges_i[k] reduces over the column intervals
+# redranges_j[slices_i[k-1]:slices_i[k]] (slices_i[-1] = 0); the second triplet is the
+# same for the transposed matrix. Written here from that definition, in NumPy.
+
+
+def ranges_mask(ranges_i, slices_i, redranges_j, M, N):
+    """How many times each pair (i, j) is reduced, ``(*batch, M, N)`` int: the dense form
+    of one triplet (batch axes: leading axes of the three arrays, alike)."""
+    ranges_i, slices_i, redranges_j = (np.asarray(a) for a in (ranges_i, slices_i, redranges_j))
+    batch = slices_i.shape[:-1]
+    out = np.zeros(batch + (M, N), np.int64)
+    for b in np.ndindex(*batch):
+        start = 0
+        for (r0, r1), end in zip(ranges_i[b], slices_i[b]):
+            for c0, c1 in redranges_j[b][start:end]:
+                out[b][r0:r1, c0:c1] += 1
+            start = end
+    return out
+
+
+def _cuts(rng, n, blocks):
+    """``blocks`` random half-open intervals partitioning [0, n) (some may be empty)."""
+    inner = np.sort(rng.integers(0, n + 1, blocks - 1))
+    edges = np.concatenate([[0], inner, [n]])
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def _triplet(rows, cols, keep):
+    """(ranges, slices, redranges) of the row blocks ``rows`` that keep any column block."""
+    ranges, slices, red = [], [], []
+    for r, k in zip(rows, keep):
+        if not k.any():
+            continue  # rows of a block that keeps nothing are in no range
+        ranges.append(r)
+        red.extend(cols[k])
+        slices.append(len(red))
+    return (np.asarray(ranges, np.int64).reshape(-1, 2), np.asarray(slices, np.int64),
+            np.asarray(red, np.int64).reshape(-1, 2))
+
+
+def random_ranges(rng, M, N, batch=(), blocks=(3, 4), density=0.5):
+    """A random block-sparse 6-tuple for an M x N matrix: rows cut into ``blocks[0]``
+    blocks and columns into ``blocks[1]``, each (row block, column block) kept with
+    probability ``density`` (row or column blocks that keep nothing are left out of every
+    range: their rows get the reduction's empty values). With ``batch``, one draw per batch
+    element, each array with those leading axes, padded to a common length with empty
+    ranges at the end (ranges ``[M, M)``, slices repeated, redranges ``[N, N)``).
+
+    Returns ``(six_tuple, mask)``, mask the ``(*batch, M, N)`` bool matrix of kept pairs."""
+    tuples, masks = [], []
+    for _ in np.ndindex(*batch):
+        rows, cols = _cuts(rng, M, blocks[0]), _cuts(rng, N, blocks[1])
+        keep = rng.random((blocks[0], blocks[1])) < density
+        t = _triplet(rows, cols, keep) + _triplet(cols, rows, keep.T)
+        tuples.append(t)
+        masks.append(ranges_mask(*t[:3], M, N) > 0)
+    fills = ((M, M), None, (N, N), (N, N), None, (M, M))
+    out = []
+    for q, fill in enumerate(fills):
+        parts = [t[q] for t in tuples]
+        n = max(len(p) for p in parts)
+        padded = []
+        for p in parts:
+            extra = n - len(p)
+            if fill is None:  # slices: repeat the last end
+                last = p[-1] if len(p) else 0
+                padded.append(np.concatenate([p, np.full(extra, last, np.int64)]))
+            else:
+                padded.append(np.concatenate([p, np.tile(np.asarray(fill, np.int64), (extra, 1))]))
+        out.append(np.stack(padded).reshape(batch + padded[0].shape))
+    return tuple(out), np.stack(masks).reshape(batch + (M, N))
+
+
+def masked_reduce(name, F, mask, K=None, W=None):
+    """The public outputs of reduction ``name`` over j (axis -2) of the dense float64
+    ``F`` (..., M, N, D) restricted to the pairs where ``mask`` (..., M, N) is true; a row
+    with no kept pair gets the empty values (0; -inf for LogSumExp; +inf / -inf for
+    Min / Max, -1 for their indices; KMin rows of fewer than K kept pairs end in
+    (+inf, -1)). ``W``: the weight (..., M|1, N, Dw) of LogSumExp / SumSoftMaxWeight."""
+    m = np.broadcast_to(mask[..., None], F.shape)
+    anyrow = mask.any(-1)[..., None]  # (..., M, 1)
+    if name == "Sum":
+        return (np.where(m, F, 0.0).sum(-2),)
+    if name in ("LogSumExp", "SumSoftMaxWeight"):
+        G = np.where(m, F, -np.inf)
+        top = np.where(anyrow, G.max(-2), 0.0)
+        e = np.where(m, np.exp(G - top[..., None, :]), 0.0)
+        Wb = np.ones_like(e) if W is None else np.broadcast_to(W, F.shape[:-1] + W.shape[-1:])
+        if name == "LogSumExp":
+            with np.errstate(divide="ignore"):
+                return (np.where(anyrow, np.log((e * Wb).sum(-2)) + top, -np.inf),)
+        with np.errstate(invalid="ignore"):
+            return (np.where(anyrow, (e * Wb).sum(-2) / e.sum(-2), 0.0),)
+    sign = -1.0 if name.startswith("Max") or name == "ArgMax" else 1.0
+    G = np.where(m, sign * F, np.inf)
+    if name.startswith("K") or name == "ArgKMin":
+        order = np.argsort(G, axis=-2, kind="stable")[..., :K, :]
+        vals = np.take_along_axis(G, order, axis=-2)
+        order = np.where(np.isinf(vals) & ~np.take_along_axis(m, order, axis=-2), -1, order)
+        outs = {"KMin": (vals,), "ArgKMin": (order,), "KMin_ArgKMin": (vals, order)}
+        return outs[name]
+    idx = np.where(anyrow, np.argmin(G, axis=-2), -1)
+    val = sign * np.where(anyrow, G.min(-2), np.inf)
+    base = name.replace("Max", "Min")
+    return {"Min": (val,), "ArgMin": (idx,), "Min_ArgMin": (val, idx)}[base]

@@ -86,11 +86,13 @@ def empty_outputs(plan, geom):
     return red.signed(jnp.full(t.shape, v, t.dtype) for t, v in zip(out_shapes(plan, geom), red.family.empty))
 
 
-def reduce(plan, arrays, geom, *, supports, split_count, call):
+def reduce(plan, arrays, geom, *, supports, split_count, call, ranges=None):
     """The ``reduce`` of a compiled backend: check the dtype (``supports``), then one
     ``call(plan, arrays, geom)``, or, when ``split_count(plan, geom)`` says the output rows
     are too few to fill the machine, the j axis split in that many parts
-    (:func:`split_columns`).
+    (:func:`split_columns`). Block-sparse calls (``ranges``: the plan's triplet, see
+    ``tests/test_ranges_backends.py``) are one ``call(plan, arrays, geom, ranges=ranges)``:
+    their blocks, not a split, decide the work.
 
     Raises:
       BackendError: the backend does not compute in the plan's dtype.
@@ -98,6 +100,8 @@ def reduce(plan, arrays, geom, *, supports, split_count, call):
     reason = supports(plan.dtype)
     if reason:
         raise BackendError(reason, plan.describe())
+    if ranges is not None:
+        return call(plan, arrays, geom, ranges=ranges)
     parts = split_count(plan, geom) if numerics.splits(plan) else 1
     if parts < 2:
         return call(plan, arrays, geom)
