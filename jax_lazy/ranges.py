@@ -96,9 +96,10 @@ def check(ranges, M: int, N: int, batch: tuple, text=None) -> tuple:
             raise ShapeError(f"{NAMES[base + 1]} has {six[base + 1].shape[-1]} entries but {NAMES[base]} has "
                              f"{six[base].shape[-2]} blocks: one end offset per block", text)
     if not any(isinstance(a, jax.core.Tracer) for a in six):
-        sizes = ((M, N), (N, M))
-        for base, (rows, cols) in zip((0, 3), sizes):
-            _check_values(base, *(np.asarray(a, np.int64) for a in six[base : base + 3]), rows, cols, text)
+        concrete = [np.asarray(a, np.int64) for a in six]
+        for base, (rows, cols) in zip((0, 3), ((M, N), (N, M))):
+            _check_values(base, *concrete[base : base + 3], rows, cols, text)
+        _check_transposes(concrete, text)
     return tuple(jnp.asarray(a).astype(jnp.int32) for a in six)
 
 
@@ -165,6 +166,28 @@ def _check_values(base: int, blocks, slices, red, rows: int, cols: int, text) ->
         raise RangesError(f"{_where(names[1], nxt)} = {slices[nxt]} is below {_where(names[1], k)} = {slices[k]}: "
                           "slices are cumulative end offsets, non-decreasing", text)
     _check_intervals(names[2], red, cols, col_axis, text)
+
+
+def _pairs(blocks, slices, red):
+    """The number of (row, column) pairs a triplet reduces, per batch entry: block k's
+    rows times the columns of its intervals (O(R + S))."""
+    widths = np.cumsum(red[..., 1] - red[..., 0], axis=-1)
+    widths = np.concatenate([np.zeros(widths.shape[:-1] + (1,), np.int64), widths], axis=-1)
+    ends = np.take_along_axis(widths, slices, axis=-1)
+    starts = np.concatenate([np.zeros(ends.shape[:-1] + (1,), np.int64), ends[..., :-1]], axis=-1)
+    return ((blocks[..., 1] - blocks[..., 0]) * (ends - starts)).sum(-1)
+
+
+def _check_transposes(six, text) -> None:
+    """The two triplets must describe one mask (the second transposed: the derivatives
+    over i read it). Comparing the masks costs O(M N); their pair counts, O(R + S),
+    catch most mismatches."""
+    first, second = np.broadcast_arrays(_pairs(*six[:3]), _pairs(*six[3:]))
+    k = _first(first != second)
+    if k is not None:
+        at = f" (batch entry {list(k)})" if k else ""
+        raise RangesError(f"the two triplets do not describe one mask{at}: (ranges_i, slices_i, redranges_j) keeps "
+                          f"{first[k]} pairs but (ranges_j, slices_j, redranges_i) keeps {second[k]}", text)
 
 
 # ---------------------------------------------------------------- the primitive's operands
