@@ -290,7 +290,8 @@ def _sharding_rule(plan, mesh, operand_types, result_types):
         own = batch_rank(v, len(s))
         lead = [f"b{nb - own + k}" if s[k] == geom.batch[nb - own + k] else fresh() for k in range(own)]
         # a ranges reduction keeps its columns whole: N replicated, not a reduction factor
-        axis = {I: ["m"], J: [fresh()] if plan.ranges else ["n"], P: []}[v.attr[1]]
+        axis = {I: ["m"], J: ["n"], P: []}[v.attr[1]]
+        axis = [fresh()] if plan.ranges and axis == ["n"] else axis
         operands.append(lead + axis + [fresh()])
     for q, s in enumerate(shapes[len(plan.variables):]):  # ranges: batch axes, the rest replicated
         own = ranges_mod.batch_rank(q, len(s))
