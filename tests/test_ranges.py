@@ -181,6 +181,27 @@ def test_attribute_and_transpose(backend, rng):
     _compare(E.sum_reduction(1, backend=backend), (want,), np.float32)  # the *_reduction aliases too
 
 
+def test_matvec_transpose_complex(backend, rng):
+    """With ``K.ranges`` set: ``K @ c``, ``K.T @ b``, ``jax.linear_transpose`` of ``K @``
+    and a complex LazyArray built from K (which keeps the ranges)."""
+    import jax
+
+    _needs_ranges(backend)
+    x, y, p, v, w = _data(rng, np.float32)
+    six, mask = o.random_ranges(rng, M, N, (), (4, 5), 0.4)
+    E = np.where(mask, np.exp(_dense(x, y, p)[1][..., 0]), 0.0)  # (M, N)
+    K = _lazy(x, y, p)[1].exp()
+    K.ranges = six
+    c, b = w[:, 0], v[:, 0]
+    np.testing.assert_allclose(K.matvec(c, backend=backend), E @ c, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(K.rmatvec(b, backend=backend), E.T @ b, rtol=1e-4, atol=1e-5)
+    (t,) = jax.linear_transpose(lambda c: K.matvec(c, backend=backend), c)(b)
+    np.testing.assert_allclose(t, E.T @ b, rtol=1e-4, atol=1e-5)
+    Z = K * (1 + 2j)
+    assert Z.is_complex and Z.ranges is not None
+    np.testing.assert_allclose(Z.sum(1, backend=backend)[:, 0], (1 + 2j) * E.sum(1), rtol=1e-4, atol=1e-5)
+
+
 def test_genred(backend, rng):
     """``Genred(...)(..., ranges=R)``, both axes, R in the formula's orientation."""
     _needs_ranges(backend)
