@@ -324,8 +324,8 @@ class _Staging:
                       *_outer_loop(self.em, n, self.R, lambda r, e, at=at: f"{at(r)} += {e};")]
         return lines
 
-    def jstage(self) -> list[str]:
-        return _jstage(self.plan, self.em, self.slots, self.jblock)
+    def jstage(self, lo="0", hi="nw") -> list[str]:
+        return _jstage(self.plan, self.em, self.slots, self.jblock, lo, hi)
 
     def stage(self) -> list[str]:
         return _stage(self.inners, self.R, self.slots, self.jblock)
@@ -388,6 +388,8 @@ def _sum_kernel(plan, em, roots, R):
             *[f"if (ib + {r} < i1) {{ {' '.join(ac.fold(ac.out(f'(ib + {r}) * {E} + {e}'), f'part{r}_{e}') for e in range(E))} }}"
               for r in range(R)],
         ]
+    if plan.ranges and _packable(em, F, st):
+        return [*decl, *st.buffers()], [*ac.setup(), *_packed(st, _row_loop(plan, em, R, inner)), *ac.finish()]
     return [*decl, *st.buffers()], [
         *ac.setup(),
         *_columns(plan, st.jblock),
@@ -395,6 +397,32 @@ def _sum_kernel(plan, em, roots, R):
         *_indent(_row_loop(plan, em, R, inner), 2),
         "}",
         *ac.finish(),
+    ]
+
+
+def _packable(em, F, st) -> bool:
+    """Whether the lane loop of a Sum kernel reads its columns from the j-stage buffer
+    only (no j-variable read by pointer at column jb + w, no loop run before the lanes):
+    then :func:`_packed` may put unrelated columns side by side in that buffer."""
+    return not (_outer_root(em, F) or st.sums or any(v.attr[1] == J for v in elem_vars(em)))
+
+
+def _packed(st, rows) -> list[str]:
+    """A ranges Sum over the columns of a row block (prelude: ``jl_columns``): the
+    j-stage packs pieces of its intervals side by side into one buffer of up to
+    ``jblock`` columns (piece [a, a + n) at lanes [nw, nw + n): ``jb = a - nw``), then
+    ``rows`` sweep the buffer, as long as a dense block however narrow the intervals."""
+    return [
+        "jl_columns jl_c(jl_rg, jl_s0, jl_s1, N);",
+        "for (;;) {",
+        "  int nw = 0;",
+        f"  for (int64_t jl_a = 0; const int jl_n = jl_c.take({st.jblock} - nw, jl_a); nw += jl_n) {{",
+        "    const int64_t jb = jl_a - nw;",
+        *_indent(st.jstage("nw", "nw + jl_n"), 4),
+        "  }",
+        "  if (nw == 0) break;",
+        *_indent(rows, 2),
+        "}",
     ]
 
 
@@ -419,10 +447,10 @@ def _slots(em, roots) -> list[str]:
     return list(dict.fromkeys(c for n in dict.fromkeys(nodes) for c in em.comps(n, None)))
 
 
-def _jstage(plan, em, slots, jblock) -> list[str]:
+def _jstage(plan, em, slots, jblock, lo="0", hi="nw") -> list[str]:
     """The j-stage of a block: the j-level statements once per column (not once per
     row block and column), their results stored as ``jbuf[slot * jblock + w]``, so that
-    the row loop reads one buffer at constant offsets. j-variables that are slots
+    the row loop reads one buffer at constant offsets (column jb + w for w in [lo, hi)). j-variables that are slots
     themselves are copied by a loop over their components (no code per component: at
     D = 1000 that keeps the kernel small and its compile short)."""
     where = {name: k for k, name in enumerate(slots)}
@@ -437,14 +465,14 @@ def _jstage(plan, em, slots, jblock) -> list[str]:
         lines += [
             f"for (int c = 0; c < {v.dim}; ++c) {{",
             "  #pragma omp simd",
-            f"  for (int w = 0; w < nw; ++w) jbuf[({base} + c) * {jblock} + w] = in{k}[c * N + jb + w];",
+            f"  for (int w = {lo}; w < {hi}; ++w) jbuf[({base} + c) * {jblock} + w] = in{k}[c * N + jb + w];",
             "}",
         ]
     if stores:
         loads = [f"const T y{v.attr[0]}_{c} = in{v.attr[0]}[{c} * N + j];" for v in loaded for c in range(v.dim)]
         lines += [
             "#pragma omp simd",
-            "for (int w = 0; w < nw; ++w) {",
+            f"for (int w = {lo}; w < {hi}; ++w) {{",
             "  const int64_t j = jb + w;",
             *_indent(loads + em.statements("j"), 2),
             *[f"  jbuf[{k * jblock} + w] = {name};" for k, name in stores],

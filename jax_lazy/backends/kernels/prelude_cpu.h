@@ -900,3 +900,27 @@ struct jl_ranges {
     return next(s, s1, N, ja, jz);
   }
 };
+
+// A walk through the column intervals of one row block that hands out pieces of at most
+// `cap` columns (the Sum kernel packs the pieces of several narrow intervals side by side
+// in its j-stage buffer, so that its lane loops run as long as a dense kernel's).
+struct jl_columns {
+  const jl_ranges& rg;
+  int64_t s, s1, N, jc = 0, jz = 0;  // intervals s.. of s1; the current one's rest [jc, jz)
+
+  jl_columns(const jl_ranges& r, int64_t s0, int64_t s_end, int64_t n) : rg(r), s(s0), s1(s_end), N(n) {}
+
+  // The next piece [first, first + width) of at most cap columns; width 0 at the end.
+  int take(int64_t cap, int64_t& first) {
+    if (cap <= 0) return 0;
+    if (jc >= jz) {
+      int64_t ja;
+      if (!rg.next(s, s1, N, ja, jz)) return 0;
+      jc = ja;
+    }
+    const int64_t n = jz - jc < cap ? jz - jc : cap;
+    first = jc;
+    jc += n;
+    return static_cast<int>(n);
+  }
+};
