@@ -194,7 +194,7 @@ def _reduce_ranges(plan, arrays, geom, ranges):
             operands.append(jnp.broadcast_to(a, batch + core).reshape((B,) + core))
             axes.append(0)
     nv = len(plan.variables)
-    one = lambda *ops: _ranges_one(plan, geom, arrays, ops[:nv], *ops[nv:])  # noqa: E731
+    one = lambda *ops: _ranges_one(plan, geom, ops[:nv], *ops[nv:])  # noqa: E731
     if 0 in axes:
         outs = [o.reshape(batch + o.shape[1:]) for o in jax.vmap(one, in_axes=tuple(axes))(*operands)]
     else:  # nothing varies along the batch axes
@@ -202,7 +202,7 @@ def _reduce_ranges(plan, arrays, geom, ranges):
     return plan.red.signed(_out_dtype(o, geom) for o in outs)
 
 
-def _ranges_one(plan, geom, arrays, ops, ranges_i, slices_i, redranges_j):
+def _ranges_one(plan, geom, ops, ranges_i, slices_i, redranges_j):
     """The finalized outputs ``(M, ...)`` of one batch element: ``ops`` the variables'
     arrays without batch axes, the triplet ``(R, 2)``, ``(R,)``, ``(S, 2)``."""
     family, M, N = plan.red.family, geom.M, geom.N
@@ -238,7 +238,7 @@ def _ranges_one(plan, geom, arrays, ops, ranges_i, slices_i, redranges_j):
     xs = tuple(_pad_rows(ops[v.attr[0]], M + ti, 0) for v in ivars)  # a slice at row0 <= M fits
     ys = tuple(_pad_rows(ops[v.attr[0]], N + tj, 0) for v in jvars)
     pm = {v: ops[v.attr[0]].reshape(1, 1, -1) for v in vars_ if v.attr[1] == P}
-    tile = _Tile(plan, geom, arrays, (ti,), tj)
+    tile = _Tile(plan, geom, list(ops) + [ranges_i, slices_i, redranges_j], (ti,), tj)
     first = lambda s: a[jnp.minimum(s, S - 1)]  # noqa: E731  (first column of interval s, read in bounds)
 
     def row_tile(args):
@@ -255,7 +255,7 @@ def _ranges_one(plan, geom, arrays, ops, ranges_i, slices_i, redranges_j):
             done = j + tj >= b[s]
             return jnp.where(done, s + 1, s), jnp.where(done, first(s + 1), j + tj), state, seen
 
-        carry = (s_lo, first(s_lo), tile.init(), jnp.zeros((ti,), jnp.int32))
+        carry = common.vary_like((s_lo, first(s_lo), tile.init(), jnp.zeros((ti,), jnp.int32)), tile.arrays)
         _, _, state, seen = lax.while_loop(lambda cr: cr[0] < s_hi, step, carry)
         return _empty_rows(plan, tile.states.finalize(state), seen)
 
