@@ -4,6 +4,7 @@
     python bench/run.py --list          # the row names
     python bench/run.py --sharded [...]  # 1 and 2 CPU devices: bench/sharded.py, its options
     python bench/run.py --numerics [...]  # cost of dtype_acc / sum_scheme: bench/numerics.py
+    python bench/run.py --ranges [...]  # block-sparse ranges vs dense: bench/ranges.py
 
 Each row is one reduction over M = N points (Gaussian kernel matvec, its gradient w.r.t.
 x, argKmin, logsumexp), computed by
@@ -513,6 +514,11 @@ def main(argv=None) -> str:
 
         rest = [a for a in argv if a != "--numerics"]
         return numerics.main(rest, "python bench/run.py --numerics " + " ".join(shlex.quote(a) for a in rest))
+    if "--ranges" in argv:  # block-sparse reductions (issue 13) against the dense ones
+        import ranges
+
+        rest = [a for a in argv if a != "--ranges"]
+        return ranges.main(rest, "python bench/run.py --ranges " + " ".join(shlex.quote(a) for a in rest))
     opts = parse_args(argv)
     if opts.list:
         print("\n".join(f"{r.name:16s} {r.title}, {r.size}{'  (not with --quick)' if r.big else ''}" for r in ROWS))
