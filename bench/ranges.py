@@ -10,8 +10,8 @@
 (i cell, j cell) whose centroids (``cluster_ranges_centroids``) are within the 5 %
 quantile of the centroid distances are kept (``from_matrix``): 5 % of the blocks. The
 Gaussian ``sum_j exp(-|x_i - y_j|^2 / 2 s^2) b_j`` (s = a fifth of the cell size) is
-timed with and without the ranges, in the same run, each compiled ahead of time, best of
-``rounds`` after a warm-up. Printed: the times, their ratio, the kept fraction of pairs,
+timed with and without the ranges, each compiled ahead of time, best of ``rounds``
+rounds that call both in turn (same load), after a warm-up. Printed: the times, their ratio, the kept fraction of pairs,
 the largest error of the ranges result against the float64 NumPy sum over the kept pairs
 (the first CHECK_ROWS rows, relative to the largest value) and, for scale, the
 truncation error (ranges against the dense result).
@@ -30,12 +30,13 @@ kept where ``f_I + g_J - C(c_I, c_J) > -TRUNCATE * eps`` on the coarse potential
 centroids (geomloss' kernel truncation), and the remaining updates run on the points
 with those ranges. Printed: both times (compiled beforehand; the multiscale time
 includes the clustering and ``from_matrix``), the kept fraction of pairs and the
-difference of the transport costs ``<a, f> + <b, g>``.
+difference of the transport costs ``<a, f> + <b, g>``. Timed as (a), in rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -47,18 +48,21 @@ SCALING, BLUR, FINAL_ITERS, TRUNCATE = 0.5, 0.02, 20, 5.0
 CELL = 0.05  # cluster size of (b), above BLUR
 
 
-def _best(fn, args, rounds: int) -> tuple[float, object]:
-    """Best time of ``rounds`` calls after one warm-up (``fn`` compiled already or cheap
-    to retrace), and the last result."""
+def _best(calls, rounds: int) -> list[tuple[float, object]]:
+    """``calls`` (pairs ``(fn, args)``, each compiled already or cheap to retrace): one
+    warm-up call each, then ``rounds`` rounds calling each in turn, so that the methods
+    compared run under the same load of the shared machine. Returns each one's best time
+    and last result."""
     import jax
 
-    out = jax.block_until_ready(fn(*args))
-    best = float("inf")
+    outs = [jax.block_until_ready(fn(*args)) for fn, args in calls]
+    best = [float("inf")] * len(calls)
     for _ in range(rounds):
-        t = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        for n, (fn, args) in enumerate(calls):
+            t = time.perf_counter()
+            outs[n] = jax.block_until_ready(fn(*args))
+            best[n] = min(best[n], time.perf_counter() - t)
+    return list(zip(best, outs))
 
 
 def _clustered(pts, cell):
@@ -102,24 +106,25 @@ def gaussian(size: int, backend: str, rounds: int) -> list[str]:
 
     sparse = jax.jit(gauss).lower(x, y, b, six).compile()
     dense = jax.jit(gauss).lower(x, y, b).compile()
-    t_dense, out_dense = _best(dense, (x, y, b), rounds)
-    t_sparse, out_sparse = _best(sparse, (x, y, b, six), rounds)
+    (t_dense, out_dense), (t_sparse, out_sparse) = _best([(dense, (x, y, b)), (sparse, (x, y, b, six))], rounds)
     X, Y, B = (np.asarray(a, np.float64) for a in (x[:CHECK_ROWS], y, b))
     mask = keep[np.asarray(lx)[:CHECK_ROWS]][:, np.asarray(ly)]
     kb = np.exp(-((X[:, None] - Y[None]) ** 2).sum(-1) / (2 * s * s)) * B[:, 0]
     want = np.where(mask, kb, 0).sum(1)
     got = np.asarray(out_sparse[:CHECK_ROWS, 0], np.float64)
     scale = np.abs(want).max()
+    kept = _pairs(six) / size**2
     trunc = np.abs(np.asarray(out_sparse, np.float64) - np.asarray(out_dense, np.float64)).max()
     return [
         f"(a) truncated Gaussian sum, M = N = {size:.0e}, D = 3, float32, backend {backend!r}: {len(rx)} x {len(ry)} "
         f"clusters of ~{CLUSTER} points, blocks within {thr:.3f} kept ({keep.mean():.1%} of the blocks), s = {s:.4f}",
         "",
-        "| without ranges | with ranges | speed-up | kept pairs | max error vs kept pairs (f64) | truncation error |",
-        "|---|---|---|---|---|---|",
+        "| without ranges | with ranges | speed-up | kept pairs (1 / fraction) | pairs/s: all, kept "
+        "| max error vs kept pairs (f64) | truncation error |",
+        "|---|---|---|---|---|---|---|",
         f"| {t_dense * 1e3:.1f} ms | {t_sparse * 1e3:.1f} ms | x{t_dense / t_sparse:.1f} | "
-        f"{_pairs(six) / size**2:.2%} | {np.abs(got - want).max() / scale:.1e} | "
-        f"{trunc / np.abs(np.asarray(out_dense)).max():.1e} |",
+        f"{kept:.2%} (x{1 / kept:.1f}) | {size**2 / t_dense:.2e}, {kept * size**2 / t_sparse:.2e} | "
+        f"{np.abs(got - want).max() / scale:.1e} | {trunc / np.abs(np.asarray(out_dense)).max():.1e} |",
     ]
 
 
@@ -196,8 +201,7 @@ def sinkhorn(size: int, backend: str, rounds: int) -> list[str]:
         state.update(six=six, keep=keep)
         return _sinkhorn_steps(softmin, epsilons[k:], xs, ys, loga, loga, f, g, six)
 
-    t_full, (f1, g1) = _best(full, (), rounds)
-    t_ms, (f2, g2) = _best(multiscale, (), rounds)
+    (t_full, (f1, g1)), (t_ms, (f2, g2)) = _best([(full, ()), (multiscale, ())], rounds)
     c_full = float(jnp.mean(f1) + jnp.mean(g1))
     c_ms = float(jnp.mean(f2) + jnp.mean(g2))
     nfine = len(epsilons) - next(n for n, e in enumerate(epsilons) if np.sqrt(e) <= CELL)
@@ -227,10 +231,11 @@ def main(argv=None, command="python bench/run.py --ranges") -> str:
     opts = ap.parse_args(argv)
     size = opts.size or (20000 if opts.quick else 100000)
     ssize = opts.sinkhorn_size or (4000 if opts.quick else 20000)
-    t0 = time.perf_counter()
+    t0, load = time.perf_counter(), os.getloadavg()[0]
     lines = gaussian(size, opts.backend, opts.rounds) + [""] + sinkhorn(ssize, opts.backend, opts.sinkhorn_rounds)
     text = "\n".join([f"Command: `{command}` ({time.perf_counter() - t0:.0f} s in all; best of {opts.rounds} calls "
-                      f"(a) and {opts.sinkhorn_rounds} runs (b) after a warm-up, compiles excluded)", ""] + lines)
+                      f"(a) and {opts.sinkhorn_rounds} runs (b) after a warm-up, compiles excluded; load average "
+                      f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: the machine is shared)", ""] + lines)
     print(text)
     if opts.out:
         _write_section(opts.out, text)
@@ -244,7 +249,6 @@ def _write_section(path: str, text: str) -> None:
     """Replace (or append) the section SECTION of the markdown file ``path``."""
     from pathlib import Path
 
-    doc = Path(path).read_text() if Path(path).exists() else ""
-    head, _, rest = doc.partition(SECTION)
-    tail = rest[rest.find("\n## "):] if rest and "\n## " in rest else ""
-    Path(path).write_text(head.rstrip("\n") + f"\n\n{SECTION}\n\n{text}\n" + ("\n" + tail.lstrip("\n") if tail else ""))
+    from sharded import splice
+
+    splice(Path(path), f"{SECTION}\n\n{text}\n", SECTION)

@@ -543,9 +543,11 @@ def main(argv=None) -> str:
     text = report(rows, results, notes_md, tables, load_start, os.getloadavg(), command.strip(), now() - t0)
     print(f"\n{tables[0]}\n\n{notes_md}\n\n{tables[1]}\n")
     if opts.out:
-        from sharded import split_section  # keep the section that bench/sharded.py wrote there
+        import ranges
+        import sharded  # keep the sections that bench/sharded.py and bench/ranges.py wrote there
 
-        kept = split_section(Path(opts.out).read_text())[1] if Path(opts.out).exists() else ""
+        old = Path(opts.out).read_text() if Path(opts.out).exists() else ""
+        kept = "".join(sharded.split_section(old, s)[1] for s in (sharded.SECTION, ranges.SECTION))
         Path(opts.out).write_text(text + ("\n" + kept.rstrip("\n") + "\n" if kept else ""))
         log(f"wrote {opts.out}")
     return text
