@@ -388,7 +388,7 @@ def _sum_kernel(plan, em, roots, R):
             *[f"if (ib + {r} < i1) {{ {' '.join(ac.fold(ac.out(f'(ib + {r}) * {E} + {e}'), f'part{r}_{e}') for e in range(E))} }}"
               for r in range(R)],
         ]
-    if plan.ranges and _packable(em, F, st):
+    if plan.ranges and _packable(em, roots, st):
         return [*decl, *st.buffers()], [*ac.setup(), *_packed(st, _row_loop(plan, em, R, inner)), *ac.finish()]
     return [*decl, *st.buffers()], [
         *ac.setup(),
@@ -400,24 +400,27 @@ def _sum_kernel(plan, em, roots, R):
     ]
 
 
-def _packable(em, F, st) -> bool:
-    """Whether the lane loop of a Sum kernel reads its columns from the j-stage buffer
+def _packable(em, roots, st) -> bool:
+    """Whether the lane loop of a kernel can read its columns from the j-stage buffer
     only (no j-variable read by pointer at column jb + w, no loop run before the lanes):
     then :func:`_packed` may put unrelated columns side by side in that buffer."""
-    return not (_outer_root(em, F) or st.sums or any(v.attr[1] == J for v in elem_vars(em)))
+    outer = any(_outer_root(em, f) for f in roots)
+    return not (outer or st.sums or any(v.attr[1] == J for v in elem_vars(em)))
 
 
-def _packed(st, rows) -> list[str]:
-    """A ranges Sum over the columns of a row block (prelude: ``jl_columns``): the
-    j-stage packs pieces of its intervals side by side into one buffer of up to
+def _packed(st, rows, columns=False) -> list[str]:
+    """A ranges kernel's loop over the columns of a row block (prelude: ``jl_columns``):
+    the j-stage packs pieces of its intervals side by side into one buffer of up to
     ``jblock`` columns (piece [a, a + n) at lanes [nw, nw + n): ``jb = a - nw``), then
-    ``rows`` sweep the buffer, as long as a dense block however narrow the intervals."""
+    ``rows`` sweep the buffer, as long as a dense block however narrow the intervals.
+    ``columns``: the column of lane w is kept in ``jl_col[w]`` (for the indices)."""
     return [
         "jl_columns jl_c(jl_rg, jl_s0, jl_s1, N);",
         "for (;;) {",
         "  int nw = 0;",
         f"  for (int64_t jl_a = 0; const int jl_n = jl_c.take({st.jblock} - nw, jl_a); nw += jl_n) {{",
         "    const int64_t jb = jl_a - nw;",
+        *["    #pragma omp simd", "    for (int w = nw; w < nw + jl_n; ++w) jl_col[w] = (IDX)(jb + w);"] * columns,
         *_indent(st.jstage("nw", "nw + jl_n"), 4),
         "  }",
         "  if (nw == 0) break;",
@@ -560,8 +563,11 @@ def _scratch(plan, arrays) -> list[str]:
 
 
 def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
-    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb);
-    ``state``: the reduction's own arrays ``(ctype, name, size)`` (see :func:`_scratch`)."""
+    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb), then
+    ``update(col)`` (``col``: the column of lane w, a C++ expression) updates the state;
+    ``state``: the reduction's own arrays ``(ctype, name, size)`` (see :func:`_scratch`).
+    A ranges kernel packs the pieces of narrow column intervals in one chunk where it can
+    (:func:`_packed`)."""
     F = roots[0]
     dims = [f.dim for f in roots]
     arrays = [("T", "fb", R * dims[0] * LANES)]
@@ -575,6 +581,11 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
         return [s for f, at in stores if not _outer_root(em, f) for s in _store(em, f, r, at(r))]
 
     st = _Staging.make(plan, em, roots, R, jblock=LANES)
+    if plan.ranges and _packable(em, roots, st):
+        decl += [*st.buffers(), f"alignas(64) IDX jl_col[{LANES}];"]
+        lanes = [*st.stage(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
+                 *_indent(st.lanes([sink(r) for r in range(R)]), 2), "}"]
+        return decl, _packed(st, lanes + update("jl_col[w]"), columns=True)
     if st.inners or st.sums:  # j-stage, inner products and Sum loops per chunk, then the rest of the formula
         decl += st.buffers()
         lanes = [*st.jstage(), *st.stage(), *st.sum_loops(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
@@ -590,7 +601,7 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
     chunk = [
         *_columns(plan, LANES),
         *_indent(lanes, 2),
-        *_indent(update, 2),
+        *_indent(update("jb + w"), 2),
         "}",
     ]
     return decl, chunk
@@ -680,7 +691,7 @@ def _lse_kernel(plan, em, roots, R, write):
             "  " + " ".join(ac.fold(f"s{r}_{e}", f"q{e}") for e in range(Dw)),
             "}",
         ]
-    decl, chunk = _buffered(plan, em, roots, R, update)
+    decl, chunk = _buffered(plan, em, roots, R, lambda col: update)
     return decl, _row_loop(plan, em, R, init + chunk + write(R, Dw, lambda r, e: ac.value(f"s{r}_{e}")))
 
 
@@ -701,7 +712,7 @@ def _min_kernel(plan, em, roots, R):
     D = roots[0].dim
     size = R * D * LANES
     init = [f"for (int q = 0; q < {size}; ++q) {{ mv[q] = jl_inf(); mk[q] = (IDX)-1; }}"]
-    update = [
+    update = lambda col: [  # noqa: E731
         f"for (int re = 0; re < {R * D}; ++re) {{",
         "  #pragma omp simd",
         "  for (int w = 0; w < nw; ++w) {",
@@ -709,7 +720,7 @@ def _min_kernel(plan, em, roots, R):
         "    // NaN wins (it propagates); on ties the earlier column, already in the lane, stays",
         "    const bool take = mk[q] < 0 || (f != f ? mv[q] == mv[q] : f < mv[q]);",
         "    mv[q] = take ? f : mv[q];",
-        "    mk[q] = take ? (IDX)(jb + w) : mk[q];",
+        f"    mk[q] = take ? (IDX)({col}) : mk[q];",
         "  }",
         "}",
     ]
@@ -741,7 +752,7 @@ def _kmin_kernel(plan, em, roots, R):
     init = [f"for (int q = 0; q < {size}; ++q) {{ kv[q] = jl_nan(); kk[q] = (IDX)-1; }}"]
     # The order of a stable argsort (prelude: jl_kbefore): a candidate enters when it goes
     # before the K-th entry, and after equal values (columns come in increasing order).
-    update = [
+    update = lambda col: [  # noqa: E731
         f"for (int re = 0; re < {R * D}; ++re) {{",
         f"  T* v = kv + re * {K}; IDX* k = kk + re * {K};",
         "  for (int w = 0; w < nw; ++w) {",
@@ -749,7 +760,7 @@ def _kmin_kernel(plan, em, roots, R):
         f"    if (!jl_kbefore(f, v[{K - 1}], k[{K - 1}])) continue;",
         f"    int p = {K - 1};",
         "    while (p > 0 && jl_kbefore(f, v[p - 1], k[p - 1])) { v[p] = v[p - 1]; k[p] = k[p - 1]; --p; }",
-        "    v[p] = f; k[p] = (IDX)(jb + w);",
+        f"    v[p] = f; k[p] = (IDX)({col});",
         "  }",
         "}",
     ]
