@@ -29,6 +29,9 @@ computed exactly as written (no |x|^2 + |y|^2 - 2<x, y> expansion), so the resul
 do not lose accuracy for close points. Component loops of large-D nodes that read no
 lane-level scalar (:attr:`codegen.Emitter.outer`) run before the lane loop with the
 lanes innermost (:func:`_outer_loop`).
+
+Block-sparse plans (``plan.ranges``, issue 13) run the same body for each row block of
+the ranges, over its column intervals only (:mod:`cpu_ranges`).
 """
 
 from __future__ import annotations
