@@ -142,20 +142,23 @@ def test_batch_axes_of_the_ranges(rng):
     _assert_outputs([np.asarray(one(*(jnp.asarray(a, jnp.int32) for a in six[:3])))], [want], 1e-4)
 
 
-def test_unchecked_slices(rng):
+@pytest.mark.parametrize("red", ["Sum", "KMin_ArgKMin"])
+def test_unchecked_slices(red, rng):
     """Slices past [0, S], decreasing slices (an empty block), row blocks past [0, M]:
-    clamped; nothing is read out of bounds."""
+    clamped; nothing is read out of bounds. The last block has 2 columns, fewer than K:
+    its KMin rows end in (+inf, -1)."""
     M, N = 20, 30
     x, y, p, w = _case(rng, np.float32, (), M, N)
-    plan, arrays, Fd, _ = _plan_and_oracle("Sum", "cpu", x, y, p, w)
+    plan, arrays, Fd, _ = _plan_and_oracle(red, "cpu", x, y, p, w)
     ranges_i = np.asarray([[-5, 3], [3, 8], [8, 12], [12, 1000]])
-    slices_i = np.asarray([-4, 2, 1, 99])  # block 0: none; 1: [0, 2); 2: [2, 1) none; 3: [1, 3)
+    slices_i = np.asarray([-4, 3, 1, 2])  # block 0: none; 1: [0, 3); 2: [3, 1), none; 3: [1, 2)
     red_j = np.asarray([[0, 5], [5, 7], [20, 40]])
     mask = np.zeros((M, N), bool)
     mask[3:8, 0:7] = True
+    mask[3:8, 20:] = True
     mask[12:, 5:7] = True
-    mask[12:, 20:] = True
-    _assert_outputs(_run(plan, arrays, (ranges_i, slices_i, red_j)), o.masked_reduce("Sum", Fd, mask), 1e-4)
+    want = o.masked_reduce(red, Fd, mask, K=K)
+    _assert_outputs(_run(plan, arrays, (ranges_i, slices_i, red_j)), want, 1e-4)
 
 
 # ---------------------------------------------------------------- generated code
