@@ -109,6 +109,8 @@ def packed_input(plan, ranges):
     except ValueError:
         raise ShapeError(f"ranges of shapes {ri.shape}, {sl.shape}, {rj.shape}: batch axes that do not "
                          "broadcast", plan.describe()) from None
-    head = jnp.asarray([ri.shape[-2], rj.shape[-2]], jnp.int32)
-    parts = [head, ri.reshape(ri.shape[:-2] + (2 * ri.shape[-2],)), sl, rj.reshape(rj.shape[:-2] + (2 * rj.shape[-2],))]
+    # R and S as scalar literals (an array constant would be a captured constant, which
+    # custom_partitioning, under sharding, refuses)
+    head = [jnp.full((1,), ri.shape[-2], jnp.int32), jnp.full((1,), rj.shape[-2], jnp.int32)]
+    parts = [*head, ri.reshape(ri.shape[:-2] + (2 * ri.shape[-2],)), sl, rj.reshape(rj.shape[:-2] + (2 * rj.shape[-2],))]
     return jnp.concatenate([jnp.broadcast_to(a, rb + a.shape[-1:]) for a in parts], -1)
