@@ -211,12 +211,19 @@ def patch_backend(monkeypatch, multiprocessors=4, choose=None):
         ranks = [np.ndim(a) for a in arrays]
         x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64  # of the tracing thread
 
+        # The thread that runs the callback (an XLA worker for larger computations) has
+        # its own x64 setting, and JAX converts the operands under it before `run`: 64-bit
+        # operands travel as uint32 pairs, so that float64 is not rounded to float32.
+        wide = [np.dtype(a.dtype) if np.dtype(a.dtype).itemsize == 8 else None for a in arrays]
+        arrays = [jax.lax.bitcast_convert_type(a, np.uint32) if w else a for a, w in zip(arrays, wide)]
+
         def run(*xs):
             # JAX checks the results against the x64 setting of the thread that runs the
             # callback, which is not the tracing thread's (a thread-local `enable_x64`):
             # give this thread the tracer's setting (a state object, safe to leave entered)
             if (jax.dtypes.canonicalize_dtype(np.float64) == np.float64) != x64:
                 jax.enable_x64(x64).__enter__()
+            xs = [np.ascontiguousarray(x).view(w)[..., 0] if w else x for x, w in zip(xs, wide)]
             extra = xs[0].shape[: xs[0].ndim - ranks[0]]
             with _launch_lock:
                 if not extra:
