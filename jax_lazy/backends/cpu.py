@@ -33,6 +33,7 @@ lanes innermost (:func:`_outer_loop`).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from functools import partial
@@ -42,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import memo, numerics
-from ..errors import BackendError
+from ..errors import BackendError, ShapeError
 from ..ir import I, J, P
 from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
@@ -52,6 +53,7 @@ from .common import inner_products, out_types
 
 
 LANES = 64  # columns per chunk of the buffered reductions
+RANGES = True  # block-sparse reductions (Plan.ranges): tests/test_ranges_backends.py
 _PRELUDE = Path(__file__).with_name("kernels") / "prelude_cpu.h"
 _CTYPES = {"float32": "float", "float64": "double"}
 
@@ -193,9 +195,10 @@ def kernel_source(plan) -> str:
     R = _rows_per_block(em)
     idx_ctype = {np.dtype("int32"): "int32_t", np.dtype("int64"): "int64_t"}[np.dtype(index_dtype())]
     outputs = ["IDX" if plan.red.is_index(p) else "T" for p in range(plan.red.family.outputs)]
-    inner = [*_prologue(plan, em, outputs), *EMIT[plan.red.family](plan, em, roots, R)]
+    decl, body = EMIT[plan.red.family](plan, em, roots, R)
+    inner = [*_prologue(plan, em, outputs), *decl, *(_blocks(plan, body) if plan.ranges else body)]
     lines = [
-        f"// jax_lazy kernel: {plan.describe()}",
+        f"// jax_lazy kernel: {plan.describe()}{' (block-sparse ranges)' if plan.ranges else ''}",
         f"#define JL_T {_CTYPES[plan.dtype]}",
         *([f"#define JL_A {_CTYPES[plan.dtype_acc]}"] if plan.dtype_acc != numerics.compute_dtype(plan.dtype) else []),
         f"#define JL_IDX {idx_ctype}",
@@ -237,6 +240,46 @@ def _two_pass(inner) -> list[str]:
 
 def _row_loop(plan, em, R, inner) -> list[str]:
     return [f"for (int64_t ib = i0; ib < i1; ib += {R}) {{", *_indent(_row_setup(plan, em, R) + inner, 2), "}"]
+
+
+def _columns(plan, step) -> list[str]:
+    """The head of a loop over the columns in blocks of up to ``step`` (``jb`` a block's
+    first column, ``nw`` its width): over [0, N); with ranges, over each column interval
+    of the row block (:func:`_blocks`), cut in blocks of its own."""
+    if not plan.ranges:
+        return [f"for (int64_t jb = 0; jb < N; jb += {step}) {{", f"  const int nw = (int)jl_min64({step}, N - jb);"]
+    return ["for (int64_t jl_s = jl_s0, ja, jz; jl_rg.next(jl_s, jl_s1, N, ja, jz);)",
+            f"for (int64_t jb = ja; jb < jz; jb += {step}) {{", f"  const int nw = (int)jl_min64({step}, jz - jb);"]
+
+
+def _blocks(plan, body) -> list[str]:
+    """A ranges kernel (``plan.ranges``): the rows [i0, i1) of the call get the family's
+    empty values, then ``body`` (the dense kernel's rows and columns) runs for each row
+    block of the ranges that has rows in [i0, i1) and columns (prelude: ``jl_ranges``),
+    with ``i0``, ``i1`` its rows there (shadowing the call's) and :func:`_columns` its
+    column intervals. So a register block of R rows never straddles two row blocks, the
+    j-stage of a block of columns serves the rows that reduce over it, and the work is
+    that of the kept (row block, interval) pairs."""
+    widths = [math.prod(t) for t in plan.red.family.tails(plan.formulas, plan.k)]
+    empty = plan.red.signed(plan.red.family.empty)
+    return [
+        f"const jl_ranges jl_rg(in_[{len(plan.variables)}]);",
+        *[f"for (int64_t q = i0 * {w}; q < i1 * {w}; ++q) out{k}[q] = {_literal(v, plan.red.is_index(k))};"
+          for k, (w, v) in enumerate(zip(widths, empty))],
+        "const int64_t jl_i0 = i0, jl_i1 = i1;",
+        "for (int64_t jl_k = 0; jl_k < jl_rg.nr; ++jl_k) {",
+        "  int64_t i0, i1, jl_s0, jl_s1;",
+        "  if (!jl_rg.block(jl_k, N, jl_i0, jl_i1, i0, i1, jl_s0, jl_s1)) continue;",
+        *_indent(body, 2),
+        "}",
+    ]
+
+
+def _literal(v, index: bool) -> str:
+    """The C++ value of a family's empty value ``v`` (an index: -1)."""
+    if index:
+        return f"(IDX){int(v)}"
+    return {math.inf: "jl_inf()", -math.inf: "-jl_inf()"}.get(float(v), f"T({float(v)!r})")
 
 
 @dataclass
@@ -281,8 +324,8 @@ class _Staging:
                       *_outer_loop(self.em, n, self.R, lambda r, e, at=at: f"{at(r)} += {e};")]
         return lines
 
-    def jstage(self) -> list[str]:
-        return _jstage(self.plan, self.em, self.slots, self.jblock)
+    def jstage(self, lo="0", hi="nw") -> list[str]:
+        return _jstage(self.plan, self.em, self.slots, self.jblock, lo, hi)
 
     def stage(self) -> list[str]:
         return _stage(self.inners, self.R, self.slots, self.jblock)
@@ -345,16 +388,41 @@ def _sum_kernel(plan, em, roots, R):
             *[f"if (ib + {r} < i1) {{ {' '.join(ac.fold(ac.out(f'(ib + {r}) * {E} + {e}'), f'part{r}_{e}') for e in range(E))} }}"
               for r in range(R)],
         ]
-    return [
-        *decl,
-        *st.buffers(),
+    if plan.ranges and _packable(em, F, st):
+        return [*decl, *st.buffers()], [*ac.setup(), *_packed(st, _row_loop(plan, em, R, inner)), *ac.finish()]
+    return [*decl, *st.buffers()], [
         *ac.setup(),
-        f"for (int64_t jb = 0; jb < N; jb += {st.jblock}) {{",
-        f"  const int nw = (int)jl_min64({st.jblock}, N - jb);",
+        *_columns(plan, st.jblock),
         *_indent(st.jstage(), 2),
         *_indent(_row_loop(plan, em, R, inner), 2),
         "}",
         *ac.finish(),
+    ]
+
+
+def _packable(em, F, st) -> bool:
+    """Whether the lane loop of a Sum kernel reads its columns from the j-stage buffer
+    only (no j-variable read by pointer at column jb + w, no loop run before the lanes):
+    then :func:`_packed` may put unrelated columns side by side in that buffer."""
+    return not (_outer_root(em, F) or st.sums or any(v.attr[1] == J for v in elem_vars(em)))
+
+
+def _packed(st, rows) -> list[str]:
+    """A ranges Sum over the columns of a row block (prelude: ``jl_columns``): the
+    j-stage packs pieces of its intervals side by side into one buffer of up to
+    ``jblock`` columns (piece [a, a + n) at lanes [nw, nw + n): ``jb = a - nw``), then
+    ``rows`` sweep the buffer, as long as a dense block however narrow the intervals."""
+    return [
+        "jl_columns jl_c(jl_rg, jl_s0, jl_s1, N);",
+        "for (;;) {",
+        "  int nw = 0;",
+        f"  for (int64_t jl_a = 0; const int jl_n = jl_c.take({st.jblock} - nw, jl_a); nw += jl_n) {{",
+        "    const int64_t jb = jl_a - nw;",
+        *_indent(st.jstage("nw", "nw + jl_n"), 4),
+        "  }",
+        "  if (nw == 0) break;",
+        *_indent(rows, 2),
+        "}",
     ]
 
 
@@ -379,10 +447,10 @@ def _slots(em, roots) -> list[str]:
     return list(dict.fromkeys(c for n in dict.fromkeys(nodes) for c in em.comps(n, None)))
 
 
-def _jstage(plan, em, slots, jblock) -> list[str]:
+def _jstage(plan, em, slots, jblock, lo="0", hi="nw") -> list[str]:
     """The j-stage of a block: the j-level statements once per column (not once per
     row block and column), their results stored as ``jbuf[slot * jblock + w]``, so that
-    the row loop reads one buffer at constant offsets. j-variables that are slots
+    the row loop reads one buffer at constant offsets (column jb + w for w in [lo, hi)). j-variables that are slots
     themselves are copied by a loop over their components (no code per component: at
     D = 1000 that keeps the kernel small and its compile short)."""
     where = {name: k for k, name in enumerate(slots)}
@@ -397,14 +465,14 @@ def _jstage(plan, em, slots, jblock) -> list[str]:
         lines += [
             f"for (int c = 0; c < {v.dim}; ++c) {{",
             "  #pragma omp simd",
-            f"  for (int w = 0; w < nw; ++w) jbuf[({base} + c) * {jblock} + w] = in{k}[c * N + jb + w];",
+            f"  for (int w = {lo}; w < {hi}; ++w) jbuf[({base} + c) * {jblock} + w] = in{k}[c * N + jb + w];",
             "}",
         ]
     if stores:
         loads = [f"const T y{v.attr[0]}_{c} = in{v.attr[0]}[{c} * N + j];" for v in loaded for c in range(v.dim)]
         lines += [
             "#pragma omp simd",
-            "for (int w = 0; w < nw; ++w) {",
+            f"for (int w = {lo}; w < {hi}; ++w) {{",
             "  const int64_t j = jb + w;",
             *_indent(loads + em.statements("j"), 2),
             *[f"  jbuf[{k * jblock} + w] = {name};" for k, name in stores],
@@ -520,8 +588,7 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
         if _outer_root(em, f):
             lanes += _outer_loop(em, f, R, lambda r, e, at=at: f"{at(r)('c')} = {e};")
     chunk = [
-        f"for (int64_t jb = 0; jb < N; jb += {LANES}) {{",
-        f"  const int nw = (int)jl_min64({LANES}, N - jb);",
+        *_columns(plan, LANES),
         *_indent(lanes, 2),
         *_indent(update, 2),
         "}",
@@ -614,7 +681,7 @@ def _lse_kernel(plan, em, roots, R, write):
             "}",
         ]
     decl, chunk = _buffered(plan, em, roots, R, update)
-    return decl + _row_loop(plan, em, R, init + chunk + write(R, Dw, lambda r, e: ac.value(f"s{r}_{e}")))
+    return decl, _row_loop(plan, em, R, init + chunk + write(R, Dw, lambda r, e: ac.value(f"s{r}_{e}")))
 
 
 def _lse_write(R, Dw, value):
@@ -665,7 +732,7 @@ def _min_kernel(plan, em, roots, R):
         "}",
     ]
     decl, chunk = _buffered(plan, em, roots, R, update, state=[("T", "mv", size), ("IDX", "mk", size)])
-    return decl + _row_loop(plan, em, R, init + chunk + write)
+    return decl, _row_loop(plan, em, R, init + chunk + write)
 
 
 def _kmin_kernel(plan, em, roots, R):
@@ -687,21 +754,25 @@ def _kmin_kernel(plan, em, roots, R):
         "}",
     ]
     sign = common.value_sign(plan)
+    value = f"kv[(r * {D} + e) * {K} + q]"
+    if plan.ranges:  # a row may have fewer than K columns: its unfilled slots (index -1) are +inf
+        value = f"(kk[(r * {D} + e) * {K} + q] < 0 ? jl_inf() : {value})"
     write = [
         f"for (int r = 0; r < {R}; ++r) {{",
         "  if (ib + r >= i1) break;",
         f"  for (int e = 0; e < {D}; ++e) for (int q = 0; q < {K}; ++q) {{",
-        f"    out0[((ib + r) * {K} + q) * {D} + e] = {sign}kv[(r * {D} + e) * {K} + q];",
+        f"    out0[((ib + r) * {K} + q) * {D} + e] = {sign}{value};",
         f"    out1[((ib + r) * {K} + q) * {D} + e] = kk[(r * {D} + e) * {K} + q];",
         "  }",
         "}",
     ]
     decl, chunk = _buffered(plan, em, roots, R, update, state=[("T", "kv", size), ("IDX", "kk", size)])
-    return decl + _row_loop(plan, em, R, init + chunk + write)
+    return decl, _row_loop(plan, em, R, init + chunk + write)
 
 
 # The kernel body of each family: (plan, emitter, roots, rows per block) -> C++ lines
-# (after the prologue, which declares the outputs: T values, IDX indices).
+# (declarations: the per-call scratch; body: the rows [i0, i1) over the columns of
+# :func:`_columns`), after the prologue, which declares the outputs: T values, IDX indices.
 EMIT = {
     SUM: _sum_kernel,
     LSE: partial(_lse_kernel, write=_lse_write),
@@ -731,23 +802,50 @@ def _kernel_key(plan, index_type: str) -> tuple[str, int]:
     return compilers.build_and_load(plan.red.name, source, formula=plan.describe()), R
 
 
-def reduce(plan, arrays, geom):
+def reduce(plan, arrays, geom, ranges=None):
     """Run ``plan`` through its compiled kernel; same contract as :func:`jnp.reduce`.
 
     When there are too few output rows to keep every thread busy (e.g. M = 1), the j
     axis is cut into parts that become an extra batch axis (one launch, threads over the
     parts) and the parts' finalized outputs are merged (:func:`common.merge`).
+    ``ranges``: with ``plan.ranges``, the block-sparse triplet ``(ranges_i, slices_i,
+    redranges_j)`` (int32 ``(*rb, R, 2)``, ``(*rb, R)``, ``(*rb, S, 2)``; contract:
+    ``tests/test_ranges_backends.py``), run in one launch of the ranges kernel.
     """
     compute = _compute_plan(plan)
     if compute is plan:
-        return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
+        return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call,
+                             ranges=ranges)
     # float16 / bfloat16: read in, computed, accumulated and merged in float32, stored in
     # the data's dtype (as the cuda kernels' jl_ld / jl_st). The conversions are XLA's,
     # fused around the custom call: O((M + N) D) against the kernel's O(M N).
     f32 = [a.astype(compute.dtype) for a in arrays]
     outs = common.reduce(compute, f32, replace(geom, dtype=jnp.dtype(compute.dtype)), supports=supports,
-                         split_count=_split_count, call=_call)
+                         split_count=_split_count, call=_call, ranges=ranges)
     return tuple(o if plan.red.is_index(p) else o.astype(plan.dtype) for p, o in enumerate(outs))
+
+
+def _packed_ranges(plan, ranges):
+    """The ranges kernel's extra input: ``(*rb, 2 + 3 R + 2 S)`` int32, per batch element
+    ``[R, S, ranges_i, slices_i, redranges_j]`` flattened (prelude: ``jl_ranges``), the
+    three arrays broadcast to their common batch axes ``rb``.
+
+    Raises:
+      ShapeError: arrays that are not ``(*rb, R, 2)``, ``(*rb, R)``, ``(*rb, S, 2)``."""
+    if ranges is None or len(ranges) != 3:
+        raise ShapeError("a ranges kernel needs (ranges_i, slices_i, redranges_j)", plan.describe())
+    ri, sl, rj = (jnp.asarray(a).astype(jnp.int32) for a in ranges)
+    if ri.ndim < 2 or rj.ndim < 2 or sl.ndim < 1 or ri.shape[-1] != 2 or rj.shape[-1] != 2 or sl.shape[-1] != ri.shape[-2]:
+        raise ShapeError(f"ranges of shapes {ri.shape}, {sl.shape}, {rj.shape}: expected (*b, R, 2), (*b, R), "
+                         "(*b, S, 2)", plan.describe())
+    try:
+        rb = tuple(np.broadcast_shapes(ri.shape[:-2], sl.shape[:-1], rj.shape[:-2]))
+    except ValueError:
+        raise ShapeError(f"ranges of shapes {ri.shape}, {sl.shape}, {rj.shape}: batch axes that do not "
+                         "broadcast", plan.describe()) from None
+    head = jnp.asarray([ri.shape[-2], rj.shape[-2]], jnp.int32)
+    parts = [head, ri.reshape(ri.shape[:-2] + (2 * ri.shape[-2],)), sl, rj.reshape(rj.shape[:-2] + (2 * rj.shape[-2],))]
+    return jnp.concatenate([jnp.broadcast_to(a, rb + a.shape[-1:]) for a in parts], -1)
 
 
 SPLIT_COLUMNS = 4096  # fewest columns per part of a split j axis
@@ -764,13 +862,18 @@ def _split_count(plan, geom) -> int:
     return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-4 * threads // max(blocks, 1))))
 
 
-def _call(plan, arrays, geom):
-    """One launch of ``plan``'s kernel over ``geom``."""
+def _call(plan, arrays, geom, ranges=None):
+    """One launch of ``plan``'s kernel over ``geom`` (with ``ranges``: see :func:`reduce`)."""
     from . import ffi
 
     key, R = kernel_key(plan)
     # j-variables go transposed, (*b, D, N): the lanes of the simd loop load contiguously.
     ins = [jnp.swapaxes(a, -1, -2) if v.attr[1] == J and v.dim > 1 else a for v, a in zip(plan.variables, arrays)]
     cats = [v.attr[1] for v in plan.variables]
+    if plan.ranges:
+        packed = _packed_ranges(plan, ranges)
+        geom = replace(geom, batch=tuple(np.broadcast_shapes(geom.batch, packed.shape[:-1])))
+        ins.append(packed)
+        cats.append(P)  # one int32 vector per batch element: the handler slices it as a parameter
     outs = ffi.call(key, ins, cats, out_types(plan, geom), geom.batch, geom.M, geom.N, row_block=R)
     return common.finalized(plan, geom, outs)

@@ -841,3 +841,86 @@ JL_INLINE jl_argmin_t jl_argmin_join(jl_argmin_t l, jl_argmin_t r) {
   const bool take = (r.v < l.v) | ((r.v != r.v) & (l.v == l.v));
   return {jl_select(take, r.v, l.v), jl_select(take, r.k, l.k)};
 }
+
+// ---------------------------------------------------------------- block-sparse ranges (issue 13)
+// A ranges kernel's extra input (cpu._packed_ranges), one per batch element, int32:
+// [R, S, ranges_i (R x 2), slices_i (R), redranges_j (S x 2)]. Row block k = ranges_i[k]
+// reduces over the column intervals redranges_j[slices_i[k-1]:slices_i[k]] (slices_i[-1]
+// = 0). The values are unchecked (traced under jit): every one is clamped, so that
+// nothing is read out of bounds whatever they are (rows to [0, M), columns to [0, N),
+// slices to [0, S]; an interval whose end is before its start is empty).
+JL_INLINE int64_t jl_clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+struct jl_ranges {
+  const int32_t* ri;   // ranges_i
+  const int32_t* sl;   // slices_i
+  const int32_t* red;  // redranges_j
+  int64_t nr, ns;      // R, S (from the arrays' shapes, not user values)
+
+  explicit jl_ranges(const void* p) {
+    const int32_t* h = static_cast<const int32_t*>(p);
+    nr = h[0] < 0 ? 0 : h[0];
+    ns = h[1] < 0 ? 0 : h[1];
+    ri = h + 2;
+    sl = ri + 2 * nr;
+    red = sl + nr;
+  }
+
+  // The next non-empty interval [ja, jz) of rows [s, s1) of redranges_j, clamped to
+  // [0, N) and merged with the ones after it that start inside it (their union: fewer,
+  // longer column loops); s moves past them. False when none is left.
+  bool next(int64_t& s, int64_t s1, int64_t N, int64_t& ja, int64_t& jz) const {
+    for (; s < s1; ++s) {
+      ja = jl_clamp64(red[2 * s], 0, N);
+      jz = jl_clamp64(red[2 * s + 1], 0, N);
+      if (ja < jz) break;
+    }
+    if (s >= s1) return false;
+    for (++s; s < s1; ++s) {
+      const int64_t a = jl_clamp64(red[2 * s], 0, N), b = jl_clamp64(red[2 * s + 1], 0, N);
+      if (a >= b) continue;            // empty: skipped
+      if (a < ja || a > jz) break;     // not contiguous with [ja, jz): the next interval
+      jz = b > jz ? b : jz;
+    }
+    return true;
+  }
+
+  // Row block k cut to the rows [i0, i1) of the work unit: its rows [a, b) and its
+  // intervals' rows [s0, s1) of redranges_j; false when it has no row there or no
+  // column at all (its rows keep the empty values).
+  // (Clamping to [i0, i1), inside [0, M), clamps to the matrix too.)
+  bool block(int64_t k, int64_t N, int64_t i0, int64_t i1,
+             int64_t& a, int64_t& b, int64_t& s0, int64_t& s1) const {
+    a = jl_clamp64(ri[2 * k], i0, i1);
+    b = jl_clamp64(ri[2 * k + 1], i0, i1);
+    if (a >= b) return false;
+    s0 = k == 0 ? 0 : jl_clamp64(sl[k - 1], 0, ns);
+    s1 = jl_clamp64(sl[k], 0, ns);
+    int64_t s = s0, ja, jz;
+    return next(s, s1, N, ja, jz);
+  }
+};
+
+// A walk through the column intervals of one row block that hands out pieces of at most
+// `cap` columns (the Sum kernel packs the pieces of several narrow intervals side by side
+// in its j-stage buffer, so that its lane loops run as long as a dense kernel's).
+struct jl_columns {
+  const jl_ranges& rg;
+  int64_t s, s1, N, jc = 0, jz = 0;  // intervals s.. of s1; the current one's rest [jc, jz)
+
+  jl_columns(const jl_ranges& r, int64_t s0, int64_t s_end, int64_t n) : rg(r), s(s0), s1(s_end), N(n) {}
+
+  // The next piece [first, first + width) of at most cap columns; width 0 at the end.
+  int take(int64_t cap, int64_t& first) {
+    if (cap <= 0) return 0;
+    if (jc >= jz) {
+      int64_t ja;
+      if (!rg.next(s, s1, N, ja, jz)) return 0;
+      jc = ja;
+    }
+    const int64_t n = jz - jc < cap ? jz - jc : cap;
+    first = jc;
+    jc += n;
+    return static_cast<int>(n);
+  }
+};
