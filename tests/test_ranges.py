@@ -165,7 +165,9 @@ def test_keep_all_is_dense(backend, rng):
 
 def test_attribute_and_transpose(backend, rng):
     """``K.ranges = R`` is every reduction's default; ops keep it; ``.T`` swaps the
-    triplets; a per-call ``ranges=`` wins (``None``: dense)."""
+    triplets; a per-call ``ranges=`` wins (``None``: dense); jit takes K as an argument."""
+    import jax
+
     _needs_ranges(backend)
     x, y, p, v, w = _data(rng, np.float32)
     six, mask = o.random_ranges(rng, M, N, (), (4, 5), 0.4)
@@ -181,6 +183,8 @@ def test_attribute_and_transpose(backend, rng):
     dense = (2.0 * np.exp(_dense(x, y, p)[1])).sum(1)
     _compare(E.sum(1, ranges=None, backend=backend), (dense,), np.float32)
     _compare(E.sum_reduction(1, backend=backend), (want,), np.float32)  # the *_reduction aliases too
+    # a pytree: its ranges are leaves (traced under jit)
+    _compare(jax.jit(lambda E: E.sum(1, backend=backend))(E), (want,), np.float32)
 
 
 @pytest.mark.slow
