@@ -446,7 +446,8 @@ def test_traced_ranges_are_not_value_checked(rng):
 @pytest.mark.slow
 def test_sharded_rows(backend):
     """Rows sharded over 4 forced CPU devices (Auto and Explicit mesh axes): each shard
-    reads the ranges shifted by its first row; values and gradients equal one device's."""
+    reads the ranges shifted by its first row; batch axes sharded with the ranges' own;
+    values and gradients equal one device's."""
     _needs_ranges(backend)
     if backend == "cuda":
         pytest.skip("4 forced CPU devices")
@@ -454,7 +455,7 @@ def test_sharded_rows(backend):
                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
                               "JAX_PLATFORMS": "cpu"})
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert lines, out.stderr[-3000:]
+    assert len(lines) == 6, out.stderr[-3000:]  # (Auto, Explicit) x (axis 0, axis 1, batch)
     bad = [r for r in lines if not r["ok"]]
     assert not bad, bad
 
@@ -490,7 +491,26 @@ def _shard_worker(backend):  # runs in a process of its own (XLA_FLAGS before JA
                 print(json.dumps({"case": name, "ok": True}), flush=True)
             except Exception as e:  # noqa: BLE001 - reported to the test
                 print(json.dumps({"case": name, "ok": False, "msg": f"{type(e).__name__}: {e}"[:2000]}), flush=True)
-    del jnp
+        # batch axes sharded, the ranges' with them (one set of blocks per batch entry)
+        name = f"{kind.name}-batch"
+        try:
+            xb, yb, *_ = _data(rng, np.float32, batch=(4,), m=16, n=12)
+            sixb, _ = o.random_ranges(rng, 16, 12, (4,), (3, 3), 0.5)
+
+            def fb(x, y, R):
+                return _lazy(x, y, p)[1].exp().sum(2, ranges=R, backend=backend)
+
+            want, gwant = fb(xb, yb, sixb), jax.grad(lambda x: fb(x, yb, sixb).sum())(xb)
+            xs = jax.device_put(xb, NamedSharding(mesh, PS("d")))
+            Rs = tuple(jax.device_put(jnp.asarray(a, jnp.int32), NamedSharding(mesh, PS("d"))) for a in sixb)
+            with jax.set_mesh(mesh):
+                got = jax.jit(fb)(xs, yb, Rs)
+                ggot = jax.jit(jax.grad(lambda x, R: fb(x, yb, R).sum()))(xs, Rs)
+            for g, e in ((got, want), (ggot, gwant)):
+                np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=2e-5, atol=2e-5)
+            print(json.dumps({"case": name, "ok": True}), flush=True)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            print(json.dumps({"case": name, "ok": False, "msg": f"{type(e).__name__}: {e}"[:2000]}), flush=True)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["shard"]:
