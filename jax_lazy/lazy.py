@@ -159,7 +159,8 @@ class LazyArray:
         slices_j, redranges_i)`` used by every reduction of this LazyArray (a reduction's
         ``ranges=`` wins), or None (dense). Settable (``K.ranges = R``; checked when a
         reduction runs, ShapeError here if not 6 entries); kept by the operations that
-        build new LazyArrays (the first operand's that has one), swapped by :meth:`t`.
+        build new LazyArrays (operands with different ranges raise RangesError, as in
+        pykeops), swapped by :meth:`t`.
         See docs/api.md, "Block-sparse reductions"."""
         return self._ranges
 
@@ -262,7 +263,7 @@ class LazyArray:
             raise ShapeError(f"incompatible batch dimensions {batches}",
                              "  and  ".join(to_string(n) for n in nodes)) from None
         _one_dtype(arrays, lambda: "  and  ".join(to_string(n) for n in nodes))
-        ranges = next((o.ranges for o in operands if o.ranges is not None), None)
+        ranges = ranges_mod.join([o.ranges for o in operands], lambda: "  and  ".join(to_string(n) for n in nodes))
         return nodes, (vars_, arrays, ni, nj, batch, symbolic, ranges)
 
     def _apply(self, fn, *others):

@@ -58,6 +58,34 @@ def as_tuple(ranges, text=None):
     return tuple(ranges)
 
 
+def join(found, text=None):
+    """The ranges of an op's result from its operands' (``LazyArray.ranges``, None where
+    unset): the one set, or None; as pykeops, two different sets raise (tracers, whose
+    values are unknown, count as equal).
+
+    Raises:
+      RangesError: operands with different ranges.
+    """
+    out = None
+    for r in found:
+        if r is None or r is out:
+            continue
+        if out is not None and not _same(out, r):
+            raise RangesError("operands with different ranges: set the ranges on one of them, or pass ranges= "
+                              "to the reduction", text)
+        out = out or r
+    return out
+
+
+def _same(a, b) -> bool:
+    def equal(x, y):
+        if x is y or isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
+            return True
+        return np.shape(x) == np.shape(y) and np.array_equal(np.asarray(x), np.asarray(y))
+
+    return all(equal(x, y) for x, y in zip(a, b))
+
+
 def batch_rank(q: int, ndim: int) -> int:
     """Leading batch axes of entry ``q`` (0..5) of rank ``ndim``: all but the last one of a
     slices array ``(*rb, R)``, all but the last two of an interval array ``(*rb, R, 2)``."""

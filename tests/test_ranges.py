@@ -180,6 +180,13 @@ def test_attribute_and_transpose(backend, rng):
     _compare(E.sum(1, backend=backend), (want,), np.float32)
     _compare(E.T.sum(0, backend=backend), (want,), np.float32)  # .T: the swapped triplets
     np.testing.assert_array_equal(E.T.ranges[0], six[3])
+    assert (E + _lazy(x, y, p)[1]).ranges is E.ranges  # one operand set: kept
+    F2 = _lazy(x, y, p)[1]
+    F2.ranges = tuple(np.array(a) for a in six)  # equal values, other arrays
+    assert (E * F2).ranges is not None
+    F2.ranges = o.random_ranges(rng, M, N, (), (4, 5), 0.4)[0]
+    with pytest.raises(RangesError, match="operands with different ranges"):
+        E + F2
     dense = (2.0 * np.exp(_dense(x, y, p)[1])).sum(1)
     _compare(E.sum(1, ranges=None, backend=backend), (dense,), np.float32)
     _compare(E.sum_reduction(1, backend=backend), (want,), np.float32)  # the *_reduction aliases too
