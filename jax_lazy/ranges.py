@@ -247,10 +247,11 @@ def geometry(plan: Plan, operands, text=None) -> Geometry:
     return Geometry(batch, geom.M, geom.N, geom.dtype)
 
 
-def shift_rows(six, offset):
-    """The canonical six for the rows ``[offset, offset + M_local)`` of a row shard: the
-    row indices (``ranges_i``, ``redranges_i``) shifted by ``-offset``; the backends clamp
-    them to the shard's rows, so blocks of other shards become empty."""
+def shift(six, row, col):
+    """The canonical six for a shard whose first row is ``row`` and first column ``col``:
+    the row indices (``ranges_i``, ``redranges_i``) shifted by ``-row``, the column
+    indices (``redranges_j``, ``ranges_j``) by ``-col``; the backends clamp them to the
+    shard's rows and columns, so the blocks and intervals of other shards become empty."""
     ranges_i, slices_i, red_j, ranges_j, slices_j, red_i = six
-    off = jnp.asarray(offset, jnp.int32)
-    return ranges_i - off, slices_i, red_j, ranges_j, slices_j, red_i - off
+    row, col = jnp.asarray(row, jnp.int32), jnp.asarray(col, jnp.int32)
+    return ranges_i - row, slices_i, red_j - col, ranges_j - col, slices_j, red_i - row

@@ -38,12 +38,12 @@ Two entry points, one rule:
 Inside ``jax.shard_map`` (every axis manual) a reduction is already per device: it is
 bound as is, its outputs typed as varying over the inputs' manual axes (:func:`out_aval`).
 
-Block-sparse reductions (``plan.ranges``; :mod:`jax_lazy.ranges`) split over batch axes
-and rows only: their ranges arrays are replicated (split with their batch axes), each row
-shard reads them shifted by its first row (:func:`jax_lazy.ranges.shift_rows`; the
-backends clamp the blocks of other shards to nothing); the columns are never split (a
-shard's blocks would need their column intervals rebased per column shard too), so the
-j-variables are gathered whole on each device.
+Block-sparse reductions (``plan.ranges``; :mod:`jax_lazy.ranges`) split alike, except
+the ring (rows and columns on the same mesh axes: the rows only): their ranges arrays are
+replicated (split with their batch axes), each device reads them shifted by its first row
+and column (:func:`jax_lazy.ranges.shift`; the backends clamp the blocks and intervals of
+other shards to nothing), and the merges across column shards see rows that a shard
+reduced over no column (empty values, index -1): :func:`combine` keeps them empty.
 """
 
 from __future__ import annotations
@@ -121,11 +121,10 @@ def choose(plan: Plan, shapes, specs, mesh_shape) -> Split:
                 cands.append(sp[k])
         batch.append(take(cands, geom.batch[d]))
     rows = take([sp[-2] for v, sp in zip(plan.variables, specs) if v.attr[1] == I], geom.M)
-    if plan.ranges:  # blocks over global columns: the columns stay whole (module docstring)
-        return Split(tuple(batch), rows, ())
-    enough = (lambda n: n >= plan.k) if plan.red.family is KMIN else (lambda n: True)
+    # ranges: a shard's columns may hold fewer than K of a row's, so no K bound
+    enough = (lambda n: n >= plan.k) if plan.red.family is KMIN and not plan.ranges else (lambda n: True)
     jspecs = [sp[-2] for v, sp in zip(plan.variables, specs) if v.attr[1] == J]
-    if rows and rows in jspecs and divides(rows, geom.N, enough):  # both sides on the same axes
+    if rows and rows in jspecs and divides(rows, geom.N, enough) and not plan.ranges:  # the same axes: a ring
         return Split(tuple(batch), rows, rows, ring=size(rows))
     return Split(tuple(batch), rows, take(jspecs, geom.N, enough))
 
@@ -164,7 +163,7 @@ def output_specs(plan: Plan, shapes, split: Split) -> list:
 def _logsumexp(lse, axes):
     """log sum over devices of exp(lse), shifted by the largest (a constant for the
     derivative: the result does not depend on it); ±inf and NaN as one device."""
-    m = lax.stop_gradient(lax.pmax(lse, axes))
+    m = lax.pmax(lax.stop_gradient(lse), axes)  # (stopped before pmax, which has no JVP rule)
     m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
     return m + jnp.log(lax.psum(jnp.exp(lse - m), axes))
 
@@ -187,12 +186,23 @@ def combine(plan: Plan, outs, axes: tuple, n_local: int) -> list:
     if family is SOFTMAX:
         avg, lse = outs
         total = _logsumexp(lse, axes)
-        w = jnp.exp(lse - total)
+        # a row no device reduced (ranges: lse = total = -inf) stays 0
+        w = jnp.where(jnp.isneginf(lse), jnp.zeros_like(lse), jnp.exp(lse - total))
         return [lax.psum(jnp.where(w == 0, jnp.zeros_like(avg), w * avg), axes), total]
     assert family in (MIN, KMIN), family
     gathered = [lax.all_gather(o, axes) for o in outs]
     offsets = jnp.arange(gathered[0].shape[0], dtype=index_dtype()) * n_local
-    return list(common.merge(plan, gathered, offsets))
+    merged = list(common.merge(plan, gathered, offsets))
+    return _unfilled(plan, merged) if plan.ranges else merged
+
+
+def _unfilled(plan: Plan, outs) -> list:
+    """Merged Min/KMin outputs of ranges shards: a slot no shard filled (the merge gives
+    it the maximum index) gets the empty values back: index -1, value +inf (Max: -inf)."""
+    values, idx = outs
+    empty = idx == jnp.iinfo(idx.dtype).max
+    inf = jnp.asarray(-jnp.inf if plan.red.negate else jnp.inf, values.dtype)
+    return [jnp.where(empty, inf, values), jnp.where(empty, -1, idx).astype(idx.dtype)]
 
 
 def per_device(plan: Plan, split: Split, reduce_local):
@@ -200,8 +210,8 @@ def per_device(plan: Plan, split: Split, reduce_local):
     local operands, then :func:`combine` across the column axes (or :func:`ring`)."""
     if split.ring:
         return partial(ring, plan, split, reduce_local)
-    if plan.ranges and split.rows:
-        return partial(_shifted_rows, plan, split, reduce_local)
+    if plan.ranges and (split.rows or split.cols):
+        reduce_local = partial(_shifted, plan, split, reduce_local)
     if not split.cols:
         return reduce_local
 
@@ -211,12 +221,14 @@ def per_device(plan: Plan, split: Split, reduce_local):
     return body
 
 
-def _shifted_rows(plan: Plan, split: Split, reduce_local, *operands):
-    """A row shard of a ranges reduction: its ranges' row indices shifted by its first
-    row (:func:`jax_lazy.ranges.shift_rows`)."""
+def _shifted(plan: Plan, split: Split, reduce_local, *operands):
+    """A shard of a ranges reduction: its ranges' row and column indices shifted by its
+    first row and column (:func:`jax_lazy.ranges.shift`)."""
     arrays, six = ranges_mod.split(plan, operands)
-    first = lax.axis_index(split.rows) * geometry(plan, operands).M
-    return reduce_local(*arrays, *ranges_mod.shift_rows(six, first))
+    geom = geometry(plan, operands)
+    row = lax.axis_index(split.rows) * geom.M if split.rows else 0
+    col = lax.axis_index(split.cols) * geom.N if split.cols else 0
+    return reduce_local(*arrays, *ranges_mod.shift(six, row, col))
 
 
 def ring(plan: Plan, split: Split, reduce_local, *arrays):
@@ -289,9 +301,7 @@ def _sharding_rule(plan, mesh, operand_types, result_types):
     for v, s in zip(plan.variables, shapes):
         own = batch_rank(v, len(s))
         lead = [f"b{nb - own + k}" if s[k] == geom.batch[nb - own + k] else fresh() for k in range(own)]
-        # a ranges reduction keeps its columns whole: N replicated, not a reduction factor
         axis = {I: ["m"], J: ["n"], P: []}[v.attr[1]]
-        axis = [fresh()] if plan.ranges and axis == ["n"] else axis
         operands.append(lead + axis + [fresh()])
     for q, s in enumerate(shapes[len(plan.variables):]):  # ranges: batch axes, the rest replicated
         own = ranges_mod.batch_rank(q, len(s))
@@ -303,7 +313,7 @@ def _sharding_rule(plan, mesh, operand_types, result_types):
         results.append([f"b{d}" for d in range(nb)] + ["m"] + [fresh() for _ in range(rank - nb - 1)])
     text = ", ".join(" ".join(f) for f in operands) + " -> " + ", ".join(" ".join(f) for f in results)
     extra = {"need_replication_factors": tuple(replicated)}
-    if any(v.attr[1] == J for v in plan.variables) and not plan.ranges:
+    if any(v.attr[1] == J for v in plan.variables):
         extra["reduction_factors"] = ("n",)
     return text, extra
 
