@@ -192,8 +192,18 @@ def combine(plan: Plan, outs, axes: tuple, n_local: int) -> list:
     assert family in (MIN, KMIN), family
     gathered = [lax.all_gather(o, axes) for o in outs]
     offsets = jnp.arange(gathered[0].shape[0], dtype=index_dtype()) * n_local
-    merged = list(common.merge(plan, gathered, offsets))
+    merged = [_invariant(o, axes) for o in common.merge(plan, gathered, offsets)]
     return _unfilled(plan, merged) if plan.ranges else merged
+
+
+def _invariant(x, axes):
+    """``x``, equal on every device of ``axes`` (merged from an all-gather) but typed by
+    ``shard_map`` as varying over them, as an invariant value (replicated outputs need
+    it): device 0's, through a ``psum``. Unchanged where not typed varying."""
+    if not set(axes) & common._varying(jax.typeof(x)):  # (the package's own helper)
+        return x
+    first = lax.axis_index(axes) == 0
+    return lax.psum(jnp.where(first, x, jnp.zeros_like(x)), axes)
 
 
 def _unfilled(plan: Plan, outs) -> list:
