@@ -408,9 +408,20 @@ def test_sqdist_expansion_duplicates_are_exactly_zero(monkeypatch, rng):
 
 # (D, case, path): the stage of a ranges kernel reads the rows of its chunk, not those of
 # blockIdx.x R (tests/test_ranges_backends.py runs every family without a stage)
-RANGES_STAGE = [pytest.param(17, "kmin_sqdist", "f32", marks=slow), pytest.param(64, "lse_dot", "f32", marks=slow),
-                (64, "kmin_sqdist", "f32_sqmma"), (17, "sum_dot", "f64"),
-                pytest.param(100, "sum_dot", "f32_fma", marks=slow), pytest.param(256, "kmin_dot", "bf16", marks=slow)]
+RANGES_STAGE = [(17, "kmin_sqdist", "f32"), (64, "lse_dot", "f32"), (64, "kmin_sqdist", "f32_sqmma"),
+                (17, "sum_dot", "f64"), (100, "sum_dot", "f32_fma"), (256, "kmin_dot", "bf16")]
+RANGES_STAGE_FAST = {(64, "kmin_sqdist", "f32_sqmma"), (17, "sum_dot", "f64")}
+
+
+def _ranges_stage_params(gpu: bool):
+    """On the host shim (a few in the fast suite), or on a GPU (skipped without one)."""
+    reason = cuda.available() if gpu else None
+    out = []
+    for c in RANGES_STAGE:
+        marks = [pytest.mark.skip(reason=f"needs a GPU: {reason}")] if reason else []
+        marks += [] if gpu or c in RANGES_STAGE_FAST else [slow]
+        out.append(pytest.param(*c, id=("gpu-" if gpu else "") + f"{c[1]}-D{c[0]}-{c[2]}", marks=marks))
+    return out
 
 
 def _ranges_dense(name, x, y, w, scale):
@@ -424,12 +435,20 @@ def _ranges_dense(name, x, y, w, scale):
     return (sq if name == "kmin_sqdist" else -dot)[:, :, None]
 
 
-@pytest.mark.parametrize("D,name,path", RANGES_STAGE)
-def test_ranges_with_the_stage(D, name, path, host_backend, monkeypatch, rng):
+@pytest.mark.parametrize("D,name,path", _ranges_stage_params(gpu=True))
+def test_ranges_with_the_stage_on_the_gpu(D, name, path, monkeypatch, rng):
+    """The same cases through the real cuda backend."""
+    test_ranges_with_the_stage(D, name, path, monkeypatch, rng, gpu=True)
+
+
+@pytest.mark.parametrize("D,name,path", _ranges_stage_params(gpu=False))
+def test_ranges_with_the_stage(D, name, path, monkeypatch, rng, gpu=False):
     """Ranges kernels with an inner-product stage (each path) against the dense masked
     float64 oracle: random blocks, some row blocks with no kept column (empty values)."""
     import oracle as o
 
+    if not gpu:
+        cuda_host.patch_backend(monkeypatch)
     dtype, inner, tf32, sqdist = PATHS[path]
     set_env(monkeypatch, JAX_LAZY_CUDA_INNER=inner, JAX_LAZY_CUDA_TF32=int(tf32), JAX_LAZY_CUDA_SQDIST=sqdist)
     store = cuda_host.STORAGE[dtype]

@@ -56,6 +56,27 @@ fastest is remembered in the kernel cache; ``JAX_LAZY_CUDA_TUNE=0`` keeps the de
 multiprocessor, the j axis is cut into parts that become one more batch axis of the same
 launch, and the parts' finalized outputs are merged with :func:`common.merge`.
 
+**Block-sparse ranges** (``plan.ranges``, issue 13; :func:`_ranges_body`,
+:func:`_ranges_table`). Before the launch, in JAX (O(R + S + chunks) per batch element of
+the ranges), every user index is clamped (rows to [0, M], columns to [0, N], slices to
+[0, S], an end before its start is empty) and each row block that keeps a column is cut
+into *chunks* of at most R (= block_threads) rows; the table (int32, the input after the
+variables, a "parameter" of shape ``(*rb, length)`` so that the handler's batch strides
+and broadcasting apply) holds the chunk count, then per chunk (row start, row end, first
+and last interval), then the clamped column intervals. Their number has the static bound
+R_blocks + ceil(M / R) (disjoint blocks); grid.x is about that bound (``rows_per_block``
+= M // chunks, so ceil(M / rows_per_block) >= chunks) and the blocks loop over the chunks
+with stride gridDim.x, those past the count doing nothing. A block takes one chunk: its
+threads are the chunk's rows (threads past it load its last row and write nothing), and
+it runs the dense kernel's tile loop over each column interval of the chunk's block in
+turn (same staging, inner-product stage on the chunk's rows, reduction updates, block
+summation per tile): the work is the kept blocks' pairs plus at most one partial tile per
+interval. Rows the kernel does not write (in no block, or in a block without a kept
+column) get the family's empty values from one ``where`` after the call
+(:func:`_fill_empty`); KMin slots beyond a row's kept columns are written (+inf, -1).
+Plans without ranges generate the same source as before. The launch configuration is the
+dense plan's (:func:`launch_choice`); ranges calls are never split along j.
+
 **Inner-product stage** (at large D x_i would take D registers per thread and spill past
 D ~ 100, and scalar FMAs leave the tensor cores idle). The inner products ``x_i | y_j``
 and ``sqdist(x_i, y_j)`` of an i- and a j-variable of dim >= ``common.STAGE_MIN_DIM`` (16),
