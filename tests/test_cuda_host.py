@@ -475,3 +475,23 @@ def test_ranges_with_the_stage(D, name, path, monkeypatch, rng, gpu=False):
             continue
         scale = terms if red == "Sum" else np.abs(np.nan_to_num(e, posinf=0, neginf=0))
         assert_close(g.astype(np.float64), e, np.float64, rtol=rtol, terms=np.broadcast_to(scale, e.shape))
+
+
+def test_ranges_edge_tables(monkeypatch, rng):
+    """Ranges without row blocks (every row empty), and ranges without batch axes
+    broadcast against batched variables, against the dense masked oracle."""
+    import oracle as o
+
+    cuda_host.patch_backend(monkeypatch)
+    x, y, w = rng.normal(size=(2, 40, 3)), rng.normal(size=(50, 3)), rng.normal(size=(50, 1))
+    plan = replace(make_plan((Vi(x).sqdist(Vj(y)) * Vj(w),), "Sum", dtype="float64"), ranges=True)
+    F = ((x[:, :, None, :] - y[None, None]) ** 2).sum(-1, keepdims=True) * w[None, None]
+    with precision(np.float64):
+        arrays = [jnp.asarray(a) for a in (x, y, w)]
+        geom = plan_mod.geometry(plan, arrays)
+        six, mask = o.random_ranges(rng, 40, 50, (), (4, 3), 0.6)
+        cases = [(six[:3], mask), ((np.zeros((0, 2)), np.zeros(0), np.asarray([[0, 50]])), np.zeros((40, 50), bool))]
+        for triple, m in cases:
+            (got,) = cuda.reduce(plan, arrays, geom, ranges=tuple(jnp.asarray(a, jnp.int32) for a in triple))
+            (want,) = o.masked_reduce("Sum", F, np.broadcast_to(m, (2, 40, 50)))
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10)
