@@ -877,7 +877,7 @@ def _call(plan, arrays, geom, cfg: Config | None = None, ranges=None):
     if ranges is not None:
         table, covered, chunks = _ranges_table(ranges, geom.M, geom.N, threads)
         arrays, cats = [*arrays, table], [*cats, P]  # the table: an int32 "parameter" (*rb, length)
-        rows = max(1, geom.M // chunks)  # grid.x = ceil(M / rows) >= chunks (when M >= chunks)
+        rows = max(1, geom.M // max(chunks, 1))  # grid.x = ceil(M / rows) >= chunks (when M >= chunks)
     outs = cuda_ffi.call(kernel_key(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
     outs = common.finalized(plan, geom, outs)
