@@ -353,8 +353,8 @@ def _ranges_body(plan, em, cfg, fam, outputs, arch) -> list[str]:
     blocks take the row chunks of the ranges table (:func:`_ranges_table`, the input after
     the variables) in turn; a chunk's rows reduce over the column intervals of their row
     block only, tile by tile as the dense kernel does. The table is built (and every
-    index clamped) by :func:`_ranges_call`, so the kernel reads it unchecked."""
-    R, t = cfg.block_threads, len(plan.variables)
+    index clamped) in JAX by :func:`_ranges_table`, so the kernel reads it unchecked."""
+    t = len(plan.variables)
     span = _Span("jl_r0", "jl_r1", "jl_j0", "jl_j1")
     return [
         "  for (long long b = blockIdx.y; b < a.nbatch; b += gridDim.y) {",
