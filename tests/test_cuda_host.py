@@ -477,21 +477,47 @@ def test_ranges_with_the_stage(D, name, path, monkeypatch, rng, gpu=False):
         assert_close(g.astype(np.float64), e, np.float64, rtol=rtol, terms=np.broadcast_to(scale, e.shape))
 
 
+def _ranges_sum(rng, M, N):
+    """A float64 Sum plan with ranges (|x_i - y_j|^2 w_j, x batched (2,)),
+    its arrays and the dense float64 (2, M, N, 1) matrix of its terms."""
+    x, y, w = rng.normal(size=(2, M, 3)), rng.normal(size=(N, 3)), rng.normal(size=(N, 1))
+    plan = replace(make_plan((Vi(x).sqdist(Vj(y)) * Vj(w),), "Sum", dtype="float64"), ranges=True)
+    F = ((x[:, :, None, :] - y[None, None]) ** 2).sum(-1, keepdims=True) * w[None, None]
+    return plan, (x, y, w), F
+
+
+def _check_ranges_sum(plan, arrays, F, triple, mask):
+    import oracle as o
+
+    with precision(np.float64):
+        arrays = [jnp.asarray(a) for a in arrays]
+        (got,) = cuda.reduce(plan, arrays, plan_mod.geometry(plan, arrays),
+                             ranges=tuple(jnp.asarray(a, jnp.int32) for a in triple))
+    (want,) = o.masked_reduce("Sum", F, np.broadcast_to(mask, F.shape[:-1]))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10)
+
+
 def test_ranges_edge_tables(monkeypatch, rng):
     """Ranges without row blocks (every row empty), and ranges without batch axes
     broadcast against batched variables, against the dense masked oracle."""
     import oracle as o
 
     cuda_host.patch_backend(monkeypatch)
-    x, y, w = rng.normal(size=(2, 40, 3)), rng.normal(size=(50, 3)), rng.normal(size=(50, 1))
-    plan = replace(make_plan((Vi(x).sqdist(Vj(y)) * Vj(w),), "Sum", dtype="float64"), ranges=True)
-    F = ((x[:, :, None, :] - y[None, None]) ** 2).sum(-1, keepdims=True) * w[None, None]
-    with precision(np.float64):
-        arrays = [jnp.asarray(a) for a in (x, y, w)]
-        geom = plan_mod.geometry(plan, arrays)
-        six, mask = o.random_ranges(rng, 40, 50, (), (4, 3), 0.6)
-        cases = [(six[:3], mask), ((np.zeros((0, 2)), np.zeros(0), np.asarray([[0, 50]])), np.zeros((40, 50), bool))]
-        for triple, m in cases:
-            (got,) = cuda.reduce(plan, arrays, geom, ranges=tuple(jnp.asarray(a, jnp.int32) for a in triple))
-            (want,) = o.masked_reduce("Sum", F, np.broadcast_to(m, (2, 40, 50)))
-            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10)
+    plan, arrays, F = _ranges_sum(rng, 40, 50)
+    six, mask = o.random_ranges(rng, 40, 50, (), (4, 3), 0.6)
+    _check_ranges_sum(plan, arrays, F, six[:3], mask)
+    none = (np.zeros((0, 2)), np.zeros(0), np.asarray([[0, 50]]))
+    _check_ranges_sum(plan, arrays, F, none, np.zeros((40, 50), bool))
+
+
+@slow
+def test_ranges_every_launch_candidate(monkeypatch, rng):
+    """Each launch configuration (256, 128, 64 rows per chunk) with row blocks longer
+    than a chunk: several chunks per block."""
+    import oracle as o
+
+    plan, arrays, F = _ranges_sum(rng, 700, 300)
+    six, mask = o.random_ranges(rng, 700, 300, (), (2, 4), 0.6)
+    for cfg in cuda.candidates(plan):
+        cuda_host.patch_backend(monkeypatch, choose=lambda p, cfg=cfg: cfg)
+        _check_ranges_sum(plan, arrays, F, six[:3], mask)
