@@ -214,7 +214,8 @@ def sinkhorn(size: int, backend: str, rounds: int) -> list[str]:
         "| full resolution | multiscale + ranges | speed-up | kept pairs (fine updates) | OT cost (full) "
         "| cost difference |",
         "|---|---|---|---|---|---|",
-        f"| {t_full * 1e3:.0f} ms | {t_ms * 1e3:.0f} ms | x{t_full / t_ms:.1f} | {_pairs(state['six']) / size**2:.2%} | "
+        f"| {t_full * 1e3:.0f} ms | {t_ms * 1e3:.0f} ms | x{t_full / t_ms:.1f} | "
+        f"{_pairs(state['six']) / size**2:.2%} | "
         f"{c_full:.6f} | {abs(c_ms - c_full):.1e} ({abs(c_ms - c_full) / abs(c_full):.1e} rel.) |",
     ]
 
@@ -235,7 +236,8 @@ def main(argv=None, command="python bench/run.py --ranges") -> str:
     lines = gaussian(size, opts.backend, opts.rounds) + [""] + sinkhorn(ssize, opts.backend, opts.sinkhorn_rounds)
     text = "\n".join([f"Command: `{command}` ({time.perf_counter() - t0:.0f} s in all; best of {opts.rounds} calls "
                       f"(a) and {opts.sinkhorn_rounds} runs (b) after a warm-up, compiles excluded; load average "
-                      f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: the machine is shared)", ""] + lines)
+                      f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: the machine is shared)",
+                      ""] + lines)
     print(text)
     if opts.out:
         _write_section(opts.out, text)
