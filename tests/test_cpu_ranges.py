@@ -79,6 +79,18 @@ def test_inner_product_stage(rng):
     _assert_outputs(_run(plan, arrays, six[:3]), o.masked_reduce("Sum", F, mask), 1e-4)
 
 
+def test_buffered_stage(rng):
+    """KMin of squared distances at D = 16: the buffered kernel packs the intervals' pieces
+    into its chunks with the inner-product stage, the indices from ``jl_col``; row blocks
+    of 1,000 to 2,500 columns."""
+    M, N, D = 90, 5000, 16
+    x, y = rng.normal(size=(M, D)), rng.normal(size=(N, D))
+    plan, arrays = _plan("KMin_ArgKMin", Vi(x.astype(np.float32)).sqdist(Vj(y.astype(np.float32))))
+    six, mask = o.random_ranges(rng, M, N, (), (6, 50), 0.35)
+    F = ((x[:, None] - y[None]) ** 2).sum(-1, keepdims=True)
+    _assert_outputs(_run(plan, arrays, six[:3]), o.masked_reduce("KMin_ArgKMin", F, mask, K=K), 1e-4)
+
+
 @pytest.mark.slow
 def test_unpacked_kernels(rng):
     """Kernels whose component loops run before the lane loop read j-variables at column
