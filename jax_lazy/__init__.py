@@ -24,3 +24,7 @@ __all__ = ["LazyArray", "LazyTensor", "LazyReduction", "Vi", "Vj", "Pm", "clear_
 from .genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum  # noqa: E402
 
 __all__ += ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]
+
+from .errors import RangesError  # noqa: E402  (issue 13: block-sparse ranges)
+
+__all__ += ["RangesError"]

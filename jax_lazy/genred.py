@@ -173,7 +173,8 @@ class Genred:
         """Reduce: one array per argument position (see the class docstring); ``ranges``:
         KeOps' block-sparse 6-tuple (docs/api.md, "Block-sparse reductions"), in the
         orientation of the formula (the first triplet's rows are i), whatever ``axis``."""
-        return self._reduction(*self._check(args), backend=BACKENDS.get(backend, backend), ranges=ranges)
+        extra = {} if ranges is None else {"ranges": ranges}  # api.reduce's options, only when given
+        return self._reduction(*self._check(args), backend=BACKENDS.get(backend, backend), **extra)
 
 
 def _rebuild(args: dict) -> Genred:

@@ -171,6 +171,9 @@ def _check_values(base: int, blocks, slices, red, rows: int, cols: int, text) ->
 def _pairs(blocks, slices, red):
     """The number of (row, column) pairs a triplet reduces, per batch entry: block k's
     rows times the columns of its intervals (O(R + S))."""
+    batch = np.broadcast_shapes(blocks.shape[:-2], slices.shape[:-1], red.shape[:-2])
+    blocks, slices, red = (np.broadcast_to(a, batch + a.shape[len(a.shape) - t:])
+                           for a, t in ((blocks, 2), (slices, 1), (red, 2)))
     widths = np.cumsum(red[..., 1] - red[..., 0], axis=-1)
     widths = np.concatenate([np.zeros(widths.shape[:-1] + (1,), np.int64), widths], axis=-1)
     ends = np.take_along_axis(widths, slices, axis=-1)

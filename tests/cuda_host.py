@@ -148,23 +148,29 @@ def _library_of(name, source):  # by source: the index dtype and the JAX_LAZY_CU
     return lib
 
 
-def launch(plan, arrays, out_types, batch, M, N, cfg=None):
+def launch(plan, arrays, out_types, batch, M, N, cfg=None, rows=None):
     """Run ``plan``'s kernel with launch configuration ``cfg`` (default ``cuda.config``)
     on NumPy ``arrays`` (i-variables ``(*b, M, D)``, j-variables ``(*b, N, D)``, parameters
-    ``(*b, D)``, batch axes broadcasting against ``batch``) as the CUDA handler would
-    launch it; returns NumPy outputs of ``out_types``."""
+    ``(*b, D)``, batch axes broadcasting against ``batch``; with ``plan.ranges``, then the
+    int32 ranges table ``(*b, length)``) as the CUDA handler would launch it, with grid.x =
+    ceil(M / ``rows``) (default: the configuration's rows per block); returns NumPy outputs
+    of ``out_types``."""
     lib = _library(plan, cfg)
-    rows, threads, shared = cuda.launch_config(plan, cfg=cfg)
+    own_rows, threads, shared = cuda.launch_config(plan, cfg=cfg)
+    rows = rows or own_rows
     assert shared <= 1 << 17
     nb = len(batch)
-    ins = [np.ascontiguousarray(np.asarray(a).astype(STORAGE[plan.dtype])) for a in arrays]
+    nvar = len(plan.variables)
+    ins = [np.ascontiguousarray(np.asarray(a).astype(STORAGE[plan.dtype] if k < nvar else np.int32))
+           for k, a in enumerate(arrays)]
+    cats = [v.attr[1] for v in plan.variables] + [2] * (len(ins) - nvar)  # the ranges table: a "parameter"
     outs = [np.zeros(o.shape, o.dtype) for o in out_types]
     args = np.zeros((), cuda_ffi.args_dtype())
     args["M"], args["N"], args["nb"], args["nin"] = M, N, nb, len(ins)
     args["nbatch"] = int(np.prod(batch, dtype=np.int64))
     args["bdims"][:nb] = batch
-    for k, (v, a) in enumerate(zip(plan.variables, ins)):
-        own = a.ndim - (1 if v.attr[1] == 2 else 2)
+    for k, (cat, a) in enumerate(zip(cats, ins)):
+        own = a.ndim - (1 if cat == 2 else 2)
         shape = (1,) * (nb - own) + a.shape[:own]
         strides = (1,) * (nb - own) + tuple(s // a.itemsize for s in a.strides[:own])
         args["in"][k] = a.ctypes.data
@@ -199,9 +205,17 @@ def patch_backend(monkeypatch, multiprocessors=4, choose=None):
 
     def call(kid, arrays, cats, out_types, batch, M, N, rows_per_block, block_threads, shared_bytes=0):
         plan, cfg = next(pc for pc, k in kernels.items() if k == kid)
-        assert (rows_per_block, block_threads, shared_bytes) == cuda.launch_config(plan, cfg=cfg)
+        rows, threads, shared = cuda.launch_config(plan, cfg=cfg)
+        assert (block_threads, shared_bytes) == (threads, shared)
+        assert plan.ranges or rows_per_block == rows  # ranges: grid.x from the chunk count
         ranks = [np.ndim(a) for a in arrays]
         x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64  # of the tracing thread
+
+        # The thread that runs the callback (an XLA worker for larger computations) has
+        # its own x64 setting, and JAX converts the operands under it before `run`: 64-bit
+        # operands travel as uint32 pairs, so that float64 is not rounded to float32.
+        wide = [np.dtype(a.dtype) if np.dtype(a.dtype).itemsize == 8 else None for a in arrays]
+        arrays = [jax.lax.bitcast_convert_type(a, np.uint32) if w else a for a, w in zip(arrays, wide)]
 
         def run(*xs):
             # JAX checks the results against the x64 setting of the thread that runs the
@@ -209,11 +223,12 @@ def patch_backend(monkeypatch, multiprocessors=4, choose=None):
             # give this thread the tracer's setting (a state object, safe to leave entered)
             if (jax.dtypes.canonicalize_dtype(np.float64) == np.float64) != x64:
                 jax.enable_x64(x64).__enter__()
+            xs = [np.ascontiguousarray(x).view(w)[..., 0] if w else x for x, w in zip(xs, wide)]
             extra = xs[0].shape[: xs[0].ndim - ranks[0]]
             with _launch_lock:
                 if not extra:
-                    return tuple(launch(plan, xs, out_types, tuple(batch), M, N, cfg))
-                parts = [launch(plan, [x[e] for x in xs], out_types, tuple(batch), M, N, cfg)
+                    return tuple(launch(plan, xs, out_types, tuple(batch), M, N, cfg, rows_per_block))
+                parts = [launch(plan, [x[e] for x in xs], out_types, tuple(batch), M, N, cfg, rows_per_block)
                          for e in np.ndindex(*extra)]
             return tuple(np.stack(o).reshape(extra + o[0].shape) for o in zip(*parts))
 

@@ -23,6 +23,7 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -452,3 +453,49 @@ def test_supports():
     for dtype in ("float16", "bfloat16", "float32", "float64"):
         assert cuda.supports(dtype) is None
     assert "int32" in cuda.supports("int32")
+
+
+# ---------------------------------------------------------------- block-sparse ranges (issue 13)
+
+
+def _ranges(plans):
+    return [replace(p, ranges=True) for p in plans]
+
+
+@pytest.mark.parametrize("dtype,subset", [("float32", True), pytest.param("float32", False, marks=slow),
+                                          pytest.param("float64", False, marks=slow),
+                                          pytest.param("float16", False, marks=slow)])
+def test_ranges_variants_compile(dtype, subset):
+    """The block-sparse variant of every reduction (fast suite: one plan per family) to
+    sm_90 cubins; the dense source of the same plans has no ranges code."""
+    plans = _reduction_plans(dtype)
+    if subset:  # the first plan of each family
+        plans = list({p.red.family: p for p in reversed(plans)}.values())
+    for p in plans[:2]:
+        assert "jl_tab" in cuda.kernel_body(replace(p, ranges=True)) and "jl_tab" not in cuda.kernel_body(p)
+    images = compile_all(_ranges(plans), "sm_90")
+    assert all(img[:4] == b"\x7fELF" for img in images)
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, id=vid, marks=() if vid == "sqdist-mma" else slow)
+                                     for v, vid in VARIANTS.items()])
+def test_ranges_with_the_stage_compile(variant, monkeypatch):
+    """The block-sparse variant with each path of the inner-product stage (its rows are the
+    chunk's: ``jl_stage_rows(..., jl_r0, jl_r1, ...)``), to sm_90 cubins."""
+    set_env(monkeypatch, JAX_LAZY_CUDA_INNER=variant[0], JAX_LAZY_CUDA_TF32=int(variant[1]), JAX_LAZY_CUDA_SQDIST=variant[2])
+    plans = _ranges([_inner_plan(*c) for c in INNER_COMPILE_FAST[:2]])
+    assert all("jl_stage_rows" in cuda.kernel_body(p) and "jl_r0, jl_r1" in cuda.kernel_body(p) for p in plans)
+    images = compile_all(plans, "sm_90")
+    assert all(img[:4] == b"\x7fELF" for img in images)
+
+
+def test_ranges_too_many_variables_is_refused():
+    """The ranges table takes one of the JL_MAX_INPUTS inputs."""
+    arrays = [np.zeros((4, 1), np.float32) for _ in range(32)]
+    F = Vi(arrays[0])
+    for a in arrays[1:]:
+        F = F + Vj(a)
+    plan = make_plan((F,), "Sum")
+    assert cuda.kernel_body(plan)
+    with pytest.raises(BackendError, match="at most 31"):
+        cuda.kernel_source(replace(plan, ranges=True))

@@ -402,3 +402,57 @@ def test_sqdist_expansion_duplicates_are_exactly_zero(monkeypatch, rng):
     values, idx = cuda_host.launch(plan, [x, y], cuda_host.out_types(plan, geom), (), STAGE_M, STAGE_N)
     assert (values.reshape(-1)[:20] == 0).all() and (idx.reshape(-1)[:20] == np.arange(20)).all()
     assert (values.reshape(-1)[20:] > 0).all()
+
+
+# ---------------------------------------------------------------- block-sparse ranges (issue 13)
+
+# (D, case, path): the stage of a ranges kernel reads the rows of its chunk, not those of
+# blockIdx.x R (tests/test_ranges_backends.py runs every family without a stage)
+RANGES_STAGE = [pytest.param(17, "kmin_sqdist", "f32", marks=slow), pytest.param(64, "lse_dot", "f32", marks=slow),
+                (64, "kmin_sqdist", "f32_sqmma"), (17, "sum_dot", "f64"),
+                pytest.param(100, "sum_dot", "f32_fma", marks=slow), pytest.param(256, "kmin_dot", "bf16", marks=slow)]
+
+
+def _ranges_dense(name, x, y, w, scale):
+    """The float64 (M, N, E) matrix of ``name``'s per-pair values (oracle.masked_reduce's F)."""
+    dot = x @ y.T
+    if name == "sum_dot":
+        return dot[:, :, None] * w[None]
+    if name == "lse_dot":
+        return (dot * scale)[:, :, None]
+    sq = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    return (sq if name == "kmin_sqdist" else -dot)[:, :, None]
+
+
+@pytest.mark.parametrize("D,name,path", RANGES_STAGE)
+def test_ranges_with_the_stage(D, name, path, host_backend, monkeypatch, rng):
+    """Ranges kernels with an inner-product stage (each path) against the dense masked
+    float64 oracle: random blocks, some row blocks with no kept column (empty values)."""
+    import oracle as o
+
+    dtype, inner, tf32, sqdist = PATHS[path]
+    set_env(monkeypatch, JAX_LAZY_CUDA_INNER=inner, JAX_LAZY_CUDA_TF32=int(tf32), JAX_LAZY_CUDA_SQDIST=sqdist)
+    store = cuda_host.STORAGE[dtype]
+    x, y, w = (rng.normal(size=s).astype(store) for s in ((STAGE_M, D), (STAGE_N, D), (STAGE_N, 2)))
+    X, Y, W = (a.astype(np.float64) for a in (x, y, w))
+    with precision(np.float64):
+        lazies, red, k, _, _ = _inner_case(name, X, Y, W, 1 / np.sqrt(D))
+        plan = replace(make_plan(lazies, red, k, dtype), ranges=True)
+        _, (_, bound, *_rest) = lazies[0]._join(*lazies[1:])
+    assert len(cuda.config(plan).inners) == 1, "the stage computes the inner product"
+    six, mask = o.random_ranges(rng, STAGE_M, STAGE_N, (), (5, 4), 0.5)
+    F = _ranges_dense(name, X, Y, W, 1 / np.sqrt(D))
+    want = o.masked_reduce(red, F, mask, K=k)
+    with precision(np.float64 if dtype == "float64" else np.float32):
+        arrays = [jnp.asarray(np.asarray(b).astype(store)) for b in bound]
+        got = cuda.reduce(plan, arrays, plan_mod.geometry(plan, arrays),
+                          ranges=tuple(jnp.asarray(a, jnp.int32) for a in six[:3]))
+    rtol = RTOLS[dtype]
+    terms = o.masked_reduce("Sum", np.abs(F), mask)[0]  # the scale of the sums' rounding
+    for g, e in zip(got, want):
+        g = np.asarray(g).reshape(e.shape)
+        if np.issubdtype(g.dtype, np.integer):
+            assert (g == e).mean() > 0.99, f"{(g != e).sum()} indices differ"
+            continue
+        scale = terms if red == "Sum" else np.abs(np.nan_to_num(e, posinf=0, neginf=0))
+        assert_close(g.astype(np.float64), e, np.float64, rtol=rtol, terms=np.broadcast_to(scale, e.shape))

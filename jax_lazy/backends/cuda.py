@@ -100,6 +100,7 @@ from functools import partial
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
@@ -265,22 +266,29 @@ def kernel_source(plan, arch: str = "sm_90", name: str = SYMBOL, cfg: Config | N
 
 
 def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90", cfg: Config | None = None) -> str:
-    """The generated part of the source: the ``__global__`` function ``name``."""
-    if len(plan.variables) > MAX_INPUTS:
-        raise BackendError(f"the cuda backend takes at most {MAX_INPUTS} variables per reduction "
-                           f"(JL_MAX_INPUTS), this one has {len(plan.variables)}", plan.describe())
+    """The generated part of the source: the ``__global__`` function ``name`` (with
+    ``plan.ranges``, the block-sparse variant: :func:`_ranges_body`)."""
+    if len(plan.variables) + plan.ranges > MAX_INPUTS:
+        raise BackendError(f"the cuda backend takes at most {MAX_INPUTS - plan.ranges} variables per reduction "
+                           f"(JL_MAX_INPUTS{', less the ranges table' if plan.ranges else ''}), "
+                           f"this one has {len(plan.variables)}", plan.describe())
     roots = plan.red.roots(plan.formulas)
     em, cfg = _emitter(plan), cfg or config(plan)
     fam = EMIT[plan.red.family].pieces(plan, em, roots)
     outputs = ["IDX" if plan.red.is_index(p) else "S" for p in range(plan.red.family.outputs)]
     R = cfg.block_threads
-    lines = [
+    head = [
         f"// {plan.describe()}",
         f'extern "C" __global__ void __launch_bounds__({R}) {name}(const jl_cuda_args a) {{',
         *(["  extern __shared__ __align__(16) unsigned char jl_smem[];"
            + (f"  // {cfg.tile} columns of the j-variables" if cfg.staged else "")] if cfg.shared_bytes else []),
         *(["  T* const ys = (T*)jl_smem;"] if cfg.staged else []),
         *_stage_pointers(plan, em, cfg),
+    ]
+    if plan.ranges:
+        return "\n".join(head + _ranges_body(plan, em, cfg, fam, outputs, arch)) + "\n"
+    lines = [
+        *head,
         f"  const long long i = (long long)blockIdx.x * {R} + threadIdx.x;",
         *(["  const long long row = i < a.M ? i : a.M - 1;  // threads past M help with the tiles, write nothing"]
           if _used_vars(plan, I, em) else []),
@@ -290,7 +298,7 @@ def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90", cfg: Config | Non
         *_indent(_loads(plan, em, I, "row"), 4),
         *_indent(em.statements("i", 0), 4),
         *_indent(fam.init, 4),
-        *_indent(_tile_loop(plan, em, cfg, fam, arch), 4),
+        *_indent(_tile_loop(plan, em, cfg, fam, arch, _Span.dense(R)), 4),
         "    if (i < a.M) {",
         *_indent(fam.write, 6),
         "    }",
@@ -298,6 +306,61 @@ def kernel_body(plan, name: str = SYMBOL, arch: str = "sm_90", cfg: Config | Non
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Span:
+    """What one block of a kernel computes, as C++ expressions: rows ``[row0, row_end)``
+    (the threads past ``row_end`` load row ``row_end - 1`` and write nothing) reduced over
+    the columns ``[j0, j1)``."""
+
+    row0: str
+    row_end: str
+    j0: str
+    j1: str
+
+    @staticmethod
+    def dense(R: int) -> "_Span":
+        return _Span(f"(long long)blockIdx.x * {R}", "a.M", "0", "a.N")
+
+
+# ---------------------------------------------------------------- block-sparse ranges (issue 13)
+
+
+def _ranges_body(plan, em, cfg, fam, outputs, arch) -> list[str]:
+    """The block-sparse kernel after its shared-memory pointers: per batch element, the
+    blocks take the row chunks of the ranges table (:func:`_ranges_table`, the input after
+    the variables) in turn; a chunk's rows reduce over the column intervals of their row
+    block only, tile by tile as the dense kernel does. The table is built (and every
+    index clamped) by :func:`_ranges_call`, so the kernel reads it unchecked."""
+    R, t = cfg.block_threads, len(plan.variables)
+    span = _Span("jl_r0", "jl_r1", "jl_j0", "jl_j1")
+    return [
+        "  for (long long b = blockIdx.y; b < a.nbatch; b += gridDim.y) {",
+        *_indent(_pointers(plan, em, outputs), 4),
+        f"    const int* __restrict__ jl_tab = (const int*)a.in[{t}] + jl_boffset(a, {t}, b);  // cuda._ranges_table",
+        "    const int* const jl_chunk = jl_tab + 4;  // (row start, row end, first interval, last + 1)",
+        "    const int* const jl_span = jl_chunk + 4 * jl_tab[1];  // the column intervals [j0, j1)",
+        *_indent(em.statements("p"), 4),
+        "    for (long long jl_c = blockIdx.x; jl_c < jl_tab[0]; jl_c += gridDim.x) {  // one chunk of rows",
+        "      const long long jl_r0 = jl_chunk[4 * jl_c], jl_r1 = jl_chunk[4 * jl_c + 1];",
+        "      const long long i = jl_r0 + threadIdx.x;",
+        *(["      const long long row = i < jl_r1 ? i : jl_r1 - 1;  // threads past the chunk help with the tiles"]
+          if _used_vars(plan, I, em) else []),
+        *_indent(_loads(plan, em, I, "row"), 6),
+        *_indent(em.statements("i", 0), 6),
+        *_indent(fam.init, 6),
+        "      for (int jl_q = jl_chunk[4 * jl_c + 2]; jl_q < jl_chunk[4 * jl_c + 3]; ++jl_q) {",
+        "        const long long jl_j0 = jl_span[2 * jl_q], jl_j1 = jl_span[2 * jl_q + 1];",
+        *_indent(_tile_loop(plan, em, cfg, fam, arch, span), 8),
+        "      }",
+        "      if (i < jl_r1) {",
+        *_indent(fam.write, 8),
+        "      }",
+        "    }",
+        "  }",
+        "}",
+    ]
 
 
 def _indent(lines, n):
@@ -325,7 +388,9 @@ def _loads(plan, em, cat, row) -> list[str]:
     return out
 
 
-def _tile_loop(plan, em, cfg, fam, arch) -> list[str]:
+def _tile_loop(plan, em, cfg, fam, arch, span: _Span) -> list[str]:
+    """The columns ``[span.j0, span.j1)`` in tiles of ``cfg.tile``: stage, then per column
+    the formula and the family's update."""
     jvars = _used_vars(plan, J, em)
     stage, column, offset = [], [], 0
     for v in jvars:
@@ -339,14 +404,14 @@ def _tile_loop(plan, em, cfg, fam, arch) -> list[str]:
             column += [f"const T y{k}_{c} = jl_ld(in{k}, j * {d}{f' + {c}' if c else ''});" for c in range(d)]
     if stage:
         stage = ["__syncthreads();  // the previous tile is consumed", *stage]
-    inner = [s for k in range(len(cfg.inners)) for s in _inner_stage(plan, cfg, k, arch)]
+    inner = [s for k in range(len(cfg.inners)) for s in _inner_stage(plan, cfg, k, arch, span)]
     if stage or inner:
         stage += [*inner, "__syncthreads();  // the tile is loaded"]
     column = [f"const T {em.comps(p.node, 0)[0]} = s{k}[threadIdx.x * {cfg.tile + 1} + t];"
               for k, p in enumerate(cfg.inners)] + column
     return [
-        f"for (long long jt = 0; jt < a.N; jt += {cfg.tile}) {{",
-        f"  const int nt = a.N - jt < {cfg.tile} ? (int)(a.N - jt) : {cfg.tile};",
+        f"for (long long jt = {span.j0}; jt < {span.j1}; jt += {cfg.tile}) {{",
+        f"  const int nt = {span.j1} - jt < {cfg.tile} ? (int)({span.j1} - jt) : {cfg.tile};",
         *_indent(stage + fam.tile_begin, 2),
         "  for (int t = 0; t < nt; ++t) {",
         *(["    const long long j = jt + t;"] if fam.uses_j or (jvars and not cfg.staged) else []),
@@ -389,8 +454,8 @@ def _mma_split(plan, p, arch) -> int:
     return 1 if half or (opts.cuda_tf32 and p.kind == "dot") else 3
 
 
-def _inner_stage(plan, cfg, k, arch) -> list[str]:
-    """Inner product ``k`` of rows [blockIdx.x R, +R) with this tile's columns into
+def _inner_stage(plan, cfg, k, arch, span: _Span) -> list[str]:
+    """Inner product ``k`` of the block's rows (``span``) with this tile's columns into
     ``s{k}``: chunks of the components through shared memory, accumulated per thread in
     registers (prelude_cuda.h: ``jl_tile_fma`` / ``jl_tile_mma``)."""
     p, R, KC = cfg.inners[k], cfg.block_threads, cfg.chunk
@@ -405,7 +470,7 @@ def _inner_stage(plan, cfg, k, arch) -> list[str]:
                  "__syncthreads();  // the last chunk is consumed",
                  f"if (threadIdx.x < {cfg.tile}) yc[threadIdx.x] = yn;  // the column norms, for every thread",
                  "__syncthreads();  // the column norms and s are complete",
-                 f"jl_store_sqdist<{R}>(s{k}, yc, xn, in{xk}, in{yk}, (long long)blockIdx.x * {R}, a.M, jt, nt, {D});"]
+                 f"jl_store_sqdist<{R}>(s{k}, yc, xn, in{xk}, in{yk}, {span.row0}, {span.row_end}, jt, nt, {D});"]
     elif split:
         how, acc = f"tensor cores, {split}xTF32", [f"float acc[2][{cfg.tile // 8}][4] = {{}};"]
         tile, store = [f"jl_tile_mma<{R}, {KC}, {split}>(acc, xs, yc);"], [f"jl_store_mma(s{k}, acc);"]
@@ -418,7 +483,7 @@ def _inner_stage(plan, cfg, k, arch) -> list[str]:
         *_indent(acc, 2),
         f"  for (int c0 = 0; c0 < {D}; c0 += {KC}) {{",
         "    __syncthreads();  // the previous chunk (or tile) is consumed",
-        f"    jl_stage_rows<{R}, {KC}>(xs, in{xk}, (long long)blockIdx.x * {R}, a.M, {D}, c0);",
+        f"    jl_stage_rows<{R}, {KC}>(xs, in{xk}, {span.row0}, {span.row_end}, {D}, c0);",
         f"    jl_stage_cols<{R}, {KC}>(yc, in{yk}, jt, nt, {D}, c0);",
         "    __syncthreads();  // the chunk is loaded",
         *_indent(tile, 4),
@@ -558,13 +623,16 @@ def _kmin(plan, em, roots):
             f"the cuda kernel of {plan.red.name} keeps K * D = {K} * {D} (value, index) pairs per thread: "
             f"{state} bytes of local memory, more than cuda.KMIN_STATE_BYTES = {KMIN_STATE_BYTES}; "
             "use a smaller K (or D), or backend='cpu' or 'jnp'", plan.describe())
+    value = f"kv[e * {K} + q]"
+    if plan.ranges:  # a row of fewer than K kept columns ends in (+inf, -1): Family.empty
+        value = f"(kk[e * {K} + q] < 0 ? jl_inf() : {value})"
     return _Pieces(
         init=[f"T kv[{D * K}]; IDX kk[{D * K}];  // component e: entries [e*K, e*K + K), sorted",
               f"for (int q = 0; q < {D * K}; ++q) {{ kv[q] = jl_nan(); kk[q] = -1; }}"],
         pair=[_array("f", em.comps(F, 0)), f"jl_kmin_update<{D}, {K}>(kv, kk, f, (IDX)j);"],
         uses_j=True,
         write=[f"for (int q = 0; q < {K}; ++q) for (int e = 0; e < {D}; ++e) {{",
-               f"  jl_st(out0, (i * {K} + q) * {D} + e, {sign}kv[e * {K} + q]);",
+               f"  jl_st(out0, (i * {K} + q) * {D} + e, {sign}{value});",
                f"  out1[(i * {K} + q) * {D} + e] = kk[e * {K} + q];",
                "}"],
     )
@@ -661,6 +729,8 @@ def launch_choice(plan) -> Config:
     :func:`candidates` on this device, measured once per kernel and device and remembered
     in the kernel cache (:mod:`tuning`); the default (:func:`config`) when
     ``JAX_LAZY_CUDA_TUNE=0`` or when there is only one candidate."""
+    if plan.ranges:  # the same formula and configurations: the dense kernel's measurement
+        return launch_choice(replace(plan, ranges=False))
     cands = candidates(plan)
     if not options().cuda_tune or len(cands) == 1:
         return cands[0]
@@ -738,14 +808,21 @@ def _measure(plan, cfg, arrays, geom) -> float:
     return tuning.best_time(jax.jit(lambda *a: _call(plan, a, geom, cfg)), arrays)
 
 
-def reduce(plan, arrays, geom):
+RANGES = True  # block-sparse reductions (tests/test_ranges_backends.py): see _ranges_body
+
+
+def reduce(plan, arrays, geom, ranges=None):
     """Run ``plan`` through its CUDA kernel; same contract as :func:`jnp.reduce`.
 
     When the grid has too few blocks to fill the GPU (M small, e.g. one query), the j axis
     is cut into parts that become an extra batch axis of the same launch, and the parts'
-    finalized outputs are merged with :func:`common.merge`.
+    finalized outputs are merged with :func:`common.merge`. With ``plan.ranges``,
+    ``ranges`` is the plan's triplet ``(ranges_i, slices_i, redranges_j)`` (int32,
+    ``(*rb, R, 2)``, ``(*rb, R)``, ``(*rb, S, 2)``; contract: ``tests/test_ranges_backends.py``)
+    and one launch of the block-sparse kernel computes the kept blocks only.
     """
-    return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call)
+    return common.reduce(plan, arrays, geom, supports=supports, split_count=_split_count, call=_call,
+                         ranges=ranges)
 
 
 SPLIT_COLUMNS = 2048  # fewest columns per part of a split j axis
@@ -766,14 +843,86 @@ def _split_count(plan, geom) -> int:
     return int(min(geom.N // max(SPLIT_COLUMNS, plan.k or 0), -(-BLOCKS_PER_SM * sms // max(blocks, 1))))
 
 
-def _call(plan, arrays, geom, cfg: Config | None = None):
+def _call(plan, arrays, geom, cfg: Config | None = None, ranges=None):
     """One launch of ``plan``'s kernel over ``geom``, built with ``cfg`` (default
-    :func:`launch_choice`)."""
+    :func:`launch_choice`); with ``ranges`` (the plan's triplet), the block-sparse kernel
+    over the ranges table, then the rows it does not compute filled with the family's
+    empty values."""
     from . import cuda_ffi
 
     cfg = cfg or launch_choice(plan)
     rows, threads, shared = launch_config(plan, geom, cfg)
     cats = [v.attr[1] for v in plan.variables]
+    if ranges is not None:
+        table, covered, chunks = _ranges_table(ranges, geom.M, geom.N, threads)
+        arrays, cats = [*arrays, table], [*cats, P]  # the table: an int32 "parameter" (*rb, length)
+        rows = max(1, geom.M // chunks)  # grid.x = ceil(M / rows) >= chunks (when M >= chunks)
     outs = cuda_ffi.call(kernel_key(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
-    return common.finalized(plan, geom, outs)
+    outs = common.finalized(plan, geom, outs)
+    return outs if ranges is None else _fill_empty(plan, geom, outs, covered)
+
+
+# ---------------------------------------------------------------- the ranges table (issue 13)
+
+
+def _ranges_table(ranges, M: int, N: int, rows: int):
+    """The block-sparse kernel's input from the plan's triplet: ``(table, covered,
+    chunks)``. ``table`` (*rb, 4 + 4 chunks + 2 S) int32 per batch element of the ranges:
+    a header (chunks to run, ``chunks``, 0, 0), then ``chunks`` entries (row start, row
+    end, first interval, last interval + 1), then the S column intervals ``[j0, j1)``.
+    Each row block with a kept column is cut into chunks of at most ``rows`` rows;
+    ``chunks`` = R + ceil(M / rows) bounds their number for disjoint blocks (overlapping
+    ones, invalid, lose the chunks past it). Every user value is clamped here (rows to
+    [0, M], columns to [0, N], slices to [0, S], an end before its start is empty), so
+    nothing the kernel reads is out of bounds. ``covered`` (*rb, M) bool: the rows the
+    kernel computes (in a block with a kept column)."""
+    ri, si, rj = ranges
+    R, S = si.shape[-1], rj.shape[-2]
+    rb = jnp.broadcast_shapes(ri.shape[:-2], si.shape[:-1], rj.shape[:-2])
+    chunks = R + -(-M // rows)
+    if R == 0:  # no row block: no chunk
+        length = 4 + 4 * chunks + 2 * S
+        table = jnp.zeros(rb + (length,), jnp.int32).at[..., 1].set(chunks)
+        return table, jnp.zeros(rb + (M,), bool), chunks
+    flat = [jnp.broadcast_to(a, rb + a.shape[a.ndim - d:]).reshape((-1,) + a.shape[a.ndim - d:])
+            for a, d in ((ri, 2), (si, 1), (rj, 2))]
+    table, covered = jax.vmap(partial(_table_one, M=M, N=N, rows=rows, chunks=chunks))(*flat)
+    return table.reshape(rb + table.shape[1:]), covered.reshape(rb + (M,)), chunks
+
+
+def _table_one(ri, si, rj, *, M, N, rows, chunks):
+    """:func:`_ranges_table` for one batch element of the ranges."""
+    i32 = jnp.int32
+    ri, si, rj = (jnp.asarray(a, i32) for a in (ri, si, rj))
+    R, S = si.shape[0], rj.shape[0]
+    r0 = jnp.clip(ri[:, 0], 0, M)
+    r1 = jnp.clip(ri[:, 1], r0, M)
+    j0 = jnp.clip(rj[:, 0], 0, N)
+    j1 = jnp.clip(rj[:, 1], j0, N)
+    q1 = jnp.clip(si, 0, S)
+    q0 = jnp.concatenate([jnp.zeros(1, i32), q1[:-1]])  # slices_i[-1] = 0
+    q1 = jnp.maximum(q1, q0)
+    nonempty = jnp.concatenate([jnp.zeros(1, i32), jnp.cumsum(j1 > j0, dtype=i32)])  # intervals before q
+    kept = (nonempty[q1] > nonempty[q0]) & (r1 > r0)
+    n = jnp.where(kept, (r1 - r0 + rows - 1) // rows, 0)  # chunks of each row block
+    ends = jnp.cumsum(n, dtype=i32)
+    c = jnp.arange(chunks, dtype=i32)
+    k = jnp.minimum(jnp.searchsorted(ends, c, side="right"), R - 1).astype(i32)  # the block of chunk c
+    first = r0[k] + (c - (ends - n)[k]) * rows
+    entries = jnp.stack([first, jnp.minimum(first + rows, r1[k]), q0[k], q1[k]], -1)
+    header = jnp.stack([jnp.minimum(ends[-1], chunks), jnp.asarray(chunks, i32), jnp.zeros((), i32),
+                        jnp.zeros((), i32)])
+    table = jnp.concatenate([header, entries.ravel(), jnp.stack([j0, j1], -1).ravel()])
+    w = kept.astype(i32)
+    edges = jnp.zeros(M + 1, i32).at[r0].add(w).at[r1].add(-w)
+    return table, jnp.cumsum(edges[:M]) > 0
+
+
+def _fill_empty(plan, geom, outs, covered):
+    """The finalized ``outs`` with the rows outside ``covered`` (*rb, M) set to the
+    family's empty values (:func:`common.empty_outputs`): the kernel never wrote them."""
+    nb = len(geom.batch)
+    covered = covered.reshape((1,) * (nb + 1 - covered.ndim) + covered.shape)
+    return tuple(jnp.where(covered.reshape(covered.shape + (1,) * (o.ndim - nb - 1)), o, e)
+                 for o, e in zip(outs, common.empty_outputs(plan, geom)))
