@@ -94,7 +94,7 @@ def reduce(plan, arrays, geom, ranges=None):
     """
     if ranges is not None:
         return _reduce_ranges(plan, arrays, geom, ranges)
-    red, family = plan.red, plan.red.family
+    red = plan.red
     batch, M, N = geom.batch, geom.M, geom.N
     nb = len(batch)
     ti, tj = _tiles(plan, M, N)
@@ -250,7 +250,7 @@ def _ranges_one(plan, geom, ops, ranges_i, slices_i, redranges_j):
     first = lambda s: a[jnp.minimum(s, S - 1)]  # noqa: E731  (first column of interval s, read in bounds)
 
     def row_tile(args):
-        row0, row_end, s_lo, s_hi = args
+        row0, s_lo, s_hi = args
         env_i = {v: lax.dynamic_slice_in_dim(x, row0, ti)[:, None, :] for v, x in zip(ivars, xs)}
 
         def step(carry):  # column tile [j, j + tj) of interval s
@@ -266,7 +266,7 @@ def _ranges_one(plan, geom, ops, ranges_i, slices_i, redranges_j):
         _, _, state, seen = lax.while_loop(lambda cr: cr[0] < s_hi, step, carry)
         return _empty_rows(plan, tile.states.finalize(state), seen)
 
-    outs = lax.map(row_tile, (row0, row_end, s_lo, s_hi))  # each (NC, ti, ...)
+    outs = lax.map(row_tile, (row0, s_lo, s_hi))  # each (NC, ti, ...)
     rows = jnp.where(row0[:, None] + jnp.arange(ti) < row_end[:, None], row0[:, None] + jnp.arange(ti), M).reshape(-1)
     return [e.at[rows].set(o.reshape((-1,) + o.shape[2:]).astype(e.dtype), mode="drop") for e, o in zip(empty, outs)]
 
