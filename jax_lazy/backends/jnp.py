@@ -256,9 +256,10 @@ def _ranges_one(plan, geom, ops, ranges_i, slices_i, redranges_j):
         def step(carry):  # column tile [j, j + tj) of interval s
             s, j, state, seen = carry
             env = {**pm, **env_i, **{v: lax.dynamic_slice_in_dim(y, j, tj)[None] for v, y in zip(jvars, ys)}}
-            cols_ok = j + jnp.arange(tj) < b[s]
+            end = b[jnp.minimum(s, S - 1)]  # s < S, except for a vmapped element already done
+            cols_ok = j + jnp.arange(tj) < end
             state = tile.update(state, env, cols_ok[:, None], j)
-            done = j + tj >= b[s]
+            done = j + tj >= end
             seen = seen + cols_ok.sum(dtype=seen.dtype)
             return jnp.where(done, s + 1, s), jnp.where(done, first(s + 1), j + tj), state, seen
 
