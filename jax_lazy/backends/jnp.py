@@ -22,7 +22,7 @@ about ``ti`` rows or more and intervals about ``tj`` columns or more. ``ti`` and
 are the multiples of 8 a fifth above the mean block size ``M / R`` and ``N / R``
 (clamped to [16, 256] and [16, 512]): most blocks of a clustering alike on both sides
 then fit one tile, padded by ~20 % per axis. Measured (``python bench/run.py --ranges
---quick --backend jnp``, 2e4 points, 6.4 % of the pairs kept): x6 to x8 faster than
+--quick --backend jnp``, 2e4 points, 6.4 % of the pairs kept): x5 to x8 faster than
 without ranges, the kept pairs at about half the dense pairs/s. Under ``vmap`` (and for
 batch axes, which are ``vmap``-ped) the while loop runs the longest batch element's
 count of steps, the others masked.
