@@ -173,6 +173,24 @@ def test_unchecked_slices(red, rng):
     _assert_outputs(_run(plan, arrays, (ranges_i, slices_i, red_j)), want, 1e-4)
 
 
+@pytest.mark.parametrize("red", ["Min_ArgMin", "Max_ArgMax"])
+def test_special_values(red, rng):
+    """The ranges kernels' vectorised reduction of Min's lanes (prelude: jl_lanes_min)
+    keeps the dense semantics: NaN wins (its first column), +-inf, ties to the smallest
+    column."""
+    M, N = 20, 150
+    x, y, p, w = _case(rng, np.float32, (), M, N)
+    y[40] = y[3]  # ties: the same values in two columns, in different lanes
+    y[100:110] = y[3]
+    y[7, 0], y[90, 0], y[120, 1] = np.nan, np.nan, np.inf
+    y[130, 1] = -np.inf
+    six, mask = o.random_ranges(rng, M, N, (), (4, 6), 0.6)
+    plan, arrays, Fd, _ = _plan_and_oracle(red, "cpu", x, y, p, w)
+    with np.errstate(invalid="ignore"):
+        want = o.masked_reduce(red, Fd, mask)
+    _assert_outputs(_run(plan, arrays, six[:3]), want, 1e-5)
+
+
 # ---------------------------------------------------------------- generated code
 
 
