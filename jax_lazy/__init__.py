@@ -24,3 +24,8 @@ __all__ = ["LazyArray", "LazyTensor", "LazyReduction", "Vi", "Vj", "Pm", "clear_
 from .genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum  # noqa: E402
 
 __all__ += ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]
+
+# Kernel solves (issue 13): jax_lazy/solve.py
+from .solve import KernelSolve, SolveInfo  # noqa: E402
+
+__all__ += ["KernelSolve", "SolveInfo"]
