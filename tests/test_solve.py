@@ -169,6 +169,7 @@ def test_grad_kernel_parameter_and_jvp(x64):
     close(got, ref, 1e-6)
 
 
+@pytest.mark.slow  # ~20 s of kernel compiles (derivatives of derivatives) on a cold cache
 def test_second_order(x64):
     """The Hessian in alpha and grad-of-grad in the points on a small case."""
     x, b = data(10, m=12)
