@@ -672,7 +672,7 @@ class LazyArray:
         ``(K v)_i = sum_j K(x_i, y_j, v_j)``. Returns a, b's shape (batch axes broadcast),
         or ``(a, SolveInfo)`` with ``return_info=True``; ``call=False`` returns the solve as
         a function of b. Differentiable (implicitly) in b, alpha and the bound arrays;
-        composes with jit and vmap. Other keywords (eps, rtol, atol, maxiter, precond,
+        composes with jit and vmap. Other keywords (eps, rtol, atol, maxiter, precond, rank,
         return_info, warn, backend, dtype_acc, sum_scheme, ranges): :class:`jax_lazy.KernelSolve`.
 
         Raises:

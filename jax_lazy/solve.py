@@ -144,22 +144,25 @@ class Operator(NamedTuple):
         a = self.args
         return self.reduction(*a[:self.slot], v, *a[self.slot:], **options)
 
+    def _env(self, like, place):
+        """The formula's variables but v, bound to their arrays (batch axes aligned with
+        ``like``, ``(*batch, M, D)``) as ``place(category, array)`` lays them out."""
+        red = self.reduction
+        arrays = self.args[:self.slot] + (like,) + self.args[self.slot:] + red._arrays
+        nb = len(like.shape) - 2
+        env = {}
+        for w, a in zip(red._symbolic + red._variables, arrays):
+            if w is not self.var:
+                rank = a.ndim - (1 if w.attr[1] == P else 2)
+                env[w] = place(w.attr[1], a.reshape((1,) * (nb - rank) + a.shape))
+        return env
+
     def diagonal(self, like):
         """The diagonal of K (the formula at the pairs (i, i)) as an array like ``like``
         ``(*batch, M, D)``: entry d of row i is ``(dF/dv)_{dd}`` at (x_i, y_i). K must be
         square (M = N), which a solve needs anyway."""
-        red = self.reduction
-        (F,) = red._formulas
-        vars_ = red._symbolic + red._variables
-        arrays = self.args[:self.slot] + (like,) + self.args[self.slot:] + red._arrays
-        nb = len(like.shape) - 2
-        env = {}
-        for w, a in zip(vars_, arrays):
-            if w is self.var:
-                continue
-            rank = a.ndim - (1 if w.attr[1] == P else 2)
-            a = a.reshape((1,) * (nb - rank) + a.shape)
-            env[w] = a[..., None, :] if w.attr[1] == P else a
+        (F,) = self.reduction._formulas
+        env = self._env(like, lambda cat, a: a[..., None, :] if cat == P else a)
 
         def column(e):  # F(x_i, y_i, e) for the unit vector e, every row
             return evaluate([F], {**env, self.var: e}, like.dtype)[0]
@@ -168,6 +171,21 @@ class Operator(NamedTuple):
         cols = jax.vmap(column)(eye)  # (D_in, *batch, M, D_out)
         diag = jnp.diagonal(jnp.moveaxis(cols, 0, -1), axis1=-2, axis2=-1)
         return jnp.broadcast_to(diag, like.shape)
+
+    def columns(self, like, idx):
+        """The scalar kernel s of a formula ``s * v`` at every row and the columns ``idx``:
+        ``(*batch, M, len(idx))``, dense (for the Nystrom preconditioner)."""
+        (F,) = self.reduction._formulas
+        reduced = (I, J)[self.reduction._axis]
+
+        def place(cat, a):
+            if cat == P:
+                return a[..., None, None, :]
+            return a[..., idx, :][..., None, :, :] if cat == reduced else a[..., :, None, :]
+
+        ones = jnp.ones((self.var.dim,), like.dtype)
+        k = evaluate([F], {**self._env(like, place), self.var: ones}, like.dtype)[0][..., 0]
+        return jnp.broadcast_to(k, like.shape[:-1] + (len(idx),))
 
 
 def _jacobi(op: Operator, b, alpha):
@@ -178,15 +196,45 @@ def _jacobi(op: Operator, b, alpha):
     return lambda r: r / safe
 
 
-def _preconditioner(precond, op, b, alpha):
+def _nystrom(op: Operator, b, alpha, rank):
+    """The Nystrom preconditioner ``(alpha I + B B^T)^-1`` with ``B B^T`` the rank-m Nystrom
+    approximation of K on m evenly spaced rows (landmarks): ``B = K_nm L^-T``, ``L L^T =
+    K_mm`` (jittered), applied by the Woodbury identity
+    ``(r - B (alpha I + B^T B)^-1 B^T r) / alpha`` (Williams and Seeger, 2001; as a CG
+    preconditioner: Frangella, Tropp and Udell, 2023). Needs a formula ``s * v`` and an
+    alpha well above the rounding of K; O(M m) memory."""
+    (F,) = op.reduction._formulas
+    if not columnwise(F, op.var):
+        raise ValueError("precond='nystrom' needs a formula s * v with a scalar kernel s (columns independent)")
+    n = b.shape[-2]
+    m = min(int(rank), n)
+    idx = (np.arange(m) * n) // m
+    knm = lax.stop_gradient(op.columns(b, idx))  # (*batch, n, m)
+    kmm = knm[..., idx, :]
+    kmm = (kmm + jnp.swapaxes(kmm, -1, -2)) / 2
+    jitter = jnp.finfo(b.dtype).eps * m * jnp.mean(jnp.diagonal(kmm, axis1=-2, axis2=-1), axis=-1)
+    chol = jnp.linalg.cholesky(kmm + jitter[..., None, None] * jnp.eye(m, dtype=b.dtype))
+    bmat = jnp.swapaxes(jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(knm, -1, -2), lower=True), -1, -2)
+    alpha = lax.stop_gradient(jnp.asarray(alpha, b.dtype))
+    inner = jnp.linalg.cholesky(alpha * jnp.eye(m, dtype=b.dtype) + jnp.swapaxes(bmat, -1, -2) @ bmat)
+    usable = jnp.all(jnp.isfinite(inner))  # a failed factorisation: no preconditioning
+
+    def apply(r):
+        t = jax.scipy.linalg.cho_solve((inner, True), jnp.swapaxes(bmat, -1, -2) @ r)
+        return jnp.where(usable, (r - bmat @ t) / alpha, r)
+
+    return apply
+
+
+def _preconditioner(precond, op, b, alpha, rank):
     if precond is None:
         return lambda r: r
-    if isinstance(precond, str):
-        if precond != "jacobi":
-            raise ValueError(f"precond must be None, 'jacobi' or a callable, got {precond!r}")
+    if precond == "jacobi":
         return _jacobi(op, b, alpha)
-    if not callable(precond):
-        raise ValueError(f"precond must be None, 'jacobi' or a callable, got {precond!r}")
+    if precond == "nystrom":
+        return _nystrom(op, b, alpha, rank)
+    if isinstance(precond, str) or not callable(precond):
+        raise ValueError(f"precond must be None, 'jacobi', 'nystrom' or a callable, got {precond!r}")
     return precond
 
 
@@ -226,7 +274,7 @@ def report(info: SolveInfo, what: str, text: str) -> None:
 
 
 def solve_operator(op: Operator, b, *, alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0, maxiter=None,
-                   precond=None, return_info=False, warn=True, ranges=None, options=None):
+                   precond=None, rank=256, return_info=False, warn=True, ranges=None, options=None):
     """Solve ``(alpha I + K) a = b``, K the operator ``op``; see :class:`KernelSolve` for
     the arguments. Returns a, or ``(a, SolveInfo)``."""
     if ranges is not None:
@@ -252,7 +300,7 @@ def solve_operator(op: Operator, b, *, alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0
     columns = columnwise(F, op.var)
     size = b.shape[-2] * (1 if columns else b.shape[-1])
     maxiter = 10 * size if maxiter is None else int(maxiter)
-    pre = _preconditioner(precond, op, b, alpha)
+    pre = _preconditioner(precond, op, b, alpha, rank)
 
     def matvec(v):
         return op(v, **options) + alpha * v
@@ -279,9 +327,13 @@ _SOLVE_DOC = """alpha: the ridge alpha (a number or a traced scalar; differentia
       eps: pykeops' stopping rule ``|r|^2 < n eps^2`` per system of size n (default 1e-6).
       rtol, atol: also stop when ``|r| <= rtol |b|`` or ``|r| <= atol`` (default 0).
       maxiter: the iteration limit (default 10 n).
-      precond: None, ``"jacobi"`` (divide by ``alpha + diag K``, the formula at i = j), or
-        a callable ``r -> z`` approximating ``(alpha I + K)^-1 r`` on ``(*batch, M, D)``
-        arrays (it gets no derivatives).
+      precond: None, ``"jacobi"`` (divide by ``alpha + diag K``, the formula at i = j),
+        ``"nystrom"`` (a rank-``rank`` Nystrom approximation of K on evenly spaced
+        landmark rows, inverted by Woodbury: for a formula ``s * v`` with a scalar kernel
+        s and an alpha well above K's rounding; O(M rank) memory), or a callable
+        ``r -> z`` approximating ``(alpha I + K)^-1 r`` on ``(*batch, M, D)`` arrays.
+        Preconditioners get no derivatives (the solution does not depend on them).
+      rank: the Nystrom rank (default 256).
       return_info: also return a :class:`SolveInfo` (iterations, residual, converged).
       warn: a RuntimeWarning naming the residual, the iterations and the formula when a
         system did not converge: at once outside ``jit``, when the computation runs under
@@ -307,7 +359,7 @@ class KernelSolve:
       **kwargs: pykeops options without meaning here, ignored as by Genred.
 
     The result is called as ``Kinv(*args, alpha=1e-10, eps=1e-6, rtol=0, atol=0,
-    maxiter=None, precond=None, return_info=False, warn=True, backend="auto",
+    maxiter=None, precond=None, rank=256, return_info=False, warn=True, backend="auto",
     ranges=None)``: one array per alias position, as Genred, b ``(*batch, M, D)`` in the
     slot of ``varinvalias`` (M the rows of the output: the system is square, so the
     variables indexed by the reduced axis have M rows too). It returns a of b's shape
@@ -361,10 +413,10 @@ class KernelSolve:
         return op, checked[self.slot], {"backend": BACKENDS.get(backend, backend)}
 
     def __call__(self, *args, backend="auto", alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0, maxiter=None, precond=None,
-                 return_info=False, warn=True, ranges=None):
+                 rank=256, return_info=False, warn=True, ranges=None):
         op, b, options = self.operator(*args, backend=backend)
         return solve_operator(op, b, alpha=alpha, eps=eps, rtol=rtol, atol=atol, maxiter=maxiter, precond=precond,
-                              return_info=return_info, warn=warn, ranges=ranges, options=options)
+                              rank=rank, return_info=return_info, warn=warn, ranges=ranges, options=options)
 
 
 def _rebuild(args: dict) -> KernelSolve:

@@ -58,10 +58,10 @@ def close(a, b, tol):
 # ---------------------------------------------------------------- values
 
 
-@pytest.mark.parametrize("precond", [None, "jacobi"])
+@pytest.mark.parametrize("precond", [None, "jacobi", "nystrom"])
 def test_lazy_solve_matches_dense(precond, x64):
     x, b = data()
-    a, info = lazy_k(x).solve(b, alpha=0.1, precond=precond, return_info=True)
+    a, info = lazy_k(x).solve(b, alpha=0.1, precond=precond, rank=10, return_info=True)
     close(a, dense_solve(x, b, 0.1), 1e-5)
     assert isinstance(info, SolveInfo) and info.residual.shape == (2,) and bool(info.converged.all())
     assert 0 < int(info.iterations) <= M
