@@ -4,6 +4,7 @@
     python bench/run.py --list          # the row names
     python bench/run.py --sharded [...]  # 1 and 2 CPU devices: bench/sharded.py, its options
     python bench/run.py --numerics [...]  # cost of dtype_acc / sum_scheme: bench/numerics.py
+    python bench/run.py --krr [...]       # kernel ridge regression, CG vs Cholesky: bench/krr.py
 
 Each row is one reduction over M = N points (Gaussian kernel matvec, its gradient w.r.t.
 x, argKmin, logsumexp), computed by
@@ -513,6 +514,11 @@ def main(argv=None) -> str:
 
         rest = [a for a in argv if a != "--numerics"]
         return numerics.main(rest, "python bench/run.py --numerics " + " ".join(shlex.quote(a) for a in rest))
+    if "--krr" in argv:  # kernel ridge regression: jax_lazy's CG against dense Cholesky (issue 13)
+        import krr
+
+        rest = [a for a in argv if a != "--krr"]
+        return krr.main(rest, "python bench/run.py --krr " + " ".join(shlex.quote(a) for a in rest))
     opts = parse_args(argv)
     if opts.list:
         print("\n".join(f"{r.name:16s} {r.title}, {r.size}{'  (not with --quick)' if r.big else ''}" for r in ROWS))
@@ -537,9 +543,11 @@ def main(argv=None) -> str:
     text = report(rows, results, notes_md, tables, load_start, os.getloadavg(), command.strip(), now() - t0)
     print(f"\n{tables[0]}\n\n{notes_md}\n\n{tables[1]}\n")
     if opts.out:
-        from sharded import split_section  # keep the section that bench/sharded.py wrote there
+        import krr
+        from sharded import split_section  # keep the sections that bench/sharded.py and bench/krr.py wrote there
 
-        kept = split_section(Path(opts.out).read_text())[1] if Path(opts.out).exists() else ""
+        old = Path(opts.out).read_text() if Path(opts.out).exists() else ""
+        kept = split_section(old)[1] + split_section(old, krr.SECTION)[1]
         Path(opts.out).write_text(text + ("\n" + kept.rstrip("\n") + "\n" if kept else ""))
         log(f"wrote {opts.out}")
     return text

@@ -370,17 +370,17 @@ def section(command: str, timing: str, memory: str, opts, load_start, load_end, 
             f"bisection steps in log scale; C++ threads: 2.\n\n{memory}\n")
 
 
-def split_section(text: str) -> tuple[str, str, str]:
-    """(before, SECTION up to the next "## " heading, after) of a markdown text."""
-    head, mark, tail = text.partition(SECTION)
+def split_section(text: str, section: str = SECTION) -> tuple[str, str, str]:
+    """(before, ``section`` up to the next "## " heading, after) of a markdown text."""
+    head, mark, tail = text.partition(section)
     rest = re.search(r"^## ", tail, flags=re.M)
     cut = rest.start() if rest else len(tail)
     return head, mark + tail[:cut], tail[cut:]
 
 
-def splice(path: Path, text: str) -> None:
-    """Write ``text`` (a section starting with SECTION) into ``path``, replacing the old one."""
-    head, _, after = split_section(path.read_text() if path.exists() else "")
+def splice(path: Path, text: str, section: str = SECTION) -> None:
+    """Write ``text`` (a section starting with ``section``) into ``path``, replacing the old one."""
+    head, _, after = split_section(path.read_text() if path.exists() else "", section)
     before = head.rstrip("\n") + "\n\n" if head.strip() else ""
     path.write_text(before + text.rstrip("\n") + "\n" + ("\n" + after if after else ""))
 
