@@ -25,6 +25,10 @@ from .genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, 
 
 __all__ += ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]
 
+from .errors import RangesError  # noqa: E402  (issue 13: block-sparse ranges)
+
+__all__ += ["RangesError"]
+
 # Kernel solves (issue 13): jax_lazy/solve.py
 from .solve import KernelSolve, SolveInfo  # noqa: E402
 

@@ -52,7 +52,7 @@ def _real_twin(z: LazyArray) -> LazyArray:
 def _as(cls, x: LazyArray, formula=None) -> LazyArray:
     """``x`` (or ``formula`` over x's variables) as an instance of ``cls``."""
     return cls._build(x.formula if formula is None else formula, x._vars, x._arrays, x.ni, x.nj, x.batch_shape,
-                      x._symbolic)
+                      x._symbolic, x.ranges)
 
 
 def constant(like: LazyArray, c: numbers.Number) -> "ComplexLazyArray":

@@ -55,3 +55,9 @@ class CompileError(BackendError):
         self.command = command
         self.log = log
         self.source_path = source_path
+
+
+class RangesError(JaxLazyError, ValueError):
+    """Block-sparse ranges whose values are invalid: an interval outside its axis or
+    ending before it starts, row blocks unsorted or overlapping, slices that decrease or
+    point past the reduction intervals (:mod:`jax_lazy.ranges`)."""

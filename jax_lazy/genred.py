@@ -79,7 +79,7 @@ class Genred:
         ``enable_chunks``, ``rec_multVar_highdim``, ``use_fast_math``): ignored, with a
         DeprecationWarning.
 
-    The returned object is called as ``g(*args, backend="auto")`` with one array per
+    The returned object is called as ``g(*args, backend="auto", ranges=None)`` with one array per
     position 0..n-1: i-variables ``(*b, M, D)``, j-variables ``(*b, N, D)``, parameters
     ``(*b, D)`` (batch axes broadcast; M = 1 when no i-variable, N alike). It returns
     ``(*batch, M or N, Dout)`` (tuples for ``Min_ArgMin``...; ``(..., K, D)`` for the KMin
@@ -169,9 +169,11 @@ class Genred:
     def _signature(self) -> str:
         return ", ".join(_SHAPES[v.attr[1]].format(d=v.dim) for v in self.variables)
 
-    def __call__(self, *args, backend="auto"):
-        """Reduce: one array per argument position (see the class docstring)."""
-        return self._reduction(*self._check(args), backend=BACKENDS.get(backend, backend))
+    def __call__(self, *args, backend="auto", ranges=None):
+        """Reduce: one array per argument position (see the class docstring); ``ranges``:
+        KeOps' block-sparse 6-tuple (docs/api.md, "Block-sparse reductions"), in the
+        orientation of the formula (the first triplet's rows are i), whatever ``axis``."""
+        return self._reduction(*self._check(args), backend=BACKENDS.get(backend, backend), ranges=ranges)
 
 
 def _rebuild(args: dict) -> Genred:

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import memo
 from . import plan as plan_mod
+from . import ranges as ranges_mod
 from .errors import AxisError, DtypeError, FormulaError, ShapeError
 from .ir import I, J, P, IntCst, Var, derived, ops, substitute, to_string
 from .ir import complex as cx
@@ -125,23 +126,46 @@ class LazyArray:
         self.batch_shape = ()
 
     @classmethod
-    def _build(cls, formula, vars_, arrays, ni, nj, batch, symbolic=()):
+    def _build(cls, formula, vars_, arrays, ni, nj, batch, symbolic=(), ranges=None):
         """``symbolic``: the ``Var`` nodes of the symbolic variables (their indices are the
-        user's, below those of the bound arrays ``vars_``)."""
+        user's, below those of the bound arrays ``vars_``); ``ranges``: the 6-tuple of
+        :attr:`ranges`."""
         self = object.__new__(cls)
         self.formula, self._vars, self._arrays = formula, tuple(vars_), tuple(arrays)
         self.ni, self.nj, self.batch_shape = ni, nj, tuple(batch)
         self._symbolic = tuple(symbolic)
+        self._ranges = ranges
         return self
 
     # -------------------------------------------------------------- pytree
+    # leaves: the bound arrays, then the six ranges arrays when set
     def tree_flatten(self):
-        return self._arrays, (self.formula, self._vars, self.ni, self.nj, self.batch_shape, self._symbolic)
+        aux = (self.formula, self._vars, self.ni, self.nj, self.batch_shape, self._symbolic, self._ranges is not None)
+        return self._arrays + (self._ranges or ()), aux
 
     @classmethod
-    def tree_unflatten(cls, aux, arrays):
-        formula, vars_, ni, nj, batch, symbolic = aux
-        return cls._build(formula, vars_, arrays, ni, nj, batch, symbolic)
+    def tree_unflatten(cls, aux, leaves):
+        formula, vars_, ni, nj, batch, symbolic, has_ranges = aux
+        leaves = tuple(leaves)
+        arrays, ranges = (leaves[:-6], leaves[-6:]) if has_ranges else (leaves, None)
+        return cls._build(formula, vars_, arrays, ni, nj, batch, symbolic, ranges)
+
+    # -------------------------------------------------------------- block-sparse ranges (issue 13)
+    _ranges = None
+
+    @property
+    def ranges(self):
+        """KeOps' block-sparse 6-tuple ``(ranges_i, slices_i, redranges_j, ranges_j,
+        slices_j, redranges_i)`` used by every reduction of this LazyArray (a reduction's
+        ``ranges=`` wins), or None (dense). Settable (``K.ranges = R``; checked when a
+        reduction runs, ShapeError here if not 6 entries); kept by the operations that
+        build new LazyArrays (the first operand's that has one), swapped by :meth:`t`.
+        See docs/api.md, "Block-sparse reductions"."""
+        return self._ranges
+
+    @ranges.setter
+    def ranges(self, value):
+        self._ranges = ranges_mod.as_tuple(value, to_string(self.formula))
 
     # -------------------------------------------------------------- properties
     @property
@@ -238,7 +262,8 @@ class LazyArray:
             raise ShapeError(f"incompatible batch dimensions {batches}",
                              "  and  ".join(to_string(n) for n in nodes)) from None
         _one_dtype(arrays, lambda: "  and  ".join(to_string(n) for n in nodes))
-        return nodes, (vars_, arrays, ni, nj, batch, symbolic)
+        ranges = next((o.ranges for o in operands if o.ranges is not None), None)
+        return nodes, (vars_, arrays, ni, nj, batch, symbolic, ranges)
 
     def _apply(self, fn, *others):
         others = tuple(map(self._lift, others))
@@ -450,7 +475,7 @@ class LazyArray:
         """The transpose: i and j exchanged, shape ``(*batch, N, M, D)``."""
         swapped = tuple(plan_mod.swap_var(v) for v in self._vars)
         return LazyArray._build(plan_mod.swap_ij(self.formula), swapped, self._arrays, self.nj, self.ni, self.batch_shape,
-                                tuple(plan_mod.swap_var(v) for v in self._symbolic))
+                                tuple(plan_mod.swap_var(v) for v in self._symbolic), ranges_mod.swap(self.ranges))
 
     T = property(t)
 
@@ -548,7 +573,9 @@ class LazyArray:
             raise ShapeError(f"K must be an integer, got {k!r}", to_string(self.formula))
         if weight is not None and self._lift(weight).is_complex:
             raise DtypeError(f"the {red} reduction takes a real weight, got a complex one", to_string(self.formula))
-        nodes, (vars_, arrays, _, _, _, symbolic) = self._join(*(() if weight is None else (weight,)))
+        nodes, (vars_, arrays, _, _, _, symbolic, ranges) = self._join(*(() if weight is None else (weight,)))
+        if ranges is not None:  # the attribute; a per-call ranges= (even None) wins
+            options.setdefault("ranges", ranges)
         fn = LazyReduction(tuple(nodes), red, axis, None if k is None else int(k), symbolic, vars_, arrays, options,
                            squeeze=k is not None and self.dim == 1)
         return fn if symbolic or not call else fn()
@@ -561,7 +588,8 @@ class LazyArray:
 
         Returns a ``jax.Array`` of shape ``(*batch, M, D)`` (over j) or ``(*batch, N, D)``
         (over i); over the vector axis, a LazyArray of dim 1. Every reduction method takes
-        ``dtype_acc=`` and ``sum_scheme=`` (docs/api.md, "Numerics options").
+        ``dtype_acc=`` and ``sum_scheme=`` (docs/api.md, "Numerics options") and
+        ``ranges=`` (block-sparse; docs/api.md, "Block-sparse reductions").
         """
         ax = self._axis(axis, dim, "sum", allow_vector=True)
         if ax == -1:

@@ -32,6 +32,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from . import backends, memo, sharding
+from . import ranges as ranges_mod
 from .autodiff import jvp, vjp
 from .backends import common
 from .errors import FormulaError
@@ -39,14 +40,15 @@ from .options import options
 from .ir import I, J, P, Var, substitute, to_string, variables
 from .ir.ops import Add, Concat, Exp, Mult, Subtract
 from .ir.evaluate import evaluate
-from .plan import Plan, batch_rank, geometry, out_shapes, swap_ij, swap_var
+from .plan import Geometry, Plan, batch_rank, out_shapes, swap_ij, swap_var
+from .ranges import geometry
 from .reductions import FAMILIES, KMIN, LSE, MIN, REDUCTIONS, SOFTMAX, SUM
 
 reduction_p = Primitive("jax_lazy_reduction")
 reduction_p.multiple_results = True
 
 
-def bind(plan: Plan, arrays) -> tuple:
+def bind(plan: Plan, arrays, ranges=None) -> tuple:
     """Bind the reduction primitive: the finalized outputs of ``plan`` on ``arrays``.
 
     Args:
@@ -54,14 +56,17 @@ def bind(plan: Plan, arrays) -> tuple:
       arrays: one per variable, in index order, of the plan's dtype: i-variables
         ``(*b, M, D)``, j-variables ``(*b, N, D)``, parameters ``(*b, D)`` (batch axes
         broadcast).
+      ranges: with ``plan.ranges``, the six int32 arrays in canonical orientation
+        (:mod:`jax_lazy.ranges`), bound after the arrays.
 
     Returns:
       Every finalized output of the family (:func:`jax_lazy.plan.out_shapes`):
       ``(*batch, M, width)``, or ``(*batch, M, K, D)`` for KMin; indices are int32 (int64
       under x64).
     """
-    expanded = sharding.expand_explicit(plan, arrays, partial(_bind, plan))
-    return tuple(_bind(plan, *arrays) if expanded is None else expanded)
+    operands = tuple(arrays) + (tuple(ranges) if plan.ranges else ())
+    expanded = sharding.expand_explicit(plan, operands, partial(_bind, plan))
+    return tuple(_bind(plan, *operands) if expanded is None else expanded)
 
 
 def _bind(plan: Plan, *arrays) -> list:
@@ -69,18 +74,21 @@ def _bind(plan: Plan, *arrays) -> list:
     return reduction_p.bind(*common.vary_like(arrays, arrays), plan=plan)
 
 
-def run(*arrays, plan: Plan):
+def run(*operands, plan: Plan):
     """What the primitive computes: ``backend.reduce``, except when an axis is empty:
     then every backend returns the same identities (:func:`backends.common.empty_outputs`)
-    without building a kernel."""
-    geom = geometry(plan, arrays)
+    without building a kernel. A ranges plan passes its own triplet (its rows, reduced
+    over j) as ``ranges=``."""
+    geom = geometry(plan, operands)
     if geom.empty:
         return common.empty_outputs(plan, geom)
     # Derivative reductions are bound unchecked (a tangent reduction that is only
     # transposed never runs): the kernels are looked for here, when one does run.
     plan = backends.with_kernels(plan, plan.auto)
     _dump(plan)
-    return backends.get(plan.backend).reduce(plan, arrays, geom)
+    arrays, six = ranges_mod.split(plan, operands)
+    extra = {} if six is None else {"ranges": six[:3]}
+    return backends.get(plan.backend).reduce(plan, arrays, geom, **extra)
 
 
 @memo.lru(memo.KERNELS)
@@ -113,9 +121,11 @@ sharding.requires_devices(reduction_p)
 def _batch(args, dims, *, plan: Plan):
     """vmap: the mapped axis goes in front (size 1 where an array is not mapped), after
     aligning every array's batch axes to the common batch rank; NumPy broadcasting does
-    the rest, in one reduction."""
+    the rest, in one reduction. Vmapped ranges become a batch axis of the ranges."""
     mapped = [d is not None for d in dims]  # None: not mapped
+    n = len(plan.variables)
     own = [batch_rank(v, a.ndim - m) for v, a, m in zip(plan.variables, args, mapped)]
+    own += [ranges_mod.batch_rank(q, a.ndim - m) for q, (a, m) in enumerate(zip(args[n:], mapped[n:]))]
     nb = max(own, default=0)
     lifted = []
     for a, d, m, k in zip(args, dims, mapped, own):
@@ -131,23 +141,30 @@ batching.primitive_batchers[reduction_p] = _batch
 # ---------------------------------------------------------------- derived reductions
 
 
-def derived_sum(parent: Plan, formula, pairs, size: int, axis: int = 1):
+def derived_sum(parent: Plan, formula, pairs, geom: Geometry, axis: int = 1, ranges=None):
     """Bind the Sum of ``formula`` over j (``axis=1``) or i (``axis=0``) for a derivative
-    of ``parent``: same dtype, same backend policy.
+    of ``parent``: same dtype, same backend policy, same block-sparse ranges.
 
     Args:
       parent: the plan being differentiated (canonical).
       formula: a formula over the variables of ``pairs``.
       pairs: maps variables to arrays; only those ``formula`` uses are bound (renumbered
         0..n-1), so the output's rows or batch axes may be 1 where the parent's are not.
-      size: the length of the reduced axis (it counts even if ``formula`` has no variable
-        indexed by it).
+      geom: the parent's geometry: the reduced axis counts even if ``formula`` has no
+        variable indexed by it.
+      ranges: the parent's six in its canonical orientation, or None; a sum over i
+        (``axis=0``) reads them swapped.
 
     Returns:
       The sum, ``(*batch, rows, formula.dim)``.
     """
     used = variables(formula)
     reduced = J if axis == 1 else I
+    size = geom.N if axis == 1 else geom.M
+    if ranges is not None:
+        # Blocks decide which pairs count: the reduction needs the parent's M and N (a
+        # row's sum is over its own kept columns). Unused zero variables give them.
+        used, pairs = _sized(used, pairs, geom)
     # Without a variable of the reduced axis the formula is constant along it: a Sum over
     # one column, times the parent's size (Σ_j G_i = N G_i).
     scale = 1 if any(v.attr[1] == reduced for v in used) else size
@@ -160,9 +177,23 @@ def derived_sum(parent: Plan, formula, pairs, size: int, axis: int = 1):
     # the parent's numerics options: its family is a sum (only Sums are differentiated
     # through derived_sum), so its accumulator and scheme apply to its derivatives' sums
     plan = Plan((formula,), REDUCTIONS["Sum"], None, vars_, parent.dtype, backend, auto=parent.auto,
-                dtype_acc=parent.dtype_acc, sum_scheme=parent.sum_scheme)
-    (out,) = bind(plan, [pairs[v] for v in used])
+                dtype_acc=parent.dtype_acc, sum_scheme=parent.sum_scheme, ranges=ranges is not None)
+    (out,) = bind(plan, [pairs[v] for v in used], ranges_mod.orient(ranges, axis))
     return out if scale == 1 else out * scale
+
+
+def _sized(used, pairs, geom: Geometry):
+    """``used`` plus an unused i- (j-) variable of zeros ``(M, 1)`` (``(N, 1)``) where it
+    has none, and ``pairs`` with them."""
+    used, pairs = list(used), dict(pairs)
+    n = max(v.attr[0] for v in pairs) + 1
+    for cat, size in ((I, geom.M), (J, geom.N)):
+        if not any(v.attr[1] == cat for v in used):
+            v = Var(n, 1, cat)
+            n += 1
+            used.append(v)
+            pairs[v] = jnp.zeros((size, 1), geom.dtype)
+    return used, pairs
 
 
 def _sum_to(x, shape):
@@ -180,8 +211,8 @@ def _sum_to(x, shape):
 # tangent per finalized output (None: zero). Plans are canonical: every sum is over j.
 
 
-def _jvp_sum(plan, outs, dF, pairs, N):
-    return [derived_sum(plan, dF[0], pairs, N)]
+def _jvp_sum(plan, outs, dF, pairs, geom, six):
+    return [derived_sum(plan, dF[0], pairs, geom, ranges=six)]
 
 
 def _saved(pairs, *outs):
@@ -192,30 +223,30 @@ def _saved(pairs, *outs):
     return vs
 
 
-def _jvp_lse(plan, outs, dF, pairs, N):
+def _jvp_lse(plan, outs, dF, pairs, geom, six):
     # out^e = log sum_j exp(F_j) W_j^e:  d out^e = sum_j exp(F_j - out^e) (W_j^e dF_j + dW_j^e)
     F, W = plan.formulas
     (R,) = _saved(pairs, outs[0])
-    return [derived_sum(plan, Mult(Exp(Subtract(F, R)), Add(Mult(W, dF[0]), dF[1])), pairs, N)]
+    return [derived_sum(plan, Mult(Exp(Subtract(F, R)), Add(Mult(W, dF[0]), dF[1])), pairs, geom, ranges=six)]
 
 
-def _jvp_softmax(plan, outs, dF, pairs, N):
+def _jvp_softmax(plan, outs, dF, pairs, geom, six):
     # out = sum_j p_j W_j with p_j = exp(F_j - lse):  d out = sum_j p_j (dF_j (W_j - out) + dW_j),
     # and d lse = sum_j p_j dF_j.
     F, W = plan.formulas
     O, R = _saved(pairs, outs[0], outs[1])
     p = Exp(Subtract(F, R))
     body = Concat(Mult(p, Add(Mult(dF[0], Subtract(W, O)), dF[1])), Mult(p, dF[0]))
-    t = derived_sum(plan, body, pairs, N)
+    t = derived_sum(plan, body, pairs, geom, ranges=six)
     return [t[..., : W.dim], t[..., W.dim :]]
 
 
-def _jvp_select(plan, outs, dF, pairs, N):
+def _jvp_select(plan, outs, dF, pairs, geom, six):
     """Min/Max/KMin: each value is F_d at one selected pair (i, j = idx), so its tangent
     is dF_d at that pair: evaluated on the M x S selected pairs (S = D, or K * D) with
-    jax.numpy, O(M * K * D) work; JAX transposes the gathers into scatter-adds."""
+    jax.numpy, O(M * K * D) work; JAX transposes the gathers into scatter-adds. A row
+    that selected no pair (index -1: no kept column under ranges) has tangent 0."""
     values, idx = outs
-    geom = geometry(plan, [pairs[v] for v in plan.variables])
     batch, M, nb = geom.batch, geom.M, len(geom.batch)
     D = plan.formulas[0].dim
     flat = jnp.broadcast_to(idx, batch + idx.shape[nb:]).reshape(batch + (M, -1))  # (*b, M, S)
@@ -236,6 +267,7 @@ def _jvp_select(plan, outs, dF, pairs, N):
     val = jnp.broadcast_to(val, batch + (M, S, D))
     coord = (jnp.arange(S) % D).reshape((1,) * nb + (1, S, 1))
     t = jnp.take_along_axis(val, jnp.broadcast_to(coord, batch + (M, S, 1)), axis=-1)
+    t = jnp.where(flat[..., None] < 0, jnp.zeros_like(t), t)
     return [t.reshape(values.shape), None]
 
 
@@ -246,8 +278,10 @@ assert set(JVP) == set(FAMILIES), "a reduction family has no JVP rule"
 def _jvp(primals, tangents, *, plan: Plan):
     outs = _bind(plan, *primals)
     n = len(plan.variables)
+    # the ranges operands (after the variables' arrays) are integers: no tangent
     live = [(v, t) for v, t in zip(plan.variables, tangents) if type(t) is not ad.Zero]
-    pairs = dict(zip(plan.variables, primals))
+    arrays, six = ranges_mod.split(plan, primals)
+    pairs = dict(zip(plan.variables, arrays))
     tmap = {}
     for q, (v, t) in enumerate(live):
         tmap[v] = Var(n + q, v.dim, v.attr[1])
@@ -257,7 +291,7 @@ def _jvp(primals, tangents, *, plan: Plan):
     if all(d.op == "Zero" for d in dF) or geom.empty:
         touts = [None] * len(outs)
     else:
-        touts = JVP[plan.red.family](plan, outs, dF, pairs, geom.N)
+        touts = JVP[plan.red.family](plan, outs, dF, pairs, geom, six)
     # A derivative reduction binds only the variables its formula uses: its rows or batch
     # axes may be 1 where the primal's are not (e.g. d(x_i + y_j) along y alone).
     return outs, [_zero_tangent(o) if t is None else jnp.broadcast_to(t, o.shape) for o, t in zip(outs, touts)]
@@ -297,13 +331,15 @@ def _transpose(cts, *args, plan: Plan):
         if bad:
             raise FormulaError(f"the formula is not linear in {', '.join(map(to_string, sorted(bad, key=lambda u: u.attr[0])))}: "
                                "it cannot be transposed", text)
-    geom = geometry(plan, [shapes[v] for v in plan.variables])
+    six = ranges_mod.split(plan, args)[1]  # integers, never undefined
+    geom = geometry(plan, [shapes[v] for v in plan.variables] + list(six or ()))
     grads = {}
     if geom.empty:
         grads = {v: jnp.zeros(shapes[v].shape, shapes[v].dtype) for v in undefined}
     pairs = {v: a for v, a in zip(plan.variables, args) if not ad.is_undefined_primal(a)}
     pairs[G] = ct
-    # One j-reduction for the i-variables and parameters, one i-reduction for the j-variables.
+    # One j-reduction for the i-variables and parameters, one i-reduction for the
+    # j-variables (under ranges: the same blocks, read through the transposed triplet).
     for axis, cats in ((1, (I, P)), (0, (J,))):
         group = [v for v in undefined if v.attr[1] in cats and v not in grads and forms[v].op != "Zero"]
         if not group:
@@ -311,7 +347,7 @@ def _transpose(cts, *args, plan: Plan):
         body = forms[group[0]]
         for v in group[1:]:
             body = Concat(body, forms[v])
-        total = derived_sum(plan, body, pairs, geom.N if axis == 1 else geom.M, axis)
+        total = derived_sum(plan, body, pairs, geom, axis, ranges=six)
         start = 0
         for v in group:
             part = total[..., start : start + v.dim]
@@ -321,7 +357,8 @@ def _transpose(cts, *args, plan: Plan):
             # broadcast: the reduction binds only the variables its formula uses (see _jvp)
             grads[v] = jnp.broadcast_to(_sum_to(part, shapes[v].shape), shapes[v].shape).astype(shapes[v].dtype)
     wanted = set(undefined)
-    return [grads.get(v, ad.Zero(shapes[v].to_tangent_aval())) if v in wanted else None for v in plan.variables]
+    return [grads.get(v, ad.Zero(shapes[v].to_tangent_aval())) if v in wanted else None for v in plan.variables] \
+        + [None] * (len(args) - len(plan.variables))
 
 
 ad.primitive_transposes[reduction_p] = _transpose

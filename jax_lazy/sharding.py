@@ -37,6 +37,13 @@ Two entry points, one rule:
 
 Inside ``jax.shard_map`` (every axis manual) a reduction is already per device: it is
 bound as is, its outputs typed as varying over the inputs' manual axes (:func:`out_aval`).
+
+Block-sparse reductions (``plan.ranges``; :mod:`jax_lazy.ranges`) split over batch axes
+and rows only: their ranges arrays are replicated (split with their batch axes), each row
+shard reads them shifted by its first row (:func:`jax_lazy.ranges.shift_rows`; the
+backends clamp the blocks of other shards to nothing); the columns are never split (a
+shard's blocks would need their column intervals rebased per column shard too), so the
+j-variables are gathered whole on each device.
 """
 
 from __future__ import annotations
@@ -52,9 +59,11 @@ from jax.experimental.custom_partitioning import custom_partitioning
 from jax.interpreters import mlir
 from jax.sharding import NamedSharding, PartitionSpec
 
+from . import ranges as ranges_mod
 from .backends import common
 from .ir import I, J, P
-from .plan import Plan, batch_rank, geometry, out_shapes
+from .plan import Plan, batch_rank, out_shapes
+from .ranges import geometry
 from .reductions import KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 
 
@@ -112,6 +121,8 @@ def choose(plan: Plan, shapes, specs, mesh_shape) -> Split:
                 cands.append(sp[k])
         batch.append(take(cands, geom.batch[d]))
     rows = take([sp[-2] for v, sp in zip(plan.variables, specs) if v.attr[1] == I], geom.M)
+    if plan.ranges:  # blocks over global columns: the columns stay whole (module docstring)
+        return Split(tuple(batch), rows, ())
     enough = (lambda n: n >= plan.k) if plan.red.family is KMIN else (lambda n: True)
     jspecs = [sp[-2] for v, sp in zip(plan.variables, specs) if v.attr[1] == J]
     if rows and rows in jspecs and divides(rows, geom.N, enough):  # both sides on the same axes
@@ -123,14 +134,20 @@ def operand_specs(plan: Plan, shapes, split: Split) -> list:
     """The PartitionSpec each operand takes under ``split`` (size-1 broadcast axes and
     feature axes replicated)."""
     nb = len(split.batch)
+
+    def lead(s, own):
+        return [_entry(split.batch[nb - own + k]) if s.shape[k] != 1 else None for k in range(own)]
+
     specs = []
     for v, s in zip(plan.variables, shapes):
         own = batch_rank(v, len(s.shape))
-        lead = [_entry(split.batch[nb - own + k]) if s.shape[k] != 1 else None for k in range(own)]
         if v.attr[1] == P:
-            specs.append(PartitionSpec(*lead, None))
+            specs.append(PartitionSpec(*lead(s, own), None))
         else:
-            specs.append(PartitionSpec(*lead, _entry(split.rows if v.attr[1] == I else split.cols), None))
+            specs.append(PartitionSpec(*lead(s, own), _entry(split.rows if v.attr[1] == I else split.cols), None))
+    for q, s in enumerate(shapes[len(plan.variables):]):  # ranges: split with their batch axes only
+        own = ranges_mod.batch_rank(q, len(s.shape))
+        specs.append(PartitionSpec(*lead(s, own), *(None,) * (len(s.shape) - own)))
     return specs
 
 
@@ -183,6 +200,8 @@ def per_device(plan: Plan, split: Split, reduce_local):
     local operands, then :func:`combine` across the column axes (or :func:`ring`)."""
     if split.ring:
         return partial(ring, plan, split, reduce_local)
+    if plan.ranges and split.rows:
+        return partial(_shifted_rows, plan, split, reduce_local)
     if not split.cols:
         return reduce_local
 
@@ -190,6 +209,14 @@ def per_device(plan: Plan, split: Split, reduce_local):
         return combine(plan, reduce_local(*arrays), split.cols, geometry(plan, arrays).N)
 
     return body
+
+
+def _shifted_rows(plan: Plan, split: Split, reduce_local, *operands):
+    """A row shard of a ranges reduction: its ranges' row indices shifted by its first
+    row (:func:`jax_lazy.ranges.shift_rows`)."""
+    arrays, six = ranges_mod.split(plan, operands)
+    first = lax.axis_index(split.rows) * geometry(plan, operands).M
+    return reduce_local(*arrays, *ranges_mod.shift_rows(six, first))
 
 
 def ring(plan: Plan, split: Split, reduce_local, *arrays):
@@ -262,15 +289,21 @@ def _sharding_rule(plan, mesh, operand_types, result_types):
     for v, s in zip(plan.variables, shapes):
         own = batch_rank(v, len(s))
         lead = [f"b{nb - own + k}" if s[k] == geom.batch[nb - own + k] else fresh() for k in range(own)]
+        # a ranges reduction keeps its columns whole: N replicated, not a reduction factor
         axis = {I: ["m"], J: ["n"], P: []}[v.attr[1]]
+        axis = [fresh()] if plan.ranges and axis == ["n"] else axis
         operands.append(lead + axis + [fresh()])
+    for q, s in enumerate(shapes[len(plan.variables):]):  # ranges: batch axes, the rest replicated
+        own = ranges_mod.batch_rank(q, len(s))
+        lead = [f"b{nb - own + k}" if s[k] == geom.batch[nb - own + k] else fresh() for k in range(own)]
+        operands.append(lead + [fresh() for _ in range(len(s) - own)])
     results = []
     for t in result_types:
         rank = mlir.ir.RankedTensorType(t).rank
         results.append([f"b{d}" for d in range(nb)] + ["m"] + [fresh() for _ in range(rank - nb - 1)])
     text = ", ".join(" ".join(f) for f in operands) + " -> " + ", ".join(" ".join(f) for f in results)
     extra = {"need_replication_factors": tuple(replicated)}
-    if any(v.attr[1] == J for v in plan.variables):
+    if any(v.attr[1] == J for v in plan.variables) and not plan.ranges:
         extra["reduction_factors"] = ("n",)
     return text, extra
 

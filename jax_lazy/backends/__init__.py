@@ -7,7 +7,10 @@ A backend module provides
 - ``reduce(plan, arrays, geometry) -> tuple of outputs``: the forward reduction of a
   canonical plan (gradients are other reductions, built by :mod:`jax_lazy.api`);
 - optionally ``missing(plan) -> str | None``: None when the plan's kernels can be had
-  (compiled, or found in the cache), else why not.
+  (compiled, or found in the cache), else why not;
+- ``RANGES = True`` when its ``reduce`` takes block-sparse ``ranges=`` (the contract of
+  ``tests/test_ranges_backends.py``); a ranges plan on a backend without it falls back
+  to ``jnp`` under "auto", else raises.
 
 ``"auto"`` picks the first usable backend of :data:`AUTO_ORDER` for JAX's default
 platform and the dtype: the compiled backend of the platform (``cpu`` on CPU, ``cuda`` on
@@ -105,13 +108,19 @@ def with_kernels(plan, auto: bool):
         and not in the cache); the message says why and shows the plan.
     """
     check = _kernel_check(plan.backend)
-    reason = check(plan) if check else None
+    reason = _no_ranges(plan.backend) if plan.ranges else None
+    reason = reason or (check(plan) if check else None)
     if reason is None:
         return plan
-    if not auto:
+    if not auto or plan.backend == "jnp":
         raise BackendError(f"backend {plan.backend!r} cannot run: {reason}", plan.describe())
-    _warn_fallback(plan.backend, reason, once=(plan.backend, "kernels"))
-    return dataclasses.replace(plan, backend="jnp")
+    _warn_fallback(plan.backend, reason, once=(plan.backend, "ranges" if plan.ranges else "kernels"))
+    return with_kernels(dataclasses.replace(plan, backend="jnp"), False)
+
+
+def _no_ranges(name: str):
+    """Why backend ``name`` cannot run block-sparse ranges (None: it can)."""
+    return None if getattr(get(name), "RANGES", False) else "it has no block-sparse ranges (ranges=) yet"
 
 
 def _warn_fallback(backend: str, reason: str, once) -> None:
