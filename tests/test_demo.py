@@ -95,9 +95,9 @@ def test_krr_solver_step(results):
 def test_krr_solver_matches_dense():
     """The solver step's prediction equals a dense Cholesky solve's."""
     key1, key2, key3 = jax.random.split(jax.random.PRNGKey(2), 3)
-    z, zq = jax.random.normal(key1, (300, 2)), jax.random.normal(key2, (20, 2))
+    z, zq = jax.random.normal(key1, (300, 5)), jax.random.normal(key2, (20, 5))  # D = 5: the run's kernels
     r = jax.random.normal(key3, (300,))
-    ell, lam = jnp.array([1.2, 0.8]), jnp.float32(0.5)
+    ell, lam = jnp.array([1.2, 0.8, 1.0, 1.5, 2.0]), jnp.float32(0.5)
     pred, info = demo.krr_solver_predict(z, r, zq, ell, lam, rank=32)
     k = lambda a, b: jnp.exp(-(((a[:, None] - b[None]) / ell) ** 2).sum(-1) / 2)  # noqa: E731
     dense = k(zq, z) @ jnp.linalg.solve(k(z, z) + lam * jnp.eye(300), r)

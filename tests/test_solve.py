@@ -215,5 +215,36 @@ def test_errors():
             KernelSolve(bad, GAUSS[1], "a", axis=1)
     with pytest.raises(FormulaError, match="must be an i-variable"):
         KernelSolve(*GAUSS, "a", axis=0)
-    with pytest.raises(NotImplementedError, match="ranges"):
-        lazy_k(x).solve(b, ranges=(1, 2, 3, 4, 5, 6))
+
+
+# ---------------------------------------------------------------- block-sparse ranges
+
+
+def _ranges_backend():
+    from jax_lazy import backends
+
+    return any(getattr(backends.get(n), "RANGES", False) for n in ("cpu", "jnp"))
+
+
+@pytest.mark.skipif(not _ranges_backend(), reason="no backend with block-sparse ranges")
+def test_ranges_block_diagonal(x64):
+    """Two clusters of 20 rows, only the diagonal blocks kept: K block-diagonal, against the
+    masked dense solve; also through the LazyArray's .ranges attribute and its gradient."""
+    x, b = data(13)
+    blocks = jnp.array([[0, 20], [20, 40]], jnp.int32)
+    slices = jnp.array([1, 2], jnp.int32)
+    R = (blocks, slices, blocks, blocks, slices, blocks)
+    mask = jnp.zeros((M, M)).at[:20, :20].set(1).at[20:, 20:].set(1)
+
+    def dense(x, b):
+        return jnp.linalg.solve(dense_k(x) * mask + 0.1 * jnp.eye(M), b)
+
+    close(lazy_k(x).solve(b, alpha=0.1, eps=1e-10, ranges=R), dense(x, b), 1e-8)
+    close(KINV(x, x, b, jnp.array([0.5]), alpha=0.1, eps=1e-10, ranges=R), dense(x, b), 1e-8)
+
+    def f(x):
+        K = lazy_k(x)
+        K.ranges = R
+        return jnp.sum(K.solve(b, alpha=0.1, eps=1e-11) ** 2)
+
+    close(jax.grad(f)(x), jax.grad(lambda x: jnp.sum(dense(x, b) ** 2))(x), 1e-6)
