@@ -36,7 +36,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 SECTION = "## Kernel solves"
 
@@ -126,7 +125,9 @@ def main(argv=None, command=None) -> str:
 
     def memory(n):  # the points, and the Nystrom preconditioner's n x rank columns of K
         pts = f"{4 * n * 5 / 1e6:.1f} MB of points"
-        return f"O(n rank): {pts} + {4 * n * opts.rank / 1e6:.0f} MB of K_nm" if precond == "nystrom" else f"O(n): {pts}"
+        if precond != "nystrom":
+            return f"O(n): {pts}"
+        return f"O(n rank): {pts} + {4 * n * opts.rank / 1e6:.0f} MB of K_nm"
 
     load_start = os.getloadavg()[0]
     for n in sizes:
@@ -134,8 +135,8 @@ def main(argv=None, command=None) -> str:
         solve = lambda z, r: cg_solve(z, r, opts.ell, opts.lam, opts.rtol, opts.maxiter, precond, opts.rank)  # noqa
         (a, info), c_s, r_s = timed(solve, z, r)
         resid = float(jnp.max(info.residual) / jnp.linalg.norm(r))
-        rows.append((f"jax_lazy CG (cpu, {opts.precond})", n, c_s, r_s, f"{int(info.iterations)} it., rel. residual {resid:.1e}",
-                     rmse(a, n), memory(n)))
+        conv = f"{int(info.iterations)} it., rel. residual {resid:.1e}"
+        rows.append((f"jax_lazy CG (cpu, {opts.precond})", n, c_s, r_s, conv, rmse(a, n), memory(n)))
         print(rows[-1], flush=True)
         if n <= opts.dense_max:
             a_d, c_s, r_s = timed(lambda z, r: dense_solve(z, r, opts.ell, opts.lam), z, r)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ from .errors import FormulaError, ShapeError
 from .ir import I, J, P, Var, Zero, substitute, to_string, variables
 from .ir.evaluate import evaluate
 from .autodiff import vjp
+from .options import OptionError
 
 
 class SolveInfo(NamedTuple):
@@ -203,7 +204,8 @@ def _nystrom(op: Operator, b, alpha, rank):
     alpha well above the rounding of K; O(M m) memory."""
     (F,) = op.reduction._formulas
     if not columnwise(F, op.var):
-        raise ValueError("precond='nystrom' needs a formula s * v with a scalar kernel s (columns independent)")
+        raise FormulaError("precond='nystrom' needs a formula s * v with a scalar kernel s (columns independent)",
+                           op.text)
     n = b.shape[-2]
     m = min(int(rank), n)
     idx = (np.arange(m) * n) // m
@@ -232,7 +234,7 @@ def _preconditioner(precond, op, b, alpha, rank):
     if precond == "nystrom":
         return _nystrom(op, b, alpha, rank)
     if isinstance(precond, str) or not callable(precond):
-        raise ValueError(f"precond must be None, 'jacobi', 'nystrom' or a callable, got {precond!r}")
+        raise OptionError(f"precond must be None, 'jacobi', 'nystrom' or a callable, got {precond!r}", op.text)
     return precond
 
 

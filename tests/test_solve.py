@@ -213,6 +213,11 @@ def test_errors():
     for bad in ("Exp(-SqDist(x, y) * g) * a * a", "Exp(-SqDist(x, y) * g) * a + g", "Exp(a)"):
         with pytest.raises(FormulaError, match="not linear"):
             KernelSolve(bad, GAUSS[1], "a", axis=1)
+    with pytest.raises(ValueError, match="precond must be"):  # OptionError, a ValueError
+        lazy_k(x).solve(b, precond="ilu")
+    coupled = KernelSolve("Exp(-SqDist(x, y) * g) * (a + Sum(a))", GAUSS[1], "a", axis=1)
+    with pytest.raises(FormulaError, match="nystrom"):
+        coupled(x, x, b, jnp.ones(1, x.dtype), precond="nystrom")
     with pytest.raises(FormulaError, match="must be an i-variable"):
         KernelSolve(*GAUSS, "a", axis=0)
 
