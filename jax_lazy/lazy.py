@@ -699,7 +699,7 @@ class LazyArray:
         symbolic j-variable (``Vj(0, D)``) this formula is linear in, its only one, and
         ``(K v)_i = sum_j K(x_i, y_j, v_j)``. Returns a, b's shape (batch axes broadcast),
         or ``(a, SolveInfo)`` with ``return_info=True``; ``call=False`` returns the solve as
-        a function of b. Differentiable (implicitly) in b, alpha and the bound arrays;
+        a function ``f(b_new=b)``. Differentiable (implicitly) in b, alpha and the bound arrays;
         composes with jit and vmap. Other keywords (eps, rtol, atol, maxiter, precond, rank,
         return_info, warn, backend, dtype_acc, sum_scheme, ranges): :class:`jax_lazy.KernelSolve`.
 

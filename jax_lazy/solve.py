@@ -430,8 +430,8 @@ def lazy_solve(K, b, var=None, *, call=True, **kw):
     from .lazy import LazyArray, Vj, _signature
 
     text = lambda: to_string(K.formula)  # noqa: E731
-    if not call:
-        return functools.partial(lazy_solve, K, var=var, **kw)
+    if not call:  # as a reduction's call=False: a function to call later (of another b, if given one)
+        return lambda b_new=b: lazy_solve(K, b_new, var, **kw)
     options = {k: kw.pop(k) for k in ("backend", "dtype_acc", "sum_scheme") if k in kw}
     b = jnp.asarray(b)
     vector = b.ndim == 1

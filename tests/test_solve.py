@@ -82,6 +82,9 @@ def test_kernelsolve_axis0_and_vector_b(x64):
     close(a, dense_solve(x, b, 0.2), 1e-8)
     a1 = lazy_k(x).solve(b[:, 0], alpha=0.2, eps=1e-10)
     assert a1.shape == (M,)
+    later = lazy_k(x).solve(b[:, 0], alpha=0.2, eps=1e-10, call=False)
+    close(later(), a1, 1e-12)
+    close(later(2 * b[:, 0]), 2 * a1, 1e-8)
     close(a1, dense_solve(x, b, 0.2)[:, 0], 1e-8)
 
 
