@@ -241,33 +241,15 @@ def _preconditioner(precond, op, b, alpha, rank):
 # ---------------------------------------------------------------- reporting
 
 
-def _concrete(tree):
-    """The values of ``tree`` as NumPy arrays, or None while they are traced (jit, vmap)."""
-    try:
-        return jax.tree.map(np.asarray, tree)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError, TypeError):
-        return None
-
-
-def _warn(what, text, iterations, residual, converged, stacklevel=3):
+def _warn(what, text, iterations, residual, converged):
+    """The RuntimeWarning of a solve whose systems did not all converge (a host callback)."""
     converged = np.asarray(converged)
     if converged.all():
         return
     bad = np.asarray(residual)[~converged]
     warnings.warn(f"{what} did not converge: {int(np.max(iterations))} iterations, residual norm up to "
                   f"{float(np.max(bad)):.3g} in {bad.size} of {converged.size} systems (raise maxiter, loosen "
-                  f"eps / rtol / atol, add alpha or a preconditioner)\n  formula: {text}",
-                  RuntimeWarning, stacklevel=stacklevel)
-
-
-def report(info: SolveInfo, what: str, text: str) -> None:
-    """Warn (RuntimeWarning) if a system did not converge: at once when ``info`` is
-    concrete, else when the traced computation runs (``jax.debug.callback``)."""
-    values = _concrete(info)
-    if values is not None:
-        _warn(what, text, *values, stacklevel=4)
-    else:
-        jax.debug.callback(functools.partial(_warn, what, text), *info)
+                  f"eps / rtol / atol, add alpha or a preconditioner)\n  formula: {text}", RuntimeWarning)
 
 
 # ---------------------------------------------------------------- the solve
@@ -307,15 +289,22 @@ def solve_operator(op: Operator, b, *, alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0
     cg = functools.partial(conjugate_gradient, eps=eps, rtol=rtol, atol=atol, maxiter=maxiter, precond=pre,
                            columns=columns)
 
-    def transpose_solve(vecmat, g):  # the backward solve: K symmetric, so the same CG
-        x, info = cg(vecmat, g)
-        if warn:
-            jax.debug.callback(functools.partial(_warn, "the backward (adjoint) solve", text), *info)
-        return x, info
+    def reported(what):
+        """The CG, warning when it runs if it did not converge: a host callback inside the
+        solve, so that every run of it reports (the forward solve, the tangent solve of
+        jvp, which JAX runs from the same jaxpr, and the backward solve of grad)."""
 
-    x, info = lax.custom_linear_solve(matvec, b, cg, transpose_solve, symmetric=True, has_aux=True)
-    if warn:
-        report(info, "the conjugate gradient solve", text)
+        def solve(mv, rhs):
+            x, info = cg(mv, rhs)
+            if warn:
+                jax.debug.callback(functools.partial(_warn, what, text), *info)
+            return x, info
+
+        return solve
+
+    # K symmetric: the transpose solve (the backward pass) is the same CG
+    x, info = lax.custom_linear_solve(matvec, b, reported("the conjugate gradient solve"),
+                                      reported("the backward (adjoint) solve"), symmetric=True, has_aux=True)
     return (x, info) if return_info else x
 
 
@@ -335,9 +324,10 @@ _SOLVE_DOC = """alpha: the ridge alpha (a number or a traced scalar; differentia
       rank: the Nystrom rank (default 256).
       return_info: also return a :class:`SolveInfo` (iterations, residual, converged).
       warn: a RuntimeWarning naming the residual, the iterations and the formula when a
-        system did not converge: at once outside ``jit``, when the computation runs under
-        it (``jax.debug.callback``); also for the backward solve of a gradient. ``False``
-        drops the callbacks (e.g. for ``jax.export``): read ``return_info``.
+        system did not converge, emitted when the solve runs (a ``jax.debug.callback``:
+        at once outside ``jit``, during the computation under it; also for the tangent
+        solve of ``jvp`` and the backward solve of ``grad``). ``False`` drops the
+        callbacks (e.g. for ``jax.export``): read ``return_info``.
       backend, dtype_acc, sum_scheme: options of the matvec reductions.
       ranges: KeOps' block-sparse 6-tuple of the matvec (docs/api.md, "Block-sparse
         reductions"), in the formula's orientation: K is the block-sparse kernel matrix

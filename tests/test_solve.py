@@ -195,6 +195,9 @@ def test_nonconvergence_warns(x64):
     with pytest.warns(RuntimeWarning, match="did not converge"):  # under jit: at run time
         jax.block_until_ready(jax.jit(lambda b: kinv(x, b, 1e-10, maxiter=3))(b))
         jax.effects_barrier()
+    with pytest.warns(RuntimeWarning) as record:  # the forward solve, then the backward one
+        jax.grad(lambda b: jnp.sum(kinv(x, b, 1e-10, maxiter=3) ** 2))(b)
+    assert any("the backward (adjoint) solve did not converge" in str(w.message) for w in record)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lazy_k(x).solve(b, alpha=0.1)  # converges: no warning
