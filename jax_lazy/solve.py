@@ -19,6 +19,7 @@ components of v) the (M * D) system is one CG. Each batch element is its own sys
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from typing import Callable, NamedTuple
@@ -31,6 +32,7 @@ from jax import lax
 from .errors import FormulaError, ShapeError
 from .ir import I, J, P, Var, Zero, substitute, to_string, variables
 from .ir.evaluate import evaluate
+from .lazy_reduction import LazyReduction
 from .autodiff import vjp
 from .options import OptionError
 
@@ -129,9 +131,10 @@ def conjugate_gradient(matvec, b, *, eps, rtol, atol, maxiter, precond, columns)
 
 
 class Operator(NamedTuple):
-    """``v -> K v``: a Sum :class:`~jax_lazy.lazy_reduction.LazyReduction` whose symbolic
-    argument ``slot`` is v (the others: ``args``), with its Var ``var``; ``text`` prints
-    the reduction for messages."""
+    """``v -> K v``: the Sum :class:`~jax_lazy.lazy_reduction.LazyReduction` ``reduction``
+    with v as its array number ``slot`` (its arrays: the symbolic variables' in index
+    order, then the bound ones); ``args`` are the others, ``var`` is v's Var; ``text``
+    prints the reduction for messages."""
 
     reduction: object
     slot: int
@@ -139,18 +142,24 @@ class Operator(NamedTuple):
     var: object
     text: Callable
 
+    def arrays(self, v) -> tuple:
+        """The reduction's arrays with v in its slot."""
+        return self.args[:self.slot] + (v,) + self.args[self.slot:]
+
     def __call__(self, v, **options):
-        a = self.args
-        return self.reduction(*a[:self.slot], v, *a[self.slot:], **options)
+        red, arrays = self.reduction, self.arrays(v)
+        n = len(red._symbolic)
+        filled = LazyReduction(red._formulas, red._red, red._axis, red._k, red._symbolic, red._variables, arrays[n:],
+                               red._options)
+        return filled(*arrays[:n], **options)
 
     def _env(self, like, place):
         """The formula's variables but v, bound to their arrays (batch axes aligned with
         ``like``, ``(*batch, M, D)``) as ``place(category, array)`` lays them out."""
         red = self.reduction
-        arrays = self.args[:self.slot] + (like,) + self.args[self.slot:] + red._arrays
         nb = len(like.shape) - 2
         env = {}
-        for w, a in zip(red._symbolic + red._variables, arrays):
+        for w, a in zip(red._symbolic + red._variables, self.arrays(like)):
             if w is not self.var:
                 rank = a.ndim - (1 if w.attr[1] == P else 2)
                 env[w] = place(w.attr[1], a.reshape((1,) * (nb - rank) + a.shape))
@@ -255,6 +264,15 @@ def _warn(what, text, iterations, residual, converged):
 # ---------------------------------------------------------------- the solve
 
 
+@contextlib.contextmanager
+def _fitting(b, text):
+    """Re-raise a ShapeError of the matvec's reduction as one about b."""
+    try:
+        yield
+    except ShapeError as e:
+        raise ShapeError(f"b of shape {b.shape} does not fit the formula's arrays: {e.message}", text) from None
+
+
 def solve_operator(op: Operator, b, *, alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0, maxiter=None,
                    precond=None, rank=256, return_info=False, warn=True, ranges=None, options=None):
     """Solve ``(alpha I + K) a = b``, K the operator ``op``; see :class:`KernelSolve` for
@@ -269,10 +287,8 @@ def solve_operator(op: Operator, b, *, alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0
     if b.shape[-1] != op.var.dim:
         raise ShapeError(f"b has {b.shape[-1]} columns, the formula's variable {to_string(op.var)} has dim "
                          f"{op.var.dim}", text)
-    try:
+    with _fitting(b, text):
         out = jax.eval_shape(lambda v: op(v, **options), b)
-    except ShapeError as e:
-        raise ShapeError(f"b of shape {b.shape} does not fit the formula's arrays: {e.message}", text) from None
     if out.shape[-2:] != b.shape[-2:]:
         raise ShapeError(f"the solve needs a square system: K maps {b.shape[-2]} rows of dim {b.shape[-1]} to "
                          f"{out.shape[-2]} rows of dim {out.shape[-1]}, and b has {b.shape[-2]} rows", text)
@@ -401,7 +417,7 @@ class KernelSolve:
 
         checked = self._genred._check(args)
         red = self._genred._reduction
-        op = Operator(red, self.slot, checked[:self.slot] + checked[self.slot + 1:], self.var, red._text)
+        op = Operator(red, self.slot, checked[:self.slot] + checked[self.slot + 1:], self.var, red._text)  # no bound
         return op, checked[self.slot], {"backend": BACKENDS.get(backend, backend)}
 
     def __call__(self, *args, backend="auto", alpha=1e-10, eps=1e-6, rtol=0.0, atol=0.0, maxiter=None, precond=None,
@@ -417,7 +433,7 @@ def _rebuild(args: dict) -> KernelSolve:
 
 def lazy_solve(K, b, var=None, *, call=True, **kw):
     """:meth:`jax_lazy.LazyArray.solve` (its docstring)."""
-    from .lazy import LazyArray, Vj, _signature
+    from .lazy import LazyArray, _signature
 
     text = lambda: to_string(K.formula)  # noqa: E731
     if not call:  # as a reduction's call=False: a function to call later (of another b, if given one)
@@ -429,15 +445,8 @@ def lazy_solve(K, b, var=None, *, call=True, **kw):
         b = b[:, None]
     if b.ndim < 2:
         raise ShapeError(f"b must have shape (M,) or (*batch, M, D), got {b.shape}", text)
-    nb = K.nbatchdims
     if var is None:
-        if K.dim != 1:
-            raise ShapeError(f"K.solve(b) needs a scalar K (dim 1), got dim {K.dim}; pass var= for a formula "
-                             "linear in a variable", text)
-        if K._symbolic:
-            raise FormulaError("K.solve(b) with symbolic variables in K needs var=, the one K is linear in", text)
-        var = Vj(0, b.shape[-1])
-        K = K * var
+        return _scalar_solve(K, b, vector, options, kw)
     if not (isinstance(var, LazyArray) and var.formula.op == "Var" and var._symbolic):
         raise FormulaError(f"var must be a symbolic variable such as Vj(0, D), got {var!r}", text)
     if [v for v in K._symbolic] != [var.formula]:
@@ -446,10 +455,34 @@ def lazy_solve(K, b, var=None, *, call=True, **kw):
     if var.formula.attr[1] != J:
         raise FormulaError(f"var must be a j-variable (Vj(index, D)): the solve reduces over j, got "
                            f"{_signature(var.formula)}", text)
-    red = K.sum(axis=nb + 1, call=False)  # b's batch axes broadcast at call time
+    red = K.sum(axis=K.nbatchdims + 1, call=False)  # b's batch axes broadcast at call time
     check_linear(red._formulas[0], var.formula, red._text)
-    op = Operator(red, 0, (), var.formula, red._text)
-    out = solve_operator(op, b, options=options, **kw)
-    if vector:
-        return (out[0][..., 0], out[1]) if isinstance(out, tuple) else out[..., 0]
-    return out
+    return _unvector(solve_operator(Operator(red, 0, red._arrays, var.formula, red._text), b, options=options, **kw),
+                     vector)
+
+
+def _scalar_solve(K, b, vector, options, kw):
+    """``K.solve(b)`` for a scalar K: the matvec is ``K @ v``'s reduction (the same plan,
+    so the same kernels), with v in the slot of a placeholder bound in b's place."""
+    from .lazy import Vj
+
+    text = lambda: to_string(K.formula)  # noqa: E731
+    if K.dim != 1:
+        raise ShapeError(f"K.solve(b) needs a scalar K (dim 1), got dim {K.dim}; pass var= for a formula "
+                         "linear in a variable", text)
+    if K._symbolic:
+        raise FormulaError("K.solve(b) with symbolic variables in K needs var=, the one K is linear in", text)
+    placeholder = jnp.zeros_like(b)  # a new array: never merged with one of K's
+    with _fitting(b, text):
+        red = (K * Vj(placeholder)).sum(axis=max(K.nbatchdims, b.ndim - 2) + 1, call=False)
+    slot = next(k for k, a in enumerate(red._arrays) if a is placeholder)
+    args = red._arrays[:slot] + red._arrays[slot + 1:]
+    op = Operator(red, slot, args, red._variables[slot], red._text)
+    return _unvector(solve_operator(op, b, options=options, **kw), vector)
+
+
+def _unvector(out, vector):
+    """``(M, 1) -> (M,)`` for a 1-D b, also inside ``(a, info)``."""
+    if not vector:
+        return out
+    return (out[0][..., 0], out[1]) if isinstance(out, tuple) else out[..., 0]
