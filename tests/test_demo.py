@@ -92,6 +92,7 @@ def test_krr_solver_step(results):
     assert krr["rmse_krr"] < 1.05 * krr["rmse_linear"]
 
 
+@pytest.mark.slow  # an XLA compile of its own (~5 s); tests/test_solve.py checks the solver's values
 def test_krr_solver_matches_dense():
     """The solver step's prediction equals a dense Cholesky solve's."""
     key1, key2, key3 = jax.random.split(jax.random.PRNGKey(2), 3)
