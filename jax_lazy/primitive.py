@@ -207,7 +207,8 @@ def _sum_to(x, shape):
 # ---------------------------------------------------------------- JVP rules, one per family
 # Each rule gets the plan, its primal outputs, ``dF`` (the tangent formulas of the plan's
 # formulas F, and W if weighted, linear in new tangent variables), ``pairs`` (variable ->
-# array, for the primals and the tangents) and N, the reduced size. It returns one
+# array, for the primals and the tangents), the primal's geometry and its ranges (the
+# canonical six, or None: the tangent sums keep the same blocks). It returns one
 # tangent per finalized output (None: zero). Plans are canonical: every sum is over j.
 
 

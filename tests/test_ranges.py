@@ -115,24 +115,26 @@ def _check(method, axis, backend, rng, dtype=np.float32, batch=()):
 # ---------------------------------------------------------------- values
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_every_reduction_over_i(method, backend, rng):
+# The fast suite: one method per family (and Max's negation) over i; the rest is slow.
+FAST_METHODS = ["sum", "logsumexp", "sumsoftmaxweight", "max_argmax", "Kmin_argKmin"]
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+def test_reductions_over_i(method, backend, rng):
     """axis=0 reads the mirrored triplet: the public API's own orientation work (the
     backends' tests cover the canonical one)."""
     _check(method, 0, backend, rng)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", list(METHODS))
-def test_every_reduction_over_j(method, backend, rng):
-    _check(method, 1, backend, rng)
-
-
 @pytest.mark.parametrize("axis", [0, 1])
-@pytest.mark.parametrize("method", ["sum", "sumsoftmaxweight", "min_argmin", "Kmin_argKmin"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_reduction(method, axis, backend, rng):
+    _check(method, axis, backend, rng)
+
+
+@pytest.mark.parametrize("method, axis", [("sum", 1), ("Kmin_argKmin", 0)])
 def test_batch_float64(method, axis, backend, rng):
-    if axis == 1 and method != "sum" and backend != "jnp":
-        pytest.skip("covered by the slow suite")  # one new kernel each
     _check(method, axis, backend, rng, np.float64, batch=(2,))
 
 
@@ -181,6 +183,7 @@ def test_attribute_and_transpose(backend, rng):
     _compare(E.sum_reduction(1, backend=backend), (want,), np.float32)  # the *_reduction aliases too
 
 
+@pytest.mark.slow
 def test_matvec_transpose_complex(backend, rng):
     """With ``K.ranges`` set: ``K @ c``, ``K.T @ b``, ``jax.linear_transpose`` of ``K @``
     and a complex LazyArray built from K (which keeps the ranges)."""
@@ -240,7 +243,7 @@ def _sum_case(rng, batch=()):
     return (x, y, p), six, lazy, dense
 
 
-@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("axis", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_grad(axis, backend, rng):
     """Gradients w.r.t. i-variables, j-variables and parameters: the same blocks over j,
     the swapped ones over i."""
@@ -260,7 +263,7 @@ def test_grad(axis, backend, rng):
         np.testing.assert_allclose(dg, de, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("method", ["logsumexp", "min"])
+@pytest.mark.parametrize("method", [pytest.param("logsumexp", marks=pytest.mark.slow), "min"])
 def test_grad_families(method, backend, rng):
     """LogSumExp and Min gradients with rows that keep nothing (their values -inf / +inf
     stay out of the loss; their tangents are 0, not a gather at index -1)."""
@@ -317,6 +320,18 @@ def test_jit_and_vmap(backend, rng):
         got = jax.vmap(lambda R: lazy(x, y, p, 1, R))(tuple(jnp.asarray(a) for a in six2))
         for b in range(2):
             np.testing.assert_allclose(got[b], lazy(x, y, p, 1, tuple(a[b] for a in six2)), rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_vmap_of_grad_over_ranges(backend, rng):
+    import jax
+    import jax.numpy as jnp
+
+    _needs_ranges(backend)
+    with precision(np.float64):
+        _sum_case.backend = backend
+        (x, y, p), six, lazy, dense = _sum_case(rng)
+        six2, mask2 = o.random_ranges(rng, M, N, (2,), (4, 5), 0.4)
         g = jax.vmap(jax.grad(lambda x, R: lazy(x, y, p, 0, R).sum()), in_axes=(None, 0))(x, tuple(map(jnp.asarray, six2)))
         for b in range(2):
             e = jax.grad(lambda x: lazy(x, y, p, 0, tuple(a[b] for a in six2)).sum())(x)

@@ -29,11 +29,13 @@ computed exactly as written (no |x|^2 + |y|^2 - 2<x, y> expansion), so the resul
 do not lose accuracy for close points. Component loops of large-D nodes that read no
 lane-level scalar (:attr:`codegen.Emitter.outer`) run before the lane loop with the
 lanes innermost (:func:`_outer_loop`).
+
+Block-sparse plans (``plan.ranges``, issue 13) run the same body for each row block of
+the ranges, over its column intervals only (:mod:`cpu_ranges`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, replace
 from functools import partial
@@ -43,10 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import memo, numerics
-from ..errors import BackendError, ShapeError
+from ..errors import BackendError
 from ..ir import I, J, P
 from ..reductions import FAMILIES, KMIN, LSE, MIN, SOFTMAX, SUM, index_dtype
 from . import common
+from . import cpu_ranges
 from .codegen import INNER_LOOP_MIN_DIM, LOOP_MIN_DIM, Emitter, elem_vars
 from .cpu_acc import Acc
 from .common import inner_products, out_types
@@ -196,7 +199,7 @@ def kernel_source(plan) -> str:
     idx_ctype = {np.dtype("int32"): "int32_t", np.dtype("int64"): "int64_t"}[np.dtype(index_dtype())]
     outputs = ["IDX" if plan.red.is_index(p) else "T" for p in range(plan.red.family.outputs)]
     decl, body = EMIT[plan.red.family](plan, em, roots, R)
-    inner = [*_prologue(plan, em, outputs), *decl, *(_blocks(plan, body) if plan.ranges else body)]
+    inner = [*_prologue(plan, em, outputs), *decl, *(cpu_ranges.blocks(plan, body) if plan.ranges else body)]
     lines = [
         f"// jax_lazy kernel: {plan.describe()}{' (block-sparse ranges)' if plan.ranges else ''}",
         f"#define JL_T {_CTYPES[plan.dtype]}",
@@ -240,46 +243,6 @@ def _two_pass(inner) -> list[str]:
 
 def _row_loop(plan, em, R, inner) -> list[str]:
     return [f"for (int64_t ib = i0; ib < i1; ib += {R}) {{", *_indent(_row_setup(plan, em, R) + inner, 2), "}"]
-
-
-def _columns(plan, step) -> list[str]:
-    """The head of a loop over the columns in blocks of up to ``step`` (``jb`` a block's
-    first column, ``nw`` its width): over [0, N); with ranges, over each column interval
-    of the row block (:func:`_blocks`), cut in blocks of its own."""
-    if not plan.ranges:
-        return [f"for (int64_t jb = 0; jb < N; jb += {step}) {{", f"  const int nw = (int)jl_min64({step}, N - jb);"]
-    return ["for (int64_t jl_s = jl_s0, ja, jz; jl_rg.next(jl_s, jl_s1, N, ja, jz);)",
-            f"for (int64_t jb = ja; jb < jz; jb += {step}) {{", f"  const int nw = (int)jl_min64({step}, jz - jb);"]
-
-
-def _blocks(plan, body) -> list[str]:
-    """A ranges kernel (``plan.ranges``): the rows [i0, i1) of the call get the family's
-    empty values, then ``body`` (the dense kernel's rows and columns) runs for each row
-    block of the ranges that has rows in [i0, i1) and columns (prelude: ``jl_ranges``),
-    with ``i0``, ``i1`` its rows there (shadowing the call's) and :func:`_columns` its
-    column intervals. So a register block of R rows never straddles two row blocks, the
-    j-stage of a block of columns serves the rows that reduce over it, and the work is
-    that of the kept (row block, interval) pairs."""
-    widths = [math.prod(t) for t in plan.red.family.tails(plan.formulas, plan.k)]
-    empty = plan.red.signed(plan.red.family.empty)
-    return [
-        f"const jl_ranges jl_rg(in_[{len(plan.variables)}]);",
-        *[f"for (int64_t q = i0 * {w}; q < i1 * {w}; ++q) out{k}[q] = {_literal(v, plan.red.is_index(k))};"
-          for k, (w, v) in enumerate(zip(widths, empty))],
-        "const int64_t jl_i0 = i0, jl_i1 = i1;",
-        "for (int64_t jl_k = 0; jl_k < jl_rg.nr; ++jl_k) {",
-        "  int64_t i0, i1, jl_s0, jl_s1;",
-        "  if (!jl_rg.block(jl_k, N, jl_i0, jl_i1, i0, i1, jl_s0, jl_s1)) continue;",
-        *_indent(body, 2),
-        "}",
-    ]
-
-
-def _literal(v, index: bool) -> str:
-    """The C++ value of a family's empty value ``v`` (an index: -1)."""
-    if index:
-        return f"(IDX){int(v)}"
-    return {math.inf: "jl_inf()", -math.inf: "-jl_inf()"}.get(float(v), f"T({float(v)!r})")
 
 
 @dataclass
@@ -388,11 +351,11 @@ def _sum_kernel(plan, em, roots, R):
             *[f"if (ib + {r} < i1) {{ {' '.join(ac.fold(ac.out(f'(ib + {r}) * {E} + {e}'), f'part{r}_{e}') for e in range(E))} }}"
               for r in range(R)],
         ]
-    if plan.ranges and _packable(em, F, st):
-        return [*decl, *st.buffers()], [*ac.setup(), *_packed(st, _row_loop(plan, em, R, inner)), *ac.finish()]
+    if plan.ranges and _packable(em, roots, st):
+        return [*decl, *st.buffers()], [*ac.setup(), *cpu_ranges.packed(st, _row_loop(plan, em, R, inner)), *ac.finish()]
     return [*decl, *st.buffers()], [
         *ac.setup(),
-        *_columns(plan, st.jblock),
+        *cpu_ranges.columns(plan, st.jblock),
         *_indent(st.jstage(), 2),
         *_indent(_row_loop(plan, em, R, inner), 2),
         "}",
@@ -400,30 +363,12 @@ def _sum_kernel(plan, em, roots, R):
     ]
 
 
-def _packable(em, F, st) -> bool:
-    """Whether the lane loop of a Sum kernel reads its columns from the j-stage buffer
+def _packable(em, roots, st) -> bool:
+    """Whether the lane loop of a kernel can read its columns from the j-stage buffer
     only (no j-variable read by pointer at column jb + w, no loop run before the lanes):
-    then :func:`_packed` may put unrelated columns side by side in that buffer."""
-    return not (_outer_root(em, F) or st.sums or any(v.attr[1] == J for v in elem_vars(em)))
-
-
-def _packed(st, rows) -> list[str]:
-    """A ranges Sum over the columns of a row block (prelude: ``jl_columns``): the
-    j-stage packs pieces of its intervals side by side into one buffer of up to
-    ``jblock`` columns (piece [a, a + n) at lanes [nw, nw + n): ``jb = a - nw``), then
-    ``rows`` sweep the buffer, as long as a dense block however narrow the intervals."""
-    return [
-        "jl_columns jl_c(jl_rg, jl_s0, jl_s1, N);",
-        "for (;;) {",
-        "  int nw = 0;",
-        f"  for (int64_t jl_a = 0; const int jl_n = jl_c.take({st.jblock} - nw, jl_a); nw += jl_n) {{",
-        "    const int64_t jb = jl_a - nw;",
-        *_indent(st.jstage("nw", "nw + jl_n"), 4),
-        "  }",
-        "  if (nw == 0) break;",
-        *_indent(rows, 2),
-        "}",
-    ]
+    then :func:`cpu_ranges.packed` may put unrelated columns side by side in that buffer."""
+    outer = any(_outer_root(em, f) for f in roots)
+    return not (outer or st.sums or any(v.attr[1] == J for v in elem_vars(em)))
 
 
 JSTAGE_BYTES = 32 * 1024  # the j-stage buffer of a block: about the size of L1
@@ -560,8 +505,11 @@ def _scratch(plan, arrays) -> list[str]:
 
 
 def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
-    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb);
-    ``state``: the reduction's own arrays ``(ctype, name, size)`` (see :func:`_scratch`)."""
+    """Chunks of LANES columns: the formula values go to fb[r][e][w] (weights to wb), then
+    ``update(col)`` (``col``: the column of lane w, a C++ expression) updates the state;
+    ``state``: the reduction's own arrays ``(ctype, name, size)`` (see :func:`_scratch`).
+    A ranges kernel packs the pieces of narrow column intervals in one chunk where it can
+    (:func:`cpu_ranges.packed`)."""
     F = roots[0]
     dims = [f.dim for f in roots]
     arrays = [("T", "fb", R * dims[0] * LANES)]
@@ -575,6 +523,11 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
         return [s for f, at in stores if not _outer_root(em, f) for s in _store(em, f, r, at(r))]
 
     st = _Staging.make(plan, em, roots, R, jblock=LANES)
+    if plan.ranges and _packable(em, roots, st):
+        decl += [*st.buffers(), f"alignas(64) IDX jl_col[{LANES}];"]
+        lanes = [*st.stage(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
+                 *_indent(st.lanes([sink(r) for r in range(R)]), 2), "}"]
+        return decl, cpu_ranges.packed(st, lanes + update("jl_col[w]"), indices=True)
     if st.inners or st.sums:  # j-stage, inner products and Sum loops per chunk, then the rest of the formula
         decl += st.buffers()
         lanes = [*st.jstage(), *st.stage(), *st.sum_loops(), "#pragma omp simd", "for (int w = 0; w < nw; ++w) {",
@@ -588,9 +541,9 @@ def _buffered(plan, em, roots, R, update, state=()) -> list[str]:
         if _outer_root(em, f):
             lanes += _outer_loop(em, f, R, lambda r, e, at=at: f"{at(r)('c')} = {e};")
     chunk = [
-        *_columns(plan, LANES),
+        *cpu_ranges.columns(plan, LANES),
         *_indent(lanes, 2),
-        *_indent(update, 2),
+        *_indent(update("jb + w"), 2),
         "}",
     ]
     return decl, chunk
@@ -680,7 +633,7 @@ def _lse_kernel(plan, em, roots, R, write):
             "  " + " ".join(ac.fold(f"s{r}_{e}", f"q{e}") for e in range(Dw)),
             "}",
         ]
-    decl, chunk = _buffered(plan, em, roots, R, update)
+    decl, chunk = _buffered(plan, em, roots, R, lambda col: update)
     return decl, _row_loop(plan, em, R, init + chunk + write(R, Dw, lambda r, e: ac.value(f"s{r}_{e}")))
 
 
@@ -701,7 +654,7 @@ def _min_kernel(plan, em, roots, R):
     D = roots[0].dim
     size = R * D * LANES
     init = [f"for (int q = 0; q < {size}; ++q) {{ mv[q] = jl_inf(); mk[q] = (IDX)-1; }}"]
-    update = [
+    update = lambda col: [  # noqa: E731
         f"for (int re = 0; re < {R * D}; ++re) {{",
         "  #pragma omp simd",
         "  for (int w = 0; w < nw; ++w) {",
@@ -709,24 +662,31 @@ def _min_kernel(plan, em, roots, R):
         "    // NaN wins (it propagates); on ties the earlier column, already in the lane, stays",
         "    const bool take = mk[q] < 0 || (f != f ? mv[q] == mv[q] : f < mv[q]);",
         "    mv[q] = take ? f : mv[q];",
-        "    mk[q] = take ? (IDX)(jb + w) : mk[q];",
+        f"    mk[q] = take ? (IDX)({col}) : mk[q];",
         "  }",
         "}",
     ]
     sign = common.value_sign(plan)
+    lanes = f"(r * {D} + e) * {LANES}"
+    if plan.ranges:  # few columns per row: this reduction of the lanes runs as often as the updates
+        pick = ["T bv; IDX bk;", f"jl_lanes_min<{LANES}>(mv + {lanes}, mk + {lanes}, (IDX)N, bv, bk);"]
+    else:
+        pick = [
+            "T bv = jl_inf(); IDX bk = (IDX)-1;",
+            f"for (int w = 0; w < {LANES}; ++w) {{",
+            f"  const int q = {lanes} + w;",
+            "  if (mk[q] < 0) continue;",
+            "  const bool nq = mv[q] != mv[q], nb = bv != bv;",
+            "  if (bk < 0 || (nq || nb ? nq && (!nb || mk[q] < bk) : mv[q] < bv || (mv[q] == bv && mk[q] < bk))) {",
+            "    bv = mv[q]; bk = mk[q];",
+            "  }",
+            "}",
+        ]
     write = [
         f"for (int r = 0; r < {R}; ++r) {{",
         "  if (ib + r >= i1) break;",
         f"  for (int e = 0; e < {D}; ++e) {{",
-        "    T bv = jl_inf(); IDX bk = (IDX)-1;",
-        f"    for (int w = 0; w < {LANES}; ++w) {{",
-        f"      const int q = (r * {D} + e) * {LANES} + w;",
-        "      if (mk[q] < 0) continue;",
-        "      const bool nq = mv[q] != mv[q], nb = bv != bv;",
-        "      if (bk < 0 || (nq || nb ? nq && (!nb || mk[q] < bk) : mv[q] < bv || (mv[q] == bv && mk[q] < bk))) {",
-        "        bv = mv[q]; bk = mk[q];",
-        "      }",
-        "    }",
+        *_indent(pick, 4),
         f"    out0[(ib + r) * {D} + e] = {sign}bv; out1[(ib + r) * {D} + e] = bk;",
         "  }",
         "}",
@@ -741,7 +701,7 @@ def _kmin_kernel(plan, em, roots, R):
     init = [f"for (int q = 0; q < {size}; ++q) {{ kv[q] = jl_nan(); kk[q] = (IDX)-1; }}"]
     # The order of a stable argsort (prelude: jl_kbefore): a candidate enters when it goes
     # before the K-th entry, and after equal values (columns come in increasing order).
-    update = [
+    update = lambda col: [  # noqa: E731
         f"for (int re = 0; re < {R * D}; ++re) {{",
         f"  T* v = kv + re * {K}; IDX* k = kk + re * {K};",
         "  for (int w = 0; w < nw; ++w) {",
@@ -749,7 +709,7 @@ def _kmin_kernel(plan, em, roots, R):
         f"    if (!jl_kbefore(f, v[{K - 1}], k[{K - 1}])) continue;",
         f"    int p = {K - 1};",
         "    while (p > 0 && jl_kbefore(f, v[p - 1], k[p - 1])) { v[p] = v[p - 1]; k[p] = k[p - 1]; --p; }",
-        "    v[p] = f; k[p] = (IDX)(jb + w);",
+        f"    v[p] = f; k[p] = (IDX)({col});",
         "  }",
         "}",
     ]
@@ -825,29 +785,6 @@ def reduce(plan, arrays, geom, ranges=None):
     return tuple(o if plan.red.is_index(p) else o.astype(plan.dtype) for p, o in enumerate(outs))
 
 
-def _packed_ranges(plan, ranges):
-    """The ranges kernel's extra input: ``(*rb, 2 + 3 R + 2 S)`` int32, per batch element
-    ``[R, S, ranges_i, slices_i, redranges_j]`` flattened (prelude: ``jl_ranges``), the
-    three arrays broadcast to their common batch axes ``rb``.
-
-    Raises:
-      ShapeError: arrays that are not ``(*rb, R, 2)``, ``(*rb, R)``, ``(*rb, S, 2)``."""
-    if ranges is None or len(ranges) != 3:
-        raise ShapeError("a ranges kernel needs (ranges_i, slices_i, redranges_j)", plan.describe())
-    ri, sl, rj = (jnp.asarray(a).astype(jnp.int32) for a in ranges)
-    if ri.ndim < 2 or rj.ndim < 2 or sl.ndim < 1 or ri.shape[-1] != 2 or rj.shape[-1] != 2 or sl.shape[-1] != ri.shape[-2]:
-        raise ShapeError(f"ranges of shapes {ri.shape}, {sl.shape}, {rj.shape}: expected (*b, R, 2), (*b, R), "
-                         "(*b, S, 2)", plan.describe())
-    try:
-        rb = tuple(np.broadcast_shapes(ri.shape[:-2], sl.shape[:-1], rj.shape[:-2]))
-    except ValueError:
-        raise ShapeError(f"ranges of shapes {ri.shape}, {sl.shape}, {rj.shape}: batch axes that do not "
-                         "broadcast", plan.describe()) from None
-    head = jnp.asarray([ri.shape[-2], rj.shape[-2]], jnp.int32)
-    parts = [head, ri.reshape(ri.shape[:-2] + (2 * ri.shape[-2],)), sl, rj.reshape(rj.shape[:-2] + (2 * rj.shape[-2],))]
-    return jnp.concatenate([jnp.broadcast_to(a, rb + a.shape[-1:]) for a in parts], -1)
-
-
 SPLIT_COLUMNS = 4096  # fewest columns per part of a split j axis
 
 
@@ -871,7 +808,7 @@ def _call(plan, arrays, geom, ranges=None):
     ins = [jnp.swapaxes(a, -1, -2) if v.attr[1] == J and v.dim > 1 else a for v, a in zip(plan.variables, arrays)]
     cats = [v.attr[1] for v in plan.variables]
     if plan.ranges:
-        packed = _packed_ranges(plan, ranges)
+        packed = cpu_ranges.packed_input(plan, ranges)
         geom = replace(geom, batch=tuple(np.broadcast_shapes(geom.batch, packed.shape[:-1])))
         ins.append(packed)
         cats.append(P)  # one int32 vector per batch element: the handler slices it as a parameter
