@@ -24,6 +24,10 @@
 #                                                   # (stage paths, tuning, handler), every
 #                                                   # cuda-parametrised test (slow ones too,
 #                                                   # no tuning), 4 bench rows without pykeops
+#   bash bench/gpu_session.sh install ranges        # block-sparse ranges (issue 13): their
+#                                                   # tests on the cuda backend, then the
+#                                                   # ranges vs dense Gaussian sum and Sinkhorn
+#                                                   # (bench/ranges.py, --backend cuda)
 #
 # STEP_TIMEOUT (seconds, default 600) bounds each step's commands, STEP_TIMEOUT_<step>
 # (e.g. STEP_TIMEOUT_cuda=180) one step's; they are stopped with SIGINT, so that pytest
@@ -89,7 +93,18 @@ run_cuda_params() {
     -m "slow or not slow" -k "not test_fuzz_many and not four_devices" \
     tests/test_forward_transpose.py tests/test_reductions.py tests/test_transforms.py tests/test_grad.py \
     tests/test_ops.py tests/test_fuzz.py tests/test_special_values.py tests/test_empty.py tests/test_kinks.py \
-    tests/test_large_sizes.py tests/test_shared_subformulas.py
+    tests/test_large_sizes.py tests/test_shared_subformulas.py tests/test_ranges_backends.py tests/test_ranges.py
+}
+
+# Block-sparse ranges on the GPU: the backend contract and the public API (every
+# reduction, both axes, batch, grad/jvp/vmap), the ranges kernels with each stage path,
+# then the timing of ranges against dense (truncated Gaussian sum on 1e5 clustered points,
+# 5 % of the blocks kept; multiscale Sinkhorn), written to $OUT/benchmarks_ranges.md.
+run_ranges() {
+  JAX_LAZY_TEST_BACKENDS=cuda JAX_LAZY_CUDA_TUNE=0 "${T[@]}" "$PY" -m pytest -q -n 8 -p no:cacheprovider -rfE \
+    -m "slow or not slow" tests/test_ranges_backends.py tests/test_ranges.py \
+    "tests/test_cuda_host.py::test_ranges_with_the_stage_on_the_gpu"
+  "${T[@]}" "$PY" bench/run.py --ranges --backend cuda --rounds 5 --sinkhorn-rounds 3 --out "$OUT/benchmarks_ranges.md"
 }
 
 for step in "$@"; do
@@ -102,11 +117,12 @@ for step in "$@"; do
     paths) run_paths 2>&1 | tee "$OUT/paths.log" ;;
     gpu) run_gpu_only 2>&1 | tee "$OUT/gpu_only.log" | tail -40 ;;
     cuda) run_cuda_params 2>&1 | tee "$OUT/cuda_params.log" | tail -60 ;;
+    ranges) run_ranges 2>&1 | tee "$OUT/ranges.log" | tail -60 ;;
     bench-small) "${T[@]}" "$PY" bench/gpu.py --no-keops --budget 3 --repeats 3 \
         --rows gauss3-1e5,grad3-1e5,gauss64-2e5,argkmin3-1e6 --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
     bench-quick) "$PY" bench/gpu.py --quick --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
     bench) "$PY" bench/gpu.py --out "$OUT/benchmarks_gpu.md" 2>&1 | tail -40 ;;
-    *) echo "unknown step $step (install, test, paths, gpu, cuda, bench-quick, bench-small, bench)"; exit 2 ;;
+    *) echo "unknown step $step (install, test, paths, gpu, cuda, ranges, bench-quick, bench-small, bench)"; exit 2 ;;
   esac || { echo "step $step failed"; [ "$step" != install ] || exit 1; failed=1; }
 done
 echo "=== end $(date +%T)"

@@ -5,6 +5,7 @@
     python bench/run.py --sharded [...]  # 1 and 2 CPU devices: bench/sharded.py, its options
     python bench/run.py --numerics [...]  # cost of dtype_acc / sum_scheme: bench/numerics.py
     python bench/run.py --ranges [...]  # block-sparse ranges vs dense: bench/ranges.py
+    python bench/run.py --krr [...]       # kernel ridge regression, CG vs Cholesky: bench/krr.py
 
 Each row is one reduction over M = N points (Gaussian kernel matvec, its gradient w.r.t.
 x, argKmin, logsumexp), computed by
@@ -519,6 +520,11 @@ def main(argv=None) -> str:
 
         rest = [a for a in argv if a != "--ranges"]
         return ranges.main(rest, "python bench/run.py --ranges " + " ".join(shlex.quote(a) for a in rest))
+    if "--krr" in argv:  # kernel ridge regression: jax_lazy's CG against dense Cholesky (issue 13)
+        import krr
+
+        rest = [a for a in argv if a != "--krr"]
+        return krr.main(rest, "python bench/run.py --krr " + " ".join(shlex.quote(a) for a in rest))
     opts = parse_args(argv)
     if opts.list:
         print("\n".join(f"{r.name:16s} {r.title}, {r.size}{'  (not with --quick)' if r.big else ''}" for r in ROWS))
@@ -543,11 +549,12 @@ def main(argv=None) -> str:
     text = report(rows, results, notes_md, tables, load_start, os.getloadavg(), command.strip(), now() - t0)
     print(f"\n{tables[0]}\n\n{notes_md}\n\n{tables[1]}\n")
     if opts.out:
+        import krr
         import ranges
-        import sharded  # keep the sections that bench/sharded.py and bench/ranges.py wrote there
+        import sharded  # keep the sections that bench/sharded.py, ranges.py and krr.py wrote there
 
         old = Path(opts.out).read_text() if Path(opts.out).exists() else ""
-        kept = "".join(sharded.split_section(old, s)[1] for s in (sharded.SECTION, ranges.SECTION))
+        kept = "".join(sharded.split_section(old, s)[1] for s in (sharded.SECTION, ranges.SECTION, krr.SECTION))
         Path(opts.out).write_text(text + ("\n" + kept.rstrip("\n") + "\n" if kept else ""))
         log(f"wrote {opts.out}")
     return text

@@ -28,3 +28,8 @@ __all__ += ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "gen
 from .errors import RangesError  # noqa: E402  (issue 13: block-sparse ranges)
 
 __all__ += ["RangesError"]
+
+# Kernel solves (issue 13): jax_lazy/solve.py
+from .solve import KernelSolve, SolveInfo  # noqa: E402
+
+__all__ += ["KernelSolve", "SolveInfo"]

@@ -689,6 +689,29 @@ class LazyArray:
         """``K.T @ b``."""
         return self.t().matvec(b, backend=backend)
 
+    # -------------------------------------------------------------- kernel solves (issue 13: jax_lazy/solve.py)
+    def solve(self, b, var=None, alpha=1e-10, eps=1e-6, call=True, **kw):
+        """Solve ``(alpha I + K) a = b`` by conjugate gradient (pykeops' ``K.solve``, SPEC
+        §1.9), K this LazyArray, symmetric positive definite (not checked).
+
+        ``b``: ``(M,)`` or ``(*batch, M, D)``, the i-indexed right-hand side; the solve
+        reduces over j. With ``var=None`` K must be scalar (dim 1) and a solves
+        ``alpha a_i + sum_j K_ij a_j = b_i`` for each of the D columns; else ``var`` is the
+        symbolic j-variable (``Vj(0, D)``) this formula is linear in, its only one, and
+        ``(K v)_i = sum_j K(x_i, y_j, v_j)``. Returns a, b's shape (batch axes broadcast),
+        or ``(a, SolveInfo)`` with ``return_info=True``; ``call=False`` returns the solve as
+        a function ``f(b_new=b)``. Differentiable (implicitly) in b, alpha and the bound arrays;
+        composes with jit and vmap. Other keywords (eps, rtol, atol, maxiter, precond, rank,
+        return_info, warn, backend, dtype_acc, sum_scheme, ranges): :class:`jax_lazy.KernelSolve`.
+
+        Raises:
+          FormulaError: K not linear in var, or var not K's only symbolic variable.
+          ShapeError: K not scalar (var=None), b's rows not M = N, b's dim not var's.
+        """
+        from .solve import lazy_solve
+
+        return lazy_solve(self, b, var, call=call, alpha=alpha, eps=eps, **kw)
+
     # -------------------------------------------------------------- complex (complex_lazy.py)
     is_complex = False  # True on complex_lazy.ComplexLazyArray
 

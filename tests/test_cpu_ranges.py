@@ -79,6 +79,18 @@ def test_inner_product_stage(rng):
     _assert_outputs(_run(plan, arrays, six[:3]), o.masked_reduce("Sum", F, mask), 1e-4)
 
 
+def test_buffered_stage(rng):
+    """KMin of squared distances at D = 16: the buffered kernel packs the intervals' pieces
+    into its chunks with the inner-product stage, the indices from ``jl_col``; row blocks
+    of 1,000 to 2,500 columns."""
+    M, N, D = 90, 5000, 16
+    x, y = rng.normal(size=(M, D)), rng.normal(size=(N, D))
+    plan, arrays = _plan("KMin_ArgKMin", Vi(x.astype(np.float32)).sqdist(Vj(y.astype(np.float32))))
+    six, mask = o.random_ranges(rng, M, N, (), (6, 50), 0.35)
+    F = ((x[:, None] - y[None]) ** 2).sum(-1, keepdims=True)
+    _assert_outputs(_run(plan, arrays, six[:3]), o.masked_reduce("KMin_ArgKMin", F, mask, K=K), 1e-4)
+
+
 @pytest.mark.slow
 def test_unpacked_kernels(rng):
     """Kernels whose component loops run before the lane loop read j-variables at column
@@ -159,6 +171,24 @@ def test_unchecked_slices(red, rng):
     mask[12:, 5:7] = True
     want = o.masked_reduce(red, Fd, mask, K=K)
     _assert_outputs(_run(plan, arrays, (ranges_i, slices_i, red_j)), want, 1e-4)
+
+
+@pytest.mark.parametrize("red", ["Min_ArgMin", "Max_ArgMax"])
+def test_special_values(red, rng):
+    """The ranges kernels' vectorised reduction of Min's lanes (prelude: jl_lanes_min)
+    keeps the dense semantics: NaN wins (its first column), +-inf, ties to the smallest
+    column."""
+    M, N = 20, 150
+    x, y, p, w = _case(rng, np.float32, (), M, N)
+    y[40] = y[3]  # ties: the same values in two columns, in different lanes
+    y[100:110] = y[3]
+    y[7, 0], y[90, 0], y[120, 1] = np.nan, np.nan, np.inf
+    y[130, 1] = -np.inf
+    six, mask = o.random_ranges(rng, M, N, (), (4, 6), 0.6)
+    plan, arrays, Fd, _ = _plan_and_oracle(red, "cpu", x, y, p, w)
+    with np.errstate(invalid="ignore"):
+        want = o.masked_reduce(red, Fd, mask)
+    _assert_outputs(_run(plan, arrays, six[:3]), want, 1e-5)
 
 
 # ---------------------------------------------------------------- generated code

@@ -184,6 +184,9 @@ PACK_CASES = [
      (2, 2, 2, 2, 2, 2), 3, 4, (1,)),
     ("empty batch", [((0, 5, 3), I, np.float32), ((7, 3), J, np.float32)], (0,), 5, 7, (1,)),
     ("M = 0", [((2, 0, 3), I, np.float32), ((2, 7, 3), J, np.float32)], (2,), 0, 7, (1,)),
+    # a block-sparse call: the int32 ranges table after the variables, as a parameter
+    ("ranges table", [((2, 1, 5, 3), I, np.float32), ((7, 3), J, np.float32), ((3, 30), P, np.int32)],
+     (2, 3), 5, 7, (1,)),
 ]
 
 

@@ -408,9 +408,20 @@ def test_sqdist_expansion_duplicates_are_exactly_zero(monkeypatch, rng):
 
 # (D, case, path): the stage of a ranges kernel reads the rows of its chunk, not those of
 # blockIdx.x R (tests/test_ranges_backends.py runs every family without a stage)
-RANGES_STAGE = [pytest.param(17, "kmin_sqdist", "f32", marks=slow), pytest.param(64, "lse_dot", "f32", marks=slow),
-                (64, "kmin_sqdist", "f32_sqmma"), (17, "sum_dot", "f64"),
-                pytest.param(100, "sum_dot", "f32_fma", marks=slow), pytest.param(256, "kmin_dot", "bf16", marks=slow)]
+RANGES_STAGE = [(17, "kmin_sqdist", "f32"), (64, "lse_dot", "f32"), (64, "kmin_sqdist", "f32_sqmma"),
+                (17, "sum_dot", "f64"), (100, "sum_dot", "f32_fma"), (256, "kmin_dot", "bf16")]
+RANGES_STAGE_FAST = {(64, "kmin_sqdist", "f32_sqmma"), (17, "sum_dot", "f64")}
+
+
+def _ranges_stage_params(gpu: bool):
+    """On the host shim (a few in the fast suite), or on a GPU (skipped without one)."""
+    reason = cuda.available() if gpu else None
+    out = []
+    for c in RANGES_STAGE:
+        marks = [pytest.mark.skip(reason=f"needs a GPU: {reason}")] if reason else []
+        marks += [] if gpu or c in RANGES_STAGE_FAST else [slow]
+        out.append(pytest.param(*c, id=("gpu-" if gpu else "") + f"{c[1]}-D{c[0]}-{c[2]}", marks=marks))
+    return out
 
 
 def _ranges_dense(name, x, y, w, scale):
@@ -424,12 +435,20 @@ def _ranges_dense(name, x, y, w, scale):
     return (sq if name == "kmin_sqdist" else -dot)[:, :, None]
 
 
-@pytest.mark.parametrize("D,name,path", RANGES_STAGE)
-def test_ranges_with_the_stage(D, name, path, host_backend, monkeypatch, rng):
+@pytest.mark.parametrize("D,name,path", _ranges_stage_params(gpu=True))
+def test_ranges_with_the_stage_on_the_gpu(D, name, path, monkeypatch, rng):
+    """The same cases through the real cuda backend."""
+    test_ranges_with_the_stage(D, name, path, monkeypatch, rng, gpu=True)
+
+
+@pytest.mark.parametrize("D,name,path", _ranges_stage_params(gpu=False))
+def test_ranges_with_the_stage(D, name, path, monkeypatch, rng, gpu=False):
     """Ranges kernels with an inner-product stage (each path) against the dense masked
     float64 oracle: random blocks, some row blocks with no kept column (empty values)."""
     import oracle as o
 
+    if not gpu:
+        cuda_host.patch_backend(monkeypatch)
     dtype, inner, tf32, sqdist = PATHS[path]
     set_env(monkeypatch, JAX_LAZY_CUDA_INNER=inner, JAX_LAZY_CUDA_TF32=int(tf32), JAX_LAZY_CUDA_SQDIST=sqdist)
     store = cuda_host.STORAGE[dtype]
@@ -456,3 +475,49 @@ def test_ranges_with_the_stage(D, name, path, host_backend, monkeypatch, rng):
             continue
         scale = terms if red == "Sum" else np.abs(np.nan_to_num(e, posinf=0, neginf=0))
         assert_close(g.astype(np.float64), e, np.float64, rtol=rtol, terms=np.broadcast_to(scale, e.shape))
+
+
+def _ranges_sum(rng, M, N):
+    """A float64 Sum plan with ranges (|x_i - y_j|^2 w_j, x batched (2,)),
+    its arrays and the dense float64 (2, M, N, 1) matrix of its terms."""
+    x, y, w = rng.normal(size=(2, M, 3)), rng.normal(size=(N, 3)), rng.normal(size=(N, 1))
+    plan = replace(make_plan((Vi(x).sqdist(Vj(y)) * Vj(w),), "Sum", dtype="float64"), ranges=True)
+    F = ((x[:, :, None, :] - y[None, None]) ** 2).sum(-1, keepdims=True) * w[None, None]
+    return plan, (x, y, w), F
+
+
+def _check_ranges_sum(plan, arrays, F, triple, mask):
+    import oracle as o
+
+    with precision(np.float64):
+        arrays = [jnp.asarray(a) for a in arrays]
+        (got,) = cuda.reduce(plan, arrays, plan_mod.geometry(plan, arrays),
+                             ranges=tuple(jnp.asarray(a, jnp.int32) for a in triple))
+    (want,) = o.masked_reduce("Sum", F, np.broadcast_to(mask, F.shape[:-1]))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10)
+
+
+def test_ranges_edge_tables(monkeypatch, rng):
+    """Ranges without row blocks (every row empty), and ranges without batch axes
+    broadcast against batched variables, against the dense masked oracle."""
+    import oracle as o
+
+    cuda_host.patch_backend(monkeypatch)
+    plan, arrays, F = _ranges_sum(rng, 40, 50)
+    six, mask = o.random_ranges(rng, 40, 50, (), (4, 3), 0.6)
+    _check_ranges_sum(plan, arrays, F, six[:3], mask)
+    none = (np.zeros((0, 2)), np.zeros(0), np.asarray([[0, 50]]))
+    _check_ranges_sum(plan, arrays, F, none, np.zeros((40, 50), bool))
+
+
+@slow
+def test_ranges_every_launch_candidate(monkeypatch, rng):
+    """Each launch configuration (256, 128, 64 rows per chunk) with row blocks longer
+    than a chunk: several chunks per block."""
+    import oracle as o
+
+    plan, arrays, F = _ranges_sum(rng, 700, 300)
+    six, mask = o.random_ranges(rng, 700, 300, (), (2, 4), 0.6)
+    for cfg in cuda.candidates(plan):
+        cuda_host.patch_backend(monkeypatch, choose=lambda p, cfg=cfg: cfg)
+        _check_ranges_sum(plan, arrays, F, six[:3], mask)

@@ -24,8 +24,8 @@ def results():
 
 
 def test_quick_run_returns_results(results):
-    assert set(results) >= {"gp", "knn", "kde", "table", "total_seconds"}
-    assert len(results["table"]) == 6
+    assert set(results) >= {"gp", "knn", "kde", "krr", "table", "total_seconds"}
+    assert len(results["table"]) == 7
     for r in results["table"]:
         assert set(r) == {"task", "sizes", "wall", "pairs/s", "result"}
 
@@ -82,3 +82,25 @@ def test_krr_gradient_matches_dense():
     g_lazy, g_dense = jax.jit(jax.grad(lazy))(theta), jax.jit(jax.grad(dense))(theta)
     for k in theta:
         np.testing.assert_allclose(g_lazy[k], g_dense[k], rtol=2e-3, atol=2e-3)
+
+
+def test_krr_solver_step(results):
+    """(d): the library's solve converged and beats the mean, near the linear fit."""
+    krr = results["krr"]
+    assert krr["n_train"] == demo.PROFILES["quick"].n_krr and krr["converged"]
+    assert krr["rel_residual"] <= 1e-3 and krr["iterations"] >= 1
+    assert krr["rmse_krr"] < 1.05 * krr["rmse_linear"]
+
+
+@pytest.mark.slow  # an XLA compile of its own (~5 s); tests/test_solve.py checks the solver's values
+def test_krr_solver_matches_dense():
+    """The solver step's prediction equals a dense Cholesky solve's."""
+    key1, key2, key3 = jax.random.split(jax.random.PRNGKey(2), 3)
+    z, zq = jax.random.normal(key1, (300, 5)), jax.random.normal(key2, (20, 5))  # D = 5: the run's kernels
+    r = jax.random.normal(key3, (300,))
+    ell, lam = jnp.array([1.2, 0.8, 1.0, 1.5, 2.0]), jnp.float32(0.5)
+    pred, info = demo.krr_solver_predict(z, r, zq, ell, lam, rank=32)
+    k = lambda a, b: jnp.exp(-(((a[:, None] - b[None]) / ell) ** 2).sum(-1) / 2)  # noqa: E731
+    dense = k(zq, z) @ jnp.linalg.solve(k(z, z) + lam * jnp.eye(300), r)
+    np.testing.assert_allclose(pred, dense, rtol=2e-3, atol=2e-3)
+    assert bool(info.converged.all())

@@ -667,19 +667,26 @@ def _min_kernel(plan, em, roots, R):
         "}",
     ]
     sign = common.value_sign(plan)
+    lanes = f"(r * {D} + e) * {LANES}"
+    if plan.ranges:  # few columns per row: this reduction of the lanes runs as often as the updates
+        pick = ["T bv; IDX bk;", f"jl_lanes_min<{LANES}>(mv + {lanes}, mk + {lanes}, (IDX)N, bv, bk);"]
+    else:
+        pick = [
+            "T bv = jl_inf(); IDX bk = (IDX)-1;",
+            f"for (int w = 0; w < {LANES}; ++w) {{",
+            f"  const int q = {lanes} + w;",
+            "  if (mk[q] < 0) continue;",
+            "  const bool nq = mv[q] != mv[q], nb = bv != bv;",
+            "  if (bk < 0 || (nq || nb ? nq && (!nb || mk[q] < bk) : mv[q] < bv || (mv[q] == bv && mk[q] < bk))) {",
+            "    bv = mv[q]; bk = mk[q];",
+            "  }",
+            "}",
+        ]
     write = [
         f"for (int r = 0; r < {R}; ++r) {{",
         "  if (ib + r >= i1) break;",
         f"  for (int e = 0; e < {D}; ++e) {{",
-        "    T bv = jl_inf(); IDX bk = (IDX)-1;",
-        f"    for (int w = 0; w < {LANES}; ++w) {{",
-        f"      const int q = (r * {D} + e) * {LANES} + w;",
-        "      if (mk[q] < 0) continue;",
-        "      const bool nq = mv[q] != mv[q], nb = bv != bv;",
-        "      if (bk < 0 || (nq || nb ? nq && (!nb || mk[q] < bk) : mv[q] < bv || (mv[q] == bv && mk[q] < bk))) {",
-        "        bv = mv[q]; bk = mk[q];",
-        "      }",
-        "    }",
+        *_indent(pick, 4),
         f"    out0[(ib + r) * {D} + e] = {sign}bv; out1[(ib + r) * {D} + e] = bk;",
         "  }",
         "}",

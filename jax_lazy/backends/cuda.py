@@ -56,6 +56,27 @@ fastest is remembered in the kernel cache; ``JAX_LAZY_CUDA_TUNE=0`` keeps the de
 multiprocessor, the j axis is cut into parts that become one more batch axis of the same
 launch, and the parts' finalized outputs are merged with :func:`common.merge`.
 
+**Block-sparse ranges** (``plan.ranges``, issue 13; :func:`_ranges_body`,
+:func:`_ranges_table`). Before the launch, in JAX (O(R + S + chunks) per batch element of
+the ranges), every user index is clamped (rows to [0, M], columns to [0, N], slices to
+[0, S], an end before its start is empty) and each row block that keeps a column is cut
+into *chunks* of at most R (= block_threads) rows; the table (int32, the input after the
+variables, a "parameter" of shape ``(*rb, length)`` so that the handler's batch strides
+and broadcasting apply) holds the chunk count, then per chunk (row start, row end, first
+and last interval), then the clamped column intervals. Their number has the static bound
+R_blocks + ceil(M / R) (disjoint blocks); grid.x is about that bound (``rows_per_block``
+= M // chunks, so ceil(M / rows_per_block) >= chunks) and the blocks loop over the chunks
+with stride gridDim.x, those past the count doing nothing. A block takes one chunk: its
+threads are the chunk's rows (threads past it load its last row and write nothing), and
+it runs the dense kernel's tile loop over each column interval of the chunk's block in
+turn (same staging, inner-product stage on the chunk's rows, reduction updates, block
+summation per tile): the work is the kept blocks' pairs plus at most one partial tile per
+interval. Rows the kernel does not write (in no block, or in a block without a kept
+column) get the family's empty values from one ``where`` after the call
+(:func:`_fill_empty`); KMin slots beyond a row's kept columns are written (+inf, -1).
+Plans without ranges generate the same source as before. The launch configuration is the
+dense plan's (:func:`launch_choice`); ranges calls are never split along j.
+
 **Inner-product stage** (at large D x_i would take D registers per thread and spill past
 D ~ 100, and scalar FMAs leave the tensor cores idle). The inner products ``x_i | y_j``
 and ``sqdist(x_i, y_j)`` of an i- and a j-variable of dim >= ``common.STAGE_MIN_DIM`` (16),
@@ -332,8 +353,8 @@ def _ranges_body(plan, em, cfg, fam, outputs, arch) -> list[str]:
     blocks take the row chunks of the ranges table (:func:`_ranges_table`, the input after
     the variables) in turn; a chunk's rows reduce over the column intervals of their row
     block only, tile by tile as the dense kernel does. The table is built (and every
-    index clamped) by :func:`_ranges_call`, so the kernel reads it unchecked."""
-    R, t = cfg.block_threads, len(plan.variables)
+    index clamped) in JAX by :func:`_ranges_table`, so the kernel reads it unchecked."""
+    t = len(plan.variables)
     span = _Span("jl_r0", "jl_r1", "jl_j0", "jl_j1")
     return [
         "  for (long long b = blockIdx.y; b < a.nbatch; b += gridDim.y) {",
@@ -856,7 +877,7 @@ def _call(plan, arrays, geom, cfg: Config | None = None, ranges=None):
     if ranges is not None:
         table, covered, chunks = _ranges_table(ranges, geom.M, geom.N, threads)
         arrays, cats = [*arrays, table], [*cats, P]  # the table: an int32 "parameter" (*rb, length)
-        rows = max(1, geom.M // chunks)  # grid.x = ceil(M / rows) >= chunks (when M >= chunks)
+        rows = max(1, geom.M // max(chunks, 1))  # grid.x = ceil(M / rows) >= chunks (when M >= chunks)
     outs = cuda_ffi.call(kernel_key(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
     outs = common.finalized(plan, geom, outs)

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 typedef JL_T T;
 typedef JL_IDX IDX;
@@ -924,3 +925,39 @@ struct jl_columns {
     return static_cast<int>(n);
   }
 };
+
+// The (value, index) of the L lanes of Min's state for one (row, component), as the dense
+// kernel's write (cpu._min_kernel) finds it: NaN wins (the NaN of the smallest column),
+// else the smallest value, ties to the smallest column; lanes with no column (index -1)
+// are skipped; none: (+inf, -1). Vectorised (three simd reductions), for the ranges
+// kernels: a row of a few blocks has few columns, so this write costs as much as the
+// updates. Lanes hold distinct columns, so the value of the chosen one is read exactly
+// by or-ing its bits (-0 stays -0). `none` is no column (N).
+template <int L>
+JL_INLINE void jl_lanes_min(const T* __restrict v, const IDX* __restrict k, IDX none, T& bv, IDX& bk) {
+  typedef typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type U;
+  int nan = 0;
+  T m = jl_inf();
+#pragma omp simd reduction(| : nan) reduction(min : m)
+  for (int w = 0; w < L; ++w) {
+    const bool ok = k[w] >= 0;
+    nan |= ok & (v[w] != v[w]);
+    m = ok & (v[w] < m) ? v[w] : m;
+  }
+  IDX best = none;
+#pragma omp simd reduction(min : best)
+  for (int w = 0; w < L; ++w) {
+    const bool hit = (k[w] >= 0) & (nan ? v[w] != v[w] : v[w] == m);
+    best = hit & (k[w] < best) ? k[w] : best;
+  }
+  U bits = 0;
+#pragma omp simd reduction(| : bits)
+  for (int w = 0; w < L; ++w) {
+    U b;
+    std::memcpy(&b, v + w, sizeof b);
+    bits |= k[w] == best ? b : U(0);
+  }
+  std::memcpy(&bv, &bits, sizeof bits);
+  bv = best == none ? jl_inf() : bv;
+  bk = best == none ? (IDX)-1 : best;
+}
