@@ -142,16 +142,17 @@ def test_large_dim_values(backend, name, D, x64):
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=0)
 
 
-def _unvectorised_simd_loops(source: str, report: str) -> list[str]:
+def _unvectorised_simd_loops(source: str, report: str, skip: frozenset = frozenset()) -> list[str]:
     """The ``#pragma omp simd`` loops of ``source`` that GCC's ``-fopt-info-vec`` report
     does not call vectorised. GCC reports a loop at its header or at a line of its body;
     a line holding a ``for`` of its own (a component loop written inline) is that loop's.
-    A one-line copy becomes a ``memcpy`` (no report): not counted."""
+    A one-line copy becomes a ``memcpy`` (no report): not counted. Lines in ``skip`` (the
+    prelude's templates that this kernel does not instantiate: no code, no report) neither."""
     lines = source.splitlines()
     done = {int(n) for n in re.findall(r"\.cpp:(\d+):\d+: optimized: loop vectorized", report)}
     missing = []
     for p, line in enumerate(lines, 1):
-        if "#pragma omp simd" not in line:
+        if "#pragma omp simd" not in line or p in skip:
             continue
         if re.fullmatch(r"\s*for \(.*\) \w+\[[^]]+\] = \w+\[[^]]+\];", lines[p]):
             continue
@@ -178,7 +179,30 @@ def _check_simd_loops(plan, tmp_path):
     proc = subprocess.run([*compiler.argv, *flags, "-S", "-o", str(tmp_path / "kernel.s"), str(src),
                            "-fopt-info-vec-optimized"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert _unvectorised_simd_loops(src.read_text(), proc.stderr) == []
+    text = src.read_text()
+    assert _unvectorised_simd_loops(text, proc.stderr, _uninstantiated(text)) == []
+
+
+def _uninstantiated(source: str) -> frozenset:
+    """Lines of the prelude's function templates whose name the generated code never
+    uses (e.g. the ranges kernels' ``jl_lanes_min`` in a dense kernel)."""
+    from jax_lazy.backends import cpu
+
+    prelude = cpu._PRELUDE.read_text()
+    start = source.index(prelude)
+    first = source[:start].count("\n") + 1
+    generated = source[start + len(prelude):]
+    lines = prelude.splitlines()
+    skip = set()
+    for p, line in enumerate(lines):
+        m = re.match(r"JL_INLINE \w+ (jl_\w+)\(", line)
+        if not (m and p and lines[p - 1].startswith("template") and m.group(1) not in generated):
+            continue
+        end = p
+        while lines[end] != "}":
+            end += 1
+        skip.update(range(first + p, first + end + 1))
+    return frozenset(skip)
 
 
 @pytest.mark.parametrize("name", sorted(LARGE_D))
@@ -188,6 +212,15 @@ def test_cpu_large_dim_loops_vectorise_over_lanes(name, tmp_path):
     GCC vectorised them over the components instead (strided loads of the j-variables)
     and left the lane loop scalar, ~10x slower per pair than unrolled statements."""
     _check_simd_loops(_plan(name, 300), tmp_path)  # past LOOP_MIN_DIM on main too
+
+
+def test_cpu_ranges_min_kernel_vectorises(tmp_path):
+    """A ranges Min_ArgMin kernel instantiates the prelude's ``jl_lanes_min`` (the lanes'
+    end-of-row step): its simd loops are vectorised too."""
+    from dataclasses import replace
+
+    plan = replace(_plan("min_argmin", 300), ranges=True)
+    _check_simd_loops(plan, tmp_path)
 
 
 def _gauss_b(X, Y):

@@ -947,7 +947,7 @@ JL_INLINE void jl_lanes_min(const T* __restrict v, const IDX* __restrict k, IDX 
   IDX best = none;
 #pragma omp simd reduction(min : best)
   for (int w = 0; w < L; ++w) {
-    const bool hit = (k[w] >= 0) & (nan ? v[w] != v[w] : v[w] == m);
+    const bool hit = (k[w] >= 0) & (((nan != 0) & (v[w] != v[w])) | ((nan == 0) & (v[w] == m)));  // no branch: simd
     best = hit & (k[w] < best) ? k[w] : best;
   }
   U bits = 0;
