@@ -57,7 +57,7 @@ multiprocessor, the j axis is cut into parts that become one more batch axis of 
 launch, and the parts' finalized outputs are merged with :func:`common.merge`.
 
 **Block-sparse ranges** (``plan.ranges``, issue 13; :func:`_ranges_body`,
-:func:`_ranges_table`). Before the launch, in JAX (O(R + S + chunks) per batch element of
+:func:`cuda_ranges.table`). Before the launch, in JAX (O(R + S + chunks) per batch element of
 the ranges), every user index is clamped (rows to [0, M], columns to [0, N], slices to
 [0, S], an end before its start is empty) and each row block that keeps a column is cut
 into *chunks* of at most R (= block_threads) rows; the table (int32, the input after the
@@ -73,7 +73,7 @@ turn (same staging, inner-product stage on the chunk's rows, reduction updates, 
 summation per tile): the work is the kept blocks' pairs plus at most one partial tile per
 interval. Rows the kernel does not write (in no block, or in a block without a kept
 column) get the family's empty values from one ``where`` after the call
-(:func:`_fill_empty`); KMin slots beyond a row's kept columns are written (+inf, -1).
+(:func:`cuda_ranges.fill_empty`); KMin slots beyond a row's kept columns are written (+inf, -1).
 Plans without ranges generate the same source as before. The launch configuration is the
 dense plan's (:func:`launch_choice`); ranges calls are never split along j.
 
@@ -121,7 +121,6 @@ from functools import partial
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BackendError
@@ -350,16 +349,16 @@ class _Span:
 
 def _ranges_body(plan, em, cfg, fam, outputs, arch) -> list[str]:
     """The block-sparse kernel after its shared-memory pointers: per batch element, the
-    blocks take the row chunks of the ranges table (:func:`_ranges_table`, the input after
+    blocks take the row chunks of the ranges table (:func:`cuda_ranges.table`, the input after
     the variables) in turn; a chunk's rows reduce over the column intervals of their row
     block only, tile by tile as the dense kernel does. The table is built (and every
-    index clamped) in JAX by :func:`_ranges_table`, so the kernel reads it unchecked."""
+    index clamped) in JAX by :func:`cuda_ranges.table`, so the kernel reads it unchecked."""
     t = len(plan.variables)
     span = _Span("jl_r0", "jl_r1", "jl_j0", "jl_j1")
     return [
         "  for (long long b = blockIdx.y; b < a.nbatch; b += gridDim.y) {",
         *_indent(_pointers(plan, em, outputs), 4),
-        f"    const int* __restrict__ jl_tab = (const int*)a.in[{t}] + jl_boffset(a, {t}, b);  // cuda._ranges_table",
+        f"    const int* __restrict__ jl_tab = (const int*)a.in[{t}] + jl_boffset(a, {t}, b);  // cuda_ranges.table",
         "    const int* const jl_chunk = jl_tab + 4;  // (row start, row end, first interval, last + 1)",
         "    const int* const jl_span = jl_chunk + 4 * jl_tab[1];  // the column intervals [j0, j1)",
         *_indent(em.statements("p"), 4),
@@ -869,81 +868,16 @@ def _call(plan, arrays, geom, cfg: Config | None = None, ranges=None):
     :func:`launch_choice`); with ``ranges`` (the plan's triplet), the block-sparse kernel
     over the ranges table, then the rows it does not compute filled with the family's
     empty values."""
-    from . import cuda_ffi
+    from . import cuda_ffi, cuda_ranges
 
     cfg = cfg or launch_choice(plan)
     rows, threads, shared = launch_config(plan, geom, cfg)
     cats = [v.attr[1] for v in plan.variables]
     if ranges is not None:
-        table, covered, chunks = _ranges_table(ranges, geom.M, geom.N, threads)
+        table, covered, chunks = cuda_ranges.table(ranges, geom.M, geom.N, threads)
         arrays, cats = [*arrays, table], [*cats, P]  # the table: an int32 "parameter" (*rb, length)
         rows = max(1, geom.M // max(chunks, 1))  # grid.x = ceil(M / rows) >= chunks (when M >= chunks)
     outs = cuda_ffi.call(kernel_key(plan, cfg=cfg), arrays, cats, out_types(plan, geom), geom.batch, geom.M, geom.N,
                          rows_per_block=rows, block_threads=threads, shared_bytes=shared)
     outs = common.finalized(plan, geom, outs)
-    return outs if ranges is None else _fill_empty(plan, geom, outs, covered)
-
-
-# ---------------------------------------------------------------- the ranges table (issue 13)
-
-
-def _ranges_table(ranges, M: int, N: int, rows: int):
-    """The block-sparse kernel's input from the plan's triplet: ``(table, covered,
-    chunks)``. ``table`` (*rb, 4 + 4 chunks + 2 S) int32 per batch element of the ranges:
-    a header (chunks to run, ``chunks``, 0, 0), then ``chunks`` entries (row start, row
-    end, first interval, last interval + 1), then the S column intervals ``[j0, j1)``.
-    Each row block with a kept column is cut into chunks of at most ``rows`` rows;
-    ``chunks`` = R + ceil(M / rows) bounds their number for disjoint blocks (overlapping
-    ones, invalid, lose the chunks past it). Every user value is clamped here (rows to
-    [0, M], columns to [0, N], slices to [0, S], an end before its start is empty), so
-    nothing the kernel reads is out of bounds. ``covered`` (*rb, M) bool: the rows the
-    kernel computes (in a block with a kept column)."""
-    ri, si, rj = ranges
-    R, S = si.shape[-1], rj.shape[-2]
-    rb = jnp.broadcast_shapes(ri.shape[:-2], si.shape[:-1], rj.shape[:-2])
-    chunks = R + -(-M // rows)
-    if R == 0:  # no row block: no chunk
-        length = 4 + 4 * chunks + 2 * S
-        table = jnp.zeros(rb + (length,), jnp.int32).at[..., 1].set(chunks)
-        return table, jnp.zeros(rb + (M,), bool), chunks
-    flat = [jnp.broadcast_to(a, rb + a.shape[a.ndim - d:]).reshape((-1,) + a.shape[a.ndim - d:])
-            for a, d in ((ri, 2), (si, 1), (rj, 2))]
-    table, covered = jax.vmap(partial(_table_one, M=M, N=N, rows=rows, chunks=chunks))(*flat)
-    return table.reshape(rb + table.shape[1:]), covered.reshape(rb + (M,)), chunks
-
-
-def _table_one(ri, si, rj, *, M, N, rows, chunks):
-    """:func:`_ranges_table` for one batch element of the ranges."""
-    i32 = jnp.int32
-    ri, si, rj = (jnp.asarray(a, i32) for a in (ri, si, rj))
-    R, S = si.shape[0], rj.shape[0]
-    r0 = jnp.clip(ri[:, 0], 0, M)
-    r1 = jnp.clip(ri[:, 1], r0, M)
-    j0 = jnp.clip(rj[:, 0], 0, N)
-    j1 = jnp.clip(rj[:, 1], j0, N)
-    q1 = jnp.clip(si, 0, S)
-    q0 = jnp.concatenate([jnp.zeros(1, i32), q1[:-1]])  # slices_i[-1] = 0
-    q1 = jnp.maximum(q1, q0)
-    nonempty = jnp.concatenate([jnp.zeros(1, i32), jnp.cumsum(j1 > j0, dtype=i32)])  # intervals before q
-    kept = (nonempty[q1] > nonempty[q0]) & (r1 > r0)
-    n = jnp.where(kept, (r1 - r0 + rows - 1) // rows, 0)  # chunks of each row block
-    ends = jnp.cumsum(n, dtype=i32)
-    c = jnp.arange(chunks, dtype=i32)
-    k = jnp.minimum(jnp.searchsorted(ends, c, side="right"), R - 1).astype(i32)  # the block of chunk c
-    first = r0[k] + (c - (ends - n)[k]) * rows
-    entries = jnp.stack([first, jnp.minimum(first + rows, r1[k]), q0[k], q1[k]], -1)
-    header = jnp.stack([jnp.minimum(ends[-1], chunks), jnp.asarray(chunks, i32), jnp.zeros((), i32),
-                        jnp.zeros((), i32)])
-    table = jnp.concatenate([header, entries.ravel(), jnp.stack([j0, j1], -1).ravel()])
-    w = kept.astype(i32)
-    edges = jnp.zeros(M + 1, i32).at[r0].add(w).at[r1].add(-w)
-    return table, jnp.cumsum(edges[:M]) > 0
-
-
-def _fill_empty(plan, geom, outs, covered):
-    """The finalized ``outs`` with the rows outside ``covered`` (*rb, M) set to the
-    family's empty values (:func:`common.empty_outputs`): the kernel never wrote them."""
-    nb = len(geom.batch)
-    covered = covered.reshape((1,) * (nb + 1 - covered.ndim) + covered.shape)
-    return tuple(jnp.where(covered.reshape(covered.shape + (1,) * (o.ndim - nb - 1)), o, e)
-                 for o, e in zip(outs, common.empty_outputs(plan, geom)))
+    return outs if ranges is None else cuda_ranges.fill_empty(plan, geom, outs, covered)
